@@ -1,0 +1,22 @@
+"""Name -> Task for every LangProBe task."""
+
+from __future__ import annotations
+
+import importlib
+
+from langprobe.task import Task
+
+_MODULES = {
+    name: f"langprobe.tasks.{name}"
+    for name in (
+        "iris", "heartdisease", "gsm8k", "math", "mmlu", "scone", "hover", "hotpotqa",
+        "ifbench", "pupa", "irera_esco", "humaneval",
+    )
+}
+TASKS = tuple(_MODULES)
+
+
+def get_task(name: str) -> Task:
+    if name not in _MODULES:
+        raise KeyError(f"Unknown task {name!r}; tasks: {', '.join(_MODULES)}")
+    return importlib.import_module(_MODULES[name]).TASK

@@ -1,0 +1,1 @@
+"""The contract every optimizer relies on: examples, signatures, programs, traces, metrics."""

@@ -1,0 +1,241 @@
+"""``LM``: any litellm model string, with a cache, retries, limits and accounting.
+
+``LM("openai/gpt-4o-mini")`` or any model a litellm user knows; ``LM("local")``
+for the embedded llama.cpp model (started on first use), ``LM("local/<name>")``
+for another local model (see ``promptopt lm list``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import deque
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from promptopt.lm.base import Completion  # noqa: E402
+from promptopt.lm.cache import Cache, request_key  # noqa: E402
+from promptopt.lm.usage import Usage, report  # noqa: E402
+
+_RETRYABLE_NAMES = {
+    "RateLimitError",
+    "APIConnectionError",
+    "Timeout",
+    "APITimeoutError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "BadGatewayError",
+    "ConnectionError",
+    "ReadTimeout",
+}
+
+
+class LMError(RuntimeError):
+    """An LM request failed after its retries."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return any(cls.__name__ in _RETRYABLE_NAMES for cls in type(exc).__mro__)
+
+
+class LM:
+    """A language model reached through litellm.
+
+    Args:
+        model: a litellm model string, ``"local"`` or ``"local/<name>"``.
+        temperature, max_tokens: defaults for every call (overridable per call).
+        cache: ``True`` (the shared on-disk cache), ``False``, a path, or a :class:`Cache`.
+        num_retries: retries of transient failures, with exponential backoff.
+        timeout: seconds per request.
+        max_concurrency: requests in flight at once (cached replies do not count);
+            defaults to 1 for a local server, which serves one request at a time.
+        history_size: how many recent calls :meth:`inspect_history` can show.
+        **kwargs: passed to ``litellm.completion`` (``api_base``, ``api_key``, ...).
+    """
+
+    def __init__(
+        self,
+        model: str = "local",
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        cache: bool | str | os.PathLike[str] | Cache = True,
+        num_retries: int = 3,
+        timeout: float = 300.0,
+        max_concurrency: int | None = None,
+        history_size: int = 100,
+        **kwargs: Any,
+    ) -> None:
+        self.model = model
+        self.defaults: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+        self.extra = kwargs
+        self.num_retries = num_retries
+        self.timeout = timeout
+        self.is_local = model == "local" or model.startswith("local/")
+        self.local_name = model.split("/", 1)[1] if model.startswith("local/") else None
+        if cache is True:
+            self.cache: Cache | None = Cache()
+        elif cache is False or cache is None:
+            self.cache = None
+        elif isinstance(cache, Cache):
+            self.cache = cache
+        else:
+            self.cache = Cache(cache)
+        self._slots = threading.BoundedSemaphore(max_concurrency or (1 if self.is_local else 8))
+        self.usage = Usage()
+        self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
+        self._server: Any = None
+        self._server_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LM({self.model!r})"
+
+    # The objects below are process-bound; copies of programs share the LM.
+    def __deepcopy__(self, memo: dict[int, Any]) -> LM:
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for k in ("_slots", "_server", "_server_lock", "usage"):
+            state.pop(k, None)
+        state["_max_conc"] = self._slots._initial_value  # type: ignore[attr-defined]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        max_conc = state.pop("_max_conc")
+        self.__dict__.update(state)
+        self._slots = threading.BoundedSemaphore(max_conc)
+        self._server = None
+        self._server_lock = threading.Lock()
+        self.usage = Usage()
+
+    def copy(self, **overrides: Any) -> LM:
+        """The same model with other defaults, sharing this LM's cache."""
+        kwargs = {**self.defaults, **self.extra, **overrides}
+        return LM(
+            self.model,
+            cache=self.cache or False,
+            num_retries=self.num_retries,
+            timeout=self.timeout,
+            max_concurrency=self._slots._initial_value,  # type: ignore[attr-defined]
+            **kwargs,
+        )
+
+    # Routing -------------------------------------------------------------
+    def _route(self) -> tuple[str, dict[str, Any], str]:
+        """(litellm model, connection kwargs, model identity for the cache key)."""
+        if not self.is_local:
+            return self.model, dict(self.extra), self.model
+        with self._server_lock:
+            if self._server is None:
+                from promptopt.lm.local import LocalServer
+
+                self._server = LocalServer.for_model(self.local_name)
+                self._server.ensure_running()
+        server = self._server
+        conn = {"api_base": server.api_base, "api_key": "sk-local", **self.extra}
+        return f"openai/{server.spec.name}", conn, f"local/{server.spec.name}@{server.model_sha256[:16]}"
+
+    # Calling -------------------------------------------------------------
+    def __call__(
+        self,
+        messages: list[dict[str, str]] | str,
+        *,
+        rollout_id: int | str | None = None,
+        cache: bool = True,
+        **options: Any,
+    ) -> Completion:
+        """Send one chat request. ``rollout_id`` asks for a fresh sample of a cached request."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        params = {**self.defaults, **options}
+        model, conn, identity = self._route()
+        request = {"model": identity, "messages": messages, "params": params}
+        if rollout_id is not None:
+            request["rollout_id"] = rollout_id
+        key = request_key(request)
+        use_cache = cache and self.cache is not None
+        if use_cache:
+            hit = self.cache.get(key)  # type: ignore[union-attr]
+            if hit is not None:
+                self._account(messages, hit)
+                return hit
+        try:
+            completion = self._request(model, conn, messages, params)
+        except Exception:
+            self.usage.add_failure()
+            report(None)
+            raise
+        if use_cache:
+            self.cache.put(key, request, completion)  # type: ignore[union-attr]
+        self._account(messages, completion)
+        return completion
+
+    def _request(
+        self, model: str, conn: dict[str, Any], messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> Completion:
+        import litellm
+
+        litellm.suppress_debug_info = True  # its banner says nothing our LMError does not
+        last: BaseException | None = None
+        for attempt in range(self.num_retries + 1):
+            try:
+                with self._slots:
+                    start = time.perf_counter()
+                    resp = litellm.completion(
+                        model=model, messages=messages, timeout=self.timeout, **conn, **params
+                    )
+                    latency = time.perf_counter() - start
+                return _to_completion(resp, latency, litellm)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                last = exc
+                if not _retryable(exc) or attempt == self.num_retries:
+                    break
+                time.sleep(min(30.0, 0.5 * 2**attempt) * (0.5 + random.random()))
+        raise LMError(
+            f"{self.model}: request failed after {self.num_retries + 1} attempt(s): "
+            f"{type(last).__name__}: {last}"
+        ) from last
+
+    def _account(self, messages: list[dict[str, str]], c: Completion) -> None:
+        self.usage.add(c)
+        report(c)
+        self.history.append({"time": time.time(), "messages": messages, "completion": c})
+
+    def inspect_history(self, n: int = 1, *, printer: Any = print) -> list[dict[str, Any]]:
+        """Show (and return) the last ``n`` calls: messages, reply, tokens, latency."""
+        last = list(self.history)[-n:]
+        for item in last:
+            c: Completion = item["completion"]
+            printer("=" * 72)
+            for m in item["messages"]:
+                printer(f"[{m['role']}]\n{m['content']}\n")
+            tag = "cached" if c.cached else f"{c.latency:.2f}s"
+            printer(
+                f"[reply] ({c.prompt_tokens}+{c.completion_tokens} tokens, {tag}, "
+                f"finish={c.finish_reason})\n{c.text}"
+            )
+        return last
+
+
+def _to_completion(resp: Any, latency: float, litellm: Any) -> Completion:
+    choice = resp.choices[0]
+    text = choice.message.content or ""
+    usage = getattr(resp, "usage", None)
+    try:
+        cost = float(litellm.completion_cost(completion_response=resp) or 0.0)
+    except Exception:  # noqa: BLE001 - unknown models (local ones) cost nothing
+        cost = 0.0
+    return Completion(
+        text=text,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost=cost,
+        latency=latency,
+        cached=False,
+        finish_reason=getattr(choice, "finish_reason", None),
+        model=str(getattr(resp, "model", "")),
+    )

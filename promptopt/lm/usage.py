@@ -1,0 +1,94 @@
+"""Token, cost and call accounting, per LM and per block of code."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from promptopt.lm.base import Completion
+
+
+@dataclass
+class Usage:
+    """Counters of LM use. ``calls`` counts every request, ``cached_calls`` those served from cache."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    lm_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def uncached_calls(self) -> int:
+        return self.calls - self.cached_calls
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, c: Completion) -> None:
+        with self._lock:
+            self.calls += 1
+            if c.cached:
+                self.cached_calls += 1
+                return  # a cached reply costs nothing and took no LM time
+            self.prompt_tokens += c.prompt_tokens
+            self.completion_tokens += c.completion_tokens
+            self.cost += c.cost
+            self.lm_seconds += c.latency
+
+    def add_failure(self) -> None:
+        with self._lock:
+            self.calls += 1
+            self.failed_calls += 1
+
+    def merge(self, other: Usage) -> None:
+        with self._lock:
+            for f in fields(self):
+                if not f.name.startswith("_"):
+                    setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        data["total_tokens"] = self.total_tokens
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Usage:
+        names = {f.name for f in fields(cls) if not f.name.startswith("_")}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Usage:
+        return Usage.from_dict(self.to_dict())
+
+
+_trackers: contextvars.ContextVar[tuple[Usage, ...]] = contextvars.ContextVar(
+    "promptopt_usage_trackers", default=()
+)
+
+
+@contextmanager
+def track_usage() -> Iterator[Usage]:
+    """Count every LM call made inside the block (including in evaluator threads)."""
+    usage = Usage()
+    token = _trackers.set((*_trackers.get(), usage))
+    try:
+        yield usage
+    finally:
+        _trackers.reset(token)
+
+
+def report(c: Completion | None) -> None:
+    """Tell the active trackers about one call (``None`` for a failed call)."""
+    for usage in _trackers.get():
+        if c is None:
+            usage.add_failure()
+        else:
+            usage.add(c)
