@@ -147,10 +147,12 @@ class ChatAdapter:
 def _header_pattern(name: str) -> str:
     words = r"[ _]".join(re.escape(w) for w in name.split("_"))
     # Optional markdown/bracket decoration around the name, then a colon.
-    return (
-        r"^[ \t>*#\-]*(?:\[\[\s*##\s*)?\**_*\s*(?P<name>" + words + r")\s*\**_*\s*"
+    colon_form = (
+        r"^[ \t>*#\-]*(?:\[\[\s*##\s*)?\**_*\s*" + words + r"\s*\**_*\s*"
         r"(?:##\s*\]\])?\s*\**\s*(?::|：|(?<=\]\]))\**"
     )
+    heading_form = r"^[ \t]*#{1,6}[ \t]*\**" + words + r"\**[ \t]*$"  # '### Answer' on its own line
+    return f"(?:{colon_form})|(?:{heading_form})"
 
 
 def _find_fields(names: Sequence[str], text: str) -> dict[str, str]:
@@ -237,15 +239,18 @@ def coerce(f: Field, value: str, raw: str = "") -> Any:
 
 def _choose(f: Field, value: str, raw: str) -> str:
     assert f.choices is not None
-    clean = value.strip().strip(".'\"`").strip()
+
+    def norm(text: str) -> str:  # 'NOT SUPPORTED', 'not_supported' and 'Not-supported' are one label
+        return " ".join(re.sub(r"[\s_\-]+", " ", text.lower()).split())
+
+    clean = norm(value.strip().strip(".'\"`*"))
     for c in f.choices:
-        if clean.lower() == c.lower():
+        if clean == norm(c):
             return c
-    found = [
-        c for c in f.choices if re.search(r"(?<![\w-])" + re.escape(c) + r"(?![\w-])", value, re.IGNORECASE)
-    ]
+    text = norm(value)
+    found = [c for c in f.choices if re.search(r"(?<![\w])" + re.escape(norm(c)) + r"(?![\w])", text)]
+    # A choice contained in a longer found choice ('supported' in 'not supported') is not a separate match.
+    found = [c for c in found if not any(o != c and norm(c) in norm(o) for o in found)]
     if len(found) == 1:
         return found[0]
-    raise ParseError(
-        f"Field '{f.name}' must be one of {list(f.choices)}, got {value!r}.", raw
-    )
+    raise ParseError(f"Field '{f.name}' must be one of {list(f.choices)}, got {value!r}.", raw)

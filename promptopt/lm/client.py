@@ -181,7 +181,9 @@ class LM:
 
         litellm.suppress_debug_info = True  # its banner says nothing our LMError does not
         last: BaseException | None = None
+        attempts = 0
         for attempt in range(self.num_retries + 1):
+            attempts += 1
             try:
                 with self._slots:
                     start = time.perf_counter()
@@ -196,7 +198,7 @@ class LM:
                     break
                 time.sleep(min(30.0, 0.5 * 2**attempt) * (0.5 + random.random()))
         raise LMError(
-            f"{self.model}: request failed after {self.num_retries + 1} attempt(s): "
+            f"{self.model}: request failed after {attempts} attempt(s): "
             f"{type(last).__name__}: {last}"
         ) from last
 

@@ -1,0 +1,140 @@
+"""When an optimization run stops.
+
+A stopper looks at the :class:`Progress` of a run and returns a reason string
+to stop, or ``None`` to go on. Any number can be combined; the first reason
+wins. Ctrl-C is not a stopper: optimizers catch it and end cleanly with the
+best program found so far.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass
+class Progress:
+    """What a run has spent and found so far."""
+
+    iteration: int = 0
+    metric_calls: int = 0
+    lm_calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+    best_score: float = float("-inf")
+    last_improvement_iteration: int = 0
+    started: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Progress:
+        return cls(**data)
+
+
+class Stopper(Protocol):
+    def __call__(self, progress: Progress) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class MaxMetricCalls:
+    limit: int
+
+    def __call__(self, p: Progress) -> str | None:
+        return f"metric-call budget of {self.limit} spent" if p.metric_calls >= self.limit else None
+
+
+@dataclass(frozen=True)
+class MaxSeconds:
+    limit: float
+
+    def __call__(self, p: Progress) -> str | None:
+        return f"time limit of {self.limit:.0f}s reached" if p.seconds >= self.limit else None
+
+
+@dataclass(frozen=True)
+class MaxTokens:
+    limit: int
+
+    def __call__(self, p: Progress) -> str | None:
+        return f"token budget of {self.limit} spent" if p.tokens >= self.limit else None
+
+
+@dataclass(frozen=True)
+class MaxCost:
+    limit: float
+
+    def __call__(self, p: Progress) -> str | None:
+        return f"cost budget of ${self.limit:.2f} spent" if p.cost >= self.limit else None
+
+
+@dataclass(frozen=True)
+class NoImprovement:
+    """Stop after ``patience`` iterations without a better validation score."""
+
+    patience: int
+
+    def __call__(self, p: Progress) -> str | None:
+        if p.iteration - p.last_improvement_iteration >= self.patience:
+            return f"no improvement in {self.patience} iterations"
+        return None
+
+
+@dataclass(frozen=True)
+class ScoreThreshold:
+    threshold: float
+
+    def __call__(self, p: Progress) -> str | None:
+        return f"validation score reached {self.threshold}" if p.best_score >= self.threshold else None
+
+
+@dataclass(frozen=True)
+class StopFile:
+    """Stop when this file exists (``touch RUN_DIR/STOP`` from another shell)."""
+
+    path: str | Path
+
+    def __call__(self, p: Progress) -> str | None:
+        return f"stop file {self.path} found" if Path(self.path).exists() else None
+
+
+def first_reason(stoppers: list[Stopper], progress: Progress) -> str | None:
+    for stop in stoppers:
+        reason = stop(progress)
+        if reason:
+            return reason
+    return None
+
+
+def build_stoppers(
+    *,
+    max_metric_calls: int | None = None,
+    max_seconds: float | None = None,
+    max_tokens: int | None = None,
+    max_cost: float | None = None,
+    patience: int | None = None,
+    score_threshold: float | None = None,
+    stop_file: str | Path | None = None,
+    extra: list[Stopper] | None = None,
+) -> list[Stopper]:
+    out: list[Stopper] = []
+    if max_metric_calls is not None:
+        out.append(MaxMetricCalls(max_metric_calls))
+    if max_seconds is not None:
+        out.append(MaxSeconds(max_seconds))
+    if max_tokens is not None:
+        out.append(MaxTokens(max_tokens))
+    if max_cost is not None:
+        out.append(MaxCost(max_cost))
+    if patience is not None:
+        out.append(NoImprovement(patience))
+    if score_threshold is not None:
+        out.append(ScoreThreshold(score_threshold))
+    if stop_file is not None:
+        out.append(StopFile(stop_file))
+    out.extend(extra or [])
+    return out

