@@ -109,7 +109,8 @@ def cmd_lm(args: argparse.Namespace) -> int:
     server = local.LocalServer.for_model(args.model)
     if args.action == "start":
         server.ensure_running(keep_alive=True)
-        print(f"{server.spec.name} serving at {server.api_base} (pid {server.pid}); stop with: promptopt lm stop")
+        print(f"{server.spec.name} serving at {server.api_base} (pid {server.pid}); "
+              "stop it with: promptopt lm stop")
     elif args.action == "status":
         print(json.dumps(server.status(), indent=2))
     elif args.action == "stop":

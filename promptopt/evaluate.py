@@ -89,7 +89,7 @@ def run_example(
                 prediction = _as_prediction(prediction)
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded, scored as a failure
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
     if error is None:
         try:
@@ -97,7 +97,7 @@ def run_example(
             score, feedback = s.value, s.feedback
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - a metric bug must not kill the run either
+        except Exception as exc:
             error = f"metric raised {type(exc).__name__}: {exc}"
             score, feedback = failure_score, error
     else:

@@ -17,7 +17,7 @@ class DataNotFoundError(FileNotFoundError):
 
 
 def mirror_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The local data mirror: the argument, ``$PROMPTOPT_DATA_DIR``, or ``shared/data`` beside the checkout."""
+    """The data mirror: the argument, ``$PROMPTOPT_DATA_DIR``, or ``shared/data`` beside the checkout."""
     if explicit:
         return Path(explicit)
     env = os.environ.get("PROMPTOPT_DATA_DIR")
@@ -112,7 +112,7 @@ def load_from_hub(path: str, name: str | None = None, split: str = "test") -> li
         ) from exc
     try:
         return list(datasets.load_dataset(path, name, split=split))
-    except Exception as exc:  # noqa: BLE001 - offline or missing: say what to do
+    except Exception as exc:
         raise DataNotFoundError(
             f"{path} is not in the local mirror and the hub could not be reached ({exc}); "
             "set PROMPTOPT_DATA_DIR to a mirror directory."

@@ -26,7 +26,7 @@ class Example(Mapping[str, Any]):
     derived from the content, so results can name the examples they scored.
     """
 
-    __slots__ = ("_fields", "_input_keys", "_id")
+    __slots__ = ("_fields", "_id", "_input_keys")
 
     def __init__(self, _id: str | None = None, **fields: Any) -> None:
         self._fields: dict[str, Any] = dict(fields)

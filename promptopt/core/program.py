@@ -176,7 +176,7 @@ def load_program(path: str | os.PathLike[str]) -> Program:
         for part in qualname.split("."):
             obj = getattr(obj, part)
         program = obj() if not issubclass(obj, Predict) else obj(_signature_from_state(state))
-    except Exception as exc:  # noqa: BLE001 - reported with what to do instead
+    except Exception as exc:
         raise ValueError(
             f"Cannot rebuild {state['class']} from {path}: {exc}. Construct the program yourself and "
             "call program.load(path)."

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 _global: dict[str, Any] = {"lm": None, "adapter": None}
-_override: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "promptopt_settings", default={}
+_override: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "promptopt_settings", default=None
 )
 _KEYS = frozenset(_global)
 
@@ -36,7 +36,7 @@ def configure(**kwargs: Any) -> None:
 def context(**kwargs: Any) -> Iterator[None]:
     """Override settings for the code inside the block (thread- and task-local)."""
     _check(kwargs)
-    token = _override.set({**_override.get(), **kwargs})
+    token = _override.set({**(_override.get() or {}), **kwargs})
     try:
         yield
     finally:
@@ -45,4 +45,4 @@ def context(**kwargs: Any) -> Iterator[None]:
 
 def get(key: str) -> Any:
     over = _override.get()
-    return over[key] if key in over else _global[key]
+    return over[key] if over and key in over else _global[key]

@@ -16,9 +16,9 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from promptopt.lm.base import Completion  # noqa: E402
-from promptopt.lm.cache import Cache, request_key  # noqa: E402
-from promptopt.lm.usage import Usage, report  # noqa: E402
+from promptopt.lm.base import Completion
+from promptopt.lm.cache import Cache, request_key
+from promptopt.lm.usage import Usage, report
 
 _RETRYABLE_NAMES = {
     "RateLimitError",
@@ -192,7 +192,7 @@ class LM:
                     )
                     latency = time.perf_counter() - start
                 return _to_completion(resp, latency, litellm)
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:
                 last = exc
                 if not _retryable(exc) or attempt == self.num_retries:
                     break
@@ -229,7 +229,7 @@ def _to_completion(resp: Any, latency: float, litellm: Any) -> Completion:
     usage = getattr(resp, "usage", None)
     try:
         cost = float(litellm.completion_cost(completion_response=resp) or 0.0)
-    except Exception:  # noqa: BLE001 - unknown models (local ones) cost nothing
+    except Exception:
         cost = 0.0
     return Completion(
         text=text,

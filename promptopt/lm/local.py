@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from promptopt.lm.cache import default_cache_dir
 
@@ -92,7 +92,9 @@ ALIASES = {"default": DEFAULT_MODEL, "large": LARGE_MODEL, "0.5b": DEFAULT_MODEL
 def get_model(name: str | None) -> LocalModel:
     key = ALIASES.get(name or "default", name or DEFAULT_MODEL)
     if key not in MODELS:
-        raise LocalModelError(f"Unknown local model {name!r}; known: {sorted(MODELS)} (aliases {sorted(ALIASES)}).")
+        raise LocalModelError(
+            f"Unknown local model {name!r}; known: {sorted(MODELS)} (aliases {sorted(ALIASES)})."
+        )
     return MODELS[key]
 
 
@@ -171,7 +173,8 @@ def join_parts(model: LocalModel, target: Path) -> Path:
 
 def _verified(path: Path, sha256: str) -> bool:
     marker = path.parent / (path.name + ".sha256")
-    if marker.exists() and marker.read_text().strip() == sha256 and marker.stat().st_mtime >= path.stat().st_mtime:
+    fresh = marker.exists() and marker.stat().st_mtime >= path.stat().st_mtime
+    if fresh and marker.read_text().strip() == sha256:
         return True  # verified when written; re-hashing 1 GB on every start is wasted time
     if sha256_file(path) == sha256:
         marker.write_text(sha256 + "\n")
@@ -206,7 +209,7 @@ def resolve_model_path(name: str | None = None, path: str | os.PathLike[str] | N
             tried.append(f"part packages: {exc}")
         try:
             return _from_hub(model, target)
-        except Exception as exc:  # noqa: BLE001 - offline users get the full story below
+        except Exception as exc:
             tried.append(f"Hugging Face hub: {type(exc).__name__}: {exc}")
     raise LocalModelError(
         f"No model file for {model.name}. Tried:\n  - " + "\n  - ".join(tried) + "\n"
@@ -252,7 +255,7 @@ def _pid_alive(pid: int) -> bool:
 class LocalServer:
     """One llama.cpp server per local model, shared by threads and processes."""
 
-    _instances: dict[str, LocalServer] = {}
+    _instances: ClassVar[dict[str, LocalServer]] = {}
     _lock = threading.Lock()
 
     def __init__(self, spec: LocalModel, model_path: Path | None = None) -> None:
@@ -373,7 +376,8 @@ class LocalServer:
                 f"The llama.cpp server did not answer within {startup_timeout:.0f}s; see {self.log_file}"
             )
         self.port, self.pid = port, proc.pid
-        self.model_sha256 = self.spec.sha256 if path.name.endswith(f"{self.spec.name}.gguf") else sha256_file(path)
+        pinned = path.name == f"{self.spec.name}.gguf"  # the joined, verified file
+        self.model_sha256 = self.spec.sha256 if pinned else sha256_file(path)
         self._write_state({
             "pid": proc.pid, "port": port, "model_path": str(path), "sha256": self.model_sha256,
             "started": time.time(), "keep_alive": keep_alive, "log": str(self.log_file),

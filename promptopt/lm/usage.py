@@ -56,7 +56,8 @@ class Usage:
                     setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        names = [f.name for f in fields(self) if not f.name.startswith("_")]
+        data: dict[str, Any] = {n: getattr(self, n) for n in names}
         data["total_tokens"] = self.total_tokens
         return data
 

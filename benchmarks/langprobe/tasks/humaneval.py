@@ -34,6 +34,7 @@ def load(data_dir: str | os.PathLike[str] | None = None) -> list[Example]:
             prompt=r["prompt"],
             entry_point=r["entry_point"],
             canonical_solution=r["canonical_solution"],
+            code=r["prompt"] + r["canonical_solution"],  # the reference in the output field's shape, for demos
             test=r["test"],
             task_id=r["task_id"],
         ).with_inputs("prompt")
