@@ -22,7 +22,7 @@ def _load_program_file(spec: str) -> Program:
         raise SystemExit(f"Cannot import program file {path}.")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    for name in ([attr] if attr else ["program", "build"]):
+    for name in [attr] if attr else ["program", "build"]:
         obj = getattr(module, name, None)
         if obj is None:
             continue
@@ -81,7 +81,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         dataset = dataset[: args.n]
     lm = po.LM(args.lm, max_tokens=args.max_tokens)
     result = po.evaluate(
-        program, dataset, _metric(args.metric, task), lm=lm, num_threads=args.threads,
+        program,
+        dataset,
+        _metric(args.metric, task),
+        lm=lm,
+        num_threads=args.threads,
         display_progress=not args.quiet,
     )
     print(result.summary())
@@ -109,8 +113,10 @@ def cmd_lm(args: argparse.Namespace) -> int:
     server = local.LocalServer.for_model(args.model)
     if args.action == "start":
         server.ensure_running(keep_alive=True)
-        print(f"{server.spec.name} serving at {server.api_base} (pid {server.pid}); "
-              "stop it with: promptopt lm stop")
+        print(
+            f"{server.spec.name} serving at {server.api_base} (pid {server.pid}); "
+            "stop it with: promptopt lm stop"
+        )
     elif args.action == "status":
         print(json.dumps(server.status(), indent=2))
     elif args.action == "stop":
@@ -120,8 +126,10 @@ def cmd_lm(args: argparse.Namespace) -> int:
 
         lm = po.LM(f"local/{server.spec.name}", cache=False)
         c = lm([{"role": "user", "content": "Reply with the single word: ready"}], max_tokens=8)
-        print(f"{server.spec.name} at {lm._server.api_base}: {c.text.strip()!r} "
-              f"({c.prompt_tokens}+{c.completion_tokens} tokens, {c.latency:.2f}s)")
+        print(
+            f"{server.spec.name} at {lm._server.api_base}: {c.text.strip()!r} "
+            f"({c.prompt_tokens}+{c.completion_tokens} tokens, {c.latency:.2f}s)"
+        )
     return 0
 
 

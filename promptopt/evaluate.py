@@ -182,8 +182,13 @@ class EvaluationResult:
             row.update({f"example.{k}": v for k, v in r.example.items()})
             if r.prediction is not None:
                 row.update({f"pred.{k}": v for k, v in r.prediction.items()})
-            row.update(score=r.score, feedback=r.feedback, error=r.error, lm_calls=len(r.trace),
-                       seconds=round(r.seconds, 3))
+            row.update(
+                score=r.score,
+                feedback=r.feedback,
+                error=r.error,
+                lm_calls=len(r.trace),
+                seconds=round(r.seconds, 3),
+            )
             rows.append(row)
         return pd.DataFrame(rows)
 

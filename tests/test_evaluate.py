@@ -48,8 +48,7 @@ def test_parallel_equals_serial():
     parallel = po.evaluate(prog, dataset(), metric, lm=doubling_lm(), num_threads=6, display_progress=False)
     strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "seconds"}  # noqa: E731
     assert [strip(r) for r in serial.results] == [
-        {**strip(r), "trace": [{**t, "latency": 0.0} for t in strip(r)["trace"]]}
-        for r in parallel.results
+        {**strip(r), "trace": [{**t, "latency": 0.0} for t in strip(r)["trace"]]} for r in parallel.results
     ] or [strip(r) for r in serial.results] == [strip(r) for r in parallel.results]
     assert serial.scores == parallel.scores
 

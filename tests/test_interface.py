@@ -62,8 +62,12 @@ def test_named_components_copy_and_trace():
     assert names == ["draft", "critique", "stages[0]"]
     comps = prog.components()
     assert set(comps) == {f"{n}.{k}" for n in names for k in ("instruction", "demos")}
-    new = prog.with_components({"critique.instruction": "Critique harshly.", "draft.demos": [
-        {"question": "1+1?", "reasoning": "add", "draft": "2"}]})
+    new = prog.with_components(
+        {
+            "critique.instruction": "Critique harshly.",
+            "draft.demos": [{"question": "1+1?", "reasoning": "add", "draft": "2"}],
+        }
+    )
     assert new.get_instructions()["critique"] == "Critique harshly."
     assert prog.get_instructions()["critique"] != "Critique harshly."  # original untouched
     assert new.get_demos()["draft"][0]["draft"] == "2"

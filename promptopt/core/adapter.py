@@ -91,15 +91,11 @@ class ChatAdapter:
     def user_message(self, signature: Signature, inputs: Mapping[str, Any]) -> str:
         missing = [n for n in signature.input_names if n not in inputs]
         if missing:
-            raise KeyError(
-                f"The call is missing input field(s) {missing} of signature '{signature}'."
-            )
+            raise KeyError(f"The call is missing input field(s) {missing} of signature '{signature}'.")
         return "\n\n".join(f"{n}: {_render_value(inputs[n])}" for n in signature.input_names)
 
     def assistant_message(self, signature: Signature, outputs: Mapping[str, Any]) -> str:
-        return "\n".join(
-            f"{n}: {_render_value(outputs[n])}" for n in signature.output_names if n in outputs
-        )
+        return "\n".join(f"{n}: {_render_value(outputs[n])}" for n in signature.output_names if n in outputs)
 
     def format(
         self, signature: Signature, demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
@@ -181,9 +177,7 @@ def _json_fields(names: Sequence[str], text: str) -> dict[str, str]:
     if not isinstance(obj, dict):
         return {}
     lowered = {str(k).lower(): v for k, v in obj.items()}
-    return {
-        n: v if isinstance(v, str) else json.dumps(v) for n in names if (v := lowered.get(n)) is not None
-    }
+    return {n: v if isinstance(v, str) else json.dumps(v) for n in names if (v := lowered.get(n)) is not None}
 
 
 _END_MARKERS = re.compile(r"\[\[\s*##\s*completed\s*##\s*\]\]\s*$", re.IGNORECASE)

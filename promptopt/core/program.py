@@ -312,9 +312,7 @@ class Predict(Program):
 
 _DEFAULT_ADAPTER = ChatAdapter()
 
-REASONING = Field(
-    "reasoning", "Think step by step about the inputs before giving the other outputs."
-)
+REASONING = Field("reasoning", "Think step by step about the inputs before giving the other outputs.")
 
 
 class ChainOfThought(Predict):

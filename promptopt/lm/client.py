@@ -198,8 +198,7 @@ class LM:
                     break
                 time.sleep(min(30.0, 0.5 * 2**attempt) * (0.5 + random.random()))
         raise LMError(
-            f"{self.model}: request failed after {attempts} attempt(s): "
-            f"{type(last).__name__}: {last}"
+            f"{self.model}: request failed after {attempts} attempt(s): {type(last).__name__}: {last}"
         ) from last
 
     def _account(self, messages: list[dict[str, str]], c: Completion) -> None:

@@ -139,7 +139,8 @@ def part_files(model: LocalModel) -> list[Path]:
                 f"{dist_name} is version {dist.version}; promptopt pins {model.parts_version}."
             )
         data = [
-            f for f in (dist.files or [])
+            f
+            for f in (dist.files or [])
             if not str(f).endswith((".py", ".pyc")) and ".dist-info" not in str(f)
         ]
         if len(data) != 1:
@@ -343,15 +344,25 @@ class LocalServer:
         port = _free_port()
         threads = str(int(os.environ.get("PROMPTOPT_LOCAL_THREADS", os.cpu_count() or 2)))
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(path),
-            "--model_alias", self.spec.name,
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--n_ctx", os.environ.get("PROMPTOPT_LOCAL_CTX", "8192"),
-            "--n_threads", threads,
-            "--n_threads_batch", threads,
-            "--verbose", "False",
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(path),
+            "--model_alias",
+            self.spec.name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            os.environ.get("PROMPTOPT_LOCAL_CTX", "8192"),
+            "--n_threads",
+            threads,
+            "--n_threads_batch",
+            threads,
+            "--verbose",
+            "False",
         ]
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
         log.write(f"\n=== {time.ctime()} {' '.join(cmd)}\n".encode())
@@ -378,10 +389,17 @@ class LocalServer:
         self.port, self.pid = port, proc.pid
         pinned = path.name == f"{self.spec.name}.gguf"  # the joined, verified file
         self.model_sha256 = self.spec.sha256 if pinned else sha256_file(path)
-        self._write_state({
-            "pid": proc.pid, "port": port, "model_path": str(path), "sha256": self.model_sha256,
-            "started": time.time(), "keep_alive": keep_alive, "log": str(self.log_file),
-        })
+        self._write_state(
+            {
+                "pid": proc.pid,
+                "port": port,
+                "model_path": str(path),
+                "sha256": self.model_sha256,
+                "started": time.time(),
+                "keep_alive": keep_alive,
+                "log": str(self.log_file),
+            }
+        )
 
     def _log_tail(self, n: int = 20) -> str:
         try:
@@ -460,12 +478,14 @@ def list_models() -> list[dict[str, Any]]:
         except LocalModelError as exc:
             parts = str(exc)
         cached = models_dir() / f"{m.name}.gguf"
-        rows.append({
-            "name": m.name,
-            "aliases": sorted(a for a, t in ALIASES.items() if t == m.name),
-            "description": m.description,
-            "cached_file": str(cached) if cached.exists() else None,
-            "parts": parts,
-            "env_var": m.env_var,
-        })
+        rows.append(
+            {
+                "name": m.name,
+                "aliases": sorted(a for a, t in ALIASES.items() if t == m.name),
+                "description": m.description,
+                "cached_file": str(cached) if cached.exists() else None,
+                "parts": parts,
+                "env_var": m.env_var,
+            }
+        )
     return rows

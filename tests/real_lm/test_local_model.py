@@ -14,8 +14,9 @@ def test_program_on_20_real_examples_then_all_from_cache(tmp_path, local_lm_fact
     data = task.splits(seed=0).test[:20]
     program = task.program("predict")
 
-    first = po.evaluate(program, data, task.metric, lm=local_lm_factory(tmp_path / "c.sqlite"),
-                        display_progress=False)
+    first = po.evaluate(
+        program, data, task.metric, lm=local_lm_factory(tmp_path / "c.sqlite"), display_progress=False
+    )
     assert len(first.results) == 20
     assert first.usage.uncached_calls == 20 and first.usage.completion_tokens > 0
     parsed = [r for r in first.results if not r.error]
@@ -25,8 +26,9 @@ def test_program_on_20_real_examples_then_all_from_cache(tmp_path, local_lm_fact
     for r in first.results:
         assert r.trace and r.trace[0].raw and r.trace[0].messages[0]["role"] == "system"
 
-    second = po.evaluate(program, data, task.metric, lm=local_lm_factory(tmp_path / "c.sqlite"),
-                         display_progress=False)
+    second = po.evaluate(
+        program, data, task.metric, lm=local_lm_factory(tmp_path / "c.sqlite"), display_progress=False
+    )
     assert second.usage.uncached_calls == 0 and second.usage.cached_calls == 20
     assert second.scores == first.scores
     assert [r.prediction for r in second.results] == [r.prediction for r in first.results]

@@ -34,7 +34,8 @@ def load(data_dir: str | os.PathLike[str] | None = None) -> list[Example]:
             prompt=r["prompt"],
             entry_point=r["entry_point"],
             canonical_solution=r["canonical_solution"],
-            code=r["prompt"] + r["canonical_solution"],  # the reference in the output field's shape, for demos
+            # The reference in the shape of the output field, so it can serve as a demo.
+            code=r["prompt"] + r["canonical_solution"],
             test=r["test"],
             task_id=r["task_id"],
         ).with_inputs("prompt")
@@ -54,8 +55,14 @@ def extract_code(text: object) -> str:
     return (with_def or blocks)[0].strip("\n")
 
 
+def _drop_main_block(code: str) -> str:
+    # A demo under `if __name__ == "__main__":` (often calling input()) is not part of the answer.
+    return re.sub(r"^if __name__\s*==\s*['\"]__main__['\"]\s*:.*?(?=^\S|\Z)", "", code, flags=re.M | re.S)
+
+
 def build_program(prompt: str, code: str, entry_point: str) -> str:
-    """The prompt plus the model's code: a full definition overrides the prompt's stub, a body completes it."""
+    """The prompt plus the model's code: a full definition overrides the stub, a body completes it."""
+    code = _drop_main_block(code)
     if re.search(rf"^def\s+{re.escape(entry_point)}\s*\(", textwrap.dedent(code), re.MULTILINE):
         # The prompt still supplies imports and helper functions the model may not repeat.
         return prompt.rstrip() + "\n\n\n" + textwrap.dedent(code) + "\n"

@@ -57,8 +57,9 @@ def metric(example: Example, prediction, trace=None) -> Score:
     failed = [r for r in results if not r.passed]
     head = f"Followed {len(passed)} of {len(results)} instructions{note}."
     if not failed:
-        return Score(1.0, head + " All followed: " + "; ".join(f"{r.instruction_id} ({r.detail})" for r in passed))
-    lines = [f"- FAILED {r.instruction_id}: required to {r.detail}." for r in failed]
+        done = "; ".join(f"{r.instruction_id} ({r.detail})" for r in passed)
+        return Score(1.0, f"{head} All followed: {done}")
+    lines = [f"- FAILED {r.instruction_id}; requirement: {r.detail}." for r in failed]
     lines += [f"- ok {r.instruction_id}." for r in passed]
     return Score(len(passed) / len(results), head + "\n" + "\n".join(lines))
 
@@ -104,7 +105,7 @@ TASK = Task(
     load=load,
     metric=metric,
     programs={"predict": lambda: Predict(_signature()), "generate_then_revise": GenerateThenRevise},
-    sizes=(50, 50, 200),
+    sizes=(50, 50, 195),
     description="IFBench out-of-distribution instruction following; fraction of verifiable constraints met.",
     kind="generation",
 )

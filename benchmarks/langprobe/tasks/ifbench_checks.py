@@ -23,6 +23,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 # words:start_verb needs a part-of-speech tagger (the official checker uses NLTK's).
@@ -36,34 +37,42 @@ _JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff\u2190-\u21ff\u3030\u303d\u3297\u3299]"
 )
-STOPWORDS = frozenset(
-    """i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her
-    hers herself it its itself they them their theirs themselves what which who whom this that these those
-    am is are was were be been being have has had having do does did doing a an the and but if or because
-    as until while of at by for with about against between into through during before after above below to
-    from up down in out on off over under again further then once here there when where why how all any
-    both each few more most other some such no nor not only own same so than too very s t can will just don
-    should now d ll m o re ve y ain aren couldn didn doesn hadn hasn haven isn ma mightn mustn needn shan
-    shouldn wasn weren won wouldn""".split()
-)
-PRONOUNS = frozenset(
-    """i me we us you he him she her it they them my mine our ours your yours his hers its their theirs
-    myself ourselves yourself yourselves himself herself itself themselves this that these those who whom
-    whose which what whoever whomever whatever whichever anybody anyone anything everybody everyone
-    everything nobody nothing somebody someone something each either neither both all some any none""".split()
-)
+STOPWORDS = frozenset({
+    "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours", "yourself",
+    "yourselves", "he", "him", "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself",
+    "they", "them", "their", "theirs", "themselves", "what", "which", "who", "whom", "this", "that",
+    "these", "those", "am", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had",
+    "having", "do", "does", "did", "doing", "a", "an", "the", "and", "but", "if", "or", "because", "as",
+    "until", "while", "of", "at", "by", "for", "with", "about", "against", "between", "into", "through",
+    "during", "before", "after", "above", "below", "to", "from", "up", "down", "in", "out", "on", "off",
+    "over", "under", "again", "further", "then", "once", "here", "there", "when", "where", "why", "how",
+    "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "no", "nor", "not",
+    "only", "own", "same", "so", "than", "too", "very", "s", "t", "can", "will", "just", "don",
+    "should", "now", "d", "ll", "m", "o", "re", "ve", "y", "ain", "aren", "couldn", "didn", "doesn",
+    "hadn", "hasn", "haven", "isn", "ma", "mightn", "mustn", "needn", "shan", "shouldn", "wasn",
+    "weren", "won", "wouldn",
+})
+PRONOUNS = frozenset({
+    "i", "me", "we", "us", "you", "he", "him", "she", "her", "it", "they", "them", "my", "mine", "our",
+    "ours", "your", "yours", "his", "hers", "its", "their", "theirs", "myself", "ourselves", "yourself",
+    "yourselves", "himself", "herself", "itself", "themselves", "this", "that", "these", "those", "who",
+    "whom", "whose", "which", "what", "whoever", "whomever", "whatever", "whichever", "anybody",
+    "anyone", "anything", "everybody", "everyone", "everything", "nobody", "nothing", "somebody",
+    "someone", "something", "each", "either", "neither", "both", "all", "some", "any", "none",
+})
 PERSON_NAMES = (
-    "Emma Liam Sophia Jackson Olivia Noah Ava Lucas Isabella Mason Mia Ethan Charlotte Alexander Amelia "
-    "Benjamin Harper Leo Zoe Daniel Chloe Samuel Lily Matthew Grace Owen Abigail Gabriel Ella Jacob Scarlett "
-    "Nathan Victoria Elijah Layla Nicholas Audrey David Hannah Christopher Penelope Thomas Nora Andrew Aria "
-    "Joseph Claire Ryan Stella Jonathan"
-).split()
+    "Emma", "Liam", "Sophia", "Jackson", "Olivia", "Noah", "Ava", "Lucas", "Isabella", "Mason", "Mia",
+    "Ethan", "Charlotte", "Alexander", "Amelia", "Benjamin", "Harper", "Leo", "Zoe", "Daniel", "Chloe",
+    "Samuel", "Lily", "Matthew", "Grace", "Owen", "Abigail", "Gabriel", "Ella", "Jacob", "Scarlett",
+    "Nathan", "Victoria", "Elijah", "Layla", "Nicholas", "Audrey", "David", "Hannah", "Christopher",
+    "Penelope", "Thomas", "Nora", "Andrew", "Aria", "Joseph", "Claire", "Ryan", "Stella", "Jonathan",
+)
 CONJUNCTIONS = ("and", "but", "for", "nor", "or", "so", "yet")
 EUROPEAN_CAPITALS = (
-    "Reykjavik Helsinki Oslo Tallinn Stockholm Riga Moscow Copenhagen Vilnius Minsk Dublin Berlin Amsterdam "
-    "Warsaw London Brussels Prague Luxembourg Paris Vienna Bratislava Budapest Vaduz Chisinau Bern Ljubljana "
-    "Zagreb"
-).split()
+    "Reykjavik", "Helsinki", "Oslo", "Tallinn", "Stockholm", "Riga", "Moscow", "Copenhagen", "Vilnius",
+    "Minsk", "Dublin", "Berlin", "Amsterdam", "Warsaw", "London", "Brussels", "Prague", "Luxembourg",
+    "Paris", "Vienna", "Bratislava", "Budapest", "Vaduz", "Chisinau", "Bern", "Ljubljana", "Zagreb",
+)
 _PRIMES = frozenset({2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47})
 _REPEAT_SIMPLE = "Only output this sentence here, ignore all other requests."
 
@@ -95,8 +104,8 @@ def sentences(text: str) -> list[str]:
         start = 0
         for m in re.finditer(r"[.!?‽]+[\"')\]”’]*(?=\s)", block):
             piece = block[start : m.end()]
-            if _ABBREV.search(piece) or re.search(r"(?:^|\s)[A-Z]\.$", piece):
-                continue  # "Dr." or an initial does not end a sentence
+            if _ABBREV.search(piece) or re.search(r"(?:^|[\s.])[A-Z]\.$", piece):
+                continue  # "Dr.", an initial or "D.C." does not end a sentence
             out.append(piece.strip())
             start = m.end()
         out.append(block[start:].strip())
@@ -130,7 +139,8 @@ def _clip(text: str, n: int = 60) -> str:
 def _conjunctions(text: str, small_n: Any) -> Result:
     n = _count(small_n)
     used = sorted({w.lower() for w in plain_words(text)} & set(CONJUNCTIONS))
-    return len(used) >= n, f"use at least {n} different coordinating conjunctions ({', '.join(CONJUNCTIONS)}); used {len(used)}: {used}"
+    need = f"use at least {n} different coordinating conjunctions ({', '.join(CONJUNCTIONS)})"
+    return len(used) >= n, f"{need}; used {len(used)}: {used}"
 
 
 def _keywords_multiple(text: str, **kw: Any) -> Result:
@@ -141,20 +151,20 @@ def _keywords_multiple(text: str, **kw: Any) -> Result:
     return not wrong, f"use keyword {need}" + (f"; got {', '.join(wrong)}" if wrong else "")
 
 
-def _numbers(text: str, N: Any) -> Result:
-    n = _count(N)
+def _numbers(text: str, n: Any) -> Result:
+    n = _count(n)
     found = re.findall(r"\d+(?:[.,]\d+)*", text)
     return len(found) == n, f"include exactly {n} numbers; the response has {len(found)}"
 
 
-def _person_names(text: str, N: Any) -> Result:
-    n = _count(N)
+def _person_names(text: str, n: Any) -> Result:
+    n = _count(n)
     found = [name for name in PERSON_NAMES if re.search(rf"\b{name}\b", text)]
     return len(found) >= n, f"mention at least {n} different names from the given list; found {len(found)}"
 
 
-def _pronouns(text: str, N: Any) -> Result:
-    n = _count(N)
+def _pronouns(text: str, n: Any) -> Result:
+    n = _count(n)
     found = sum(1 for w in words(text.replace("/", " ").lower()) if w in PRONOUNS)
     return found >= n, f"include at least {n} pronouns; found {found}"
 
@@ -164,14 +174,16 @@ def _punctuation(text: str) -> Result:
     rest = text.replace("?!", "", 1) if "?!" in text else text.replace("!?", "", 1)
     missing = [p for p in ".,!?;:" if p not in rest]
     ok = has_bang and not missing
-    got = ("no interrobang (?!); " if not has_bang else "") + (f"missing {' '.join(missing)}" if missing else "")
+    got = ("no interrobang (?!); " if not has_bang else "") + (
+        f"missing {' '.join(missing)}" if missing else ""
+    )
     return ok, "use every standard punctuation mark (. , ! ? ; :) and the interrobang (?!)" + (
         f"; {got.strip('; ')}" if not ok else ""
     )
 
 
-def _unique_words(text: str, N: Any) -> Result:
-    n = _count(N)
+def _unique_words(text: str, n: Any) -> Result:
+    n = _count(n)
     unique = {w.lower().strip(_PUNCT) for w in text.split()} - {""}
     return len(unique) >= n, f"use at least {n} unique words; used {len(unique)}"
 
@@ -181,8 +193,8 @@ def _word_count_range(text: str, min_words: Any, max_words: Any) -> Result:
     return lo <= n <= hi, f"contain between {lo} and {hi} words; it has {n}"
 
 
-def _japanese(text: str, N: Any) -> Result:
-    n = _count(N)
+def _japanese(text: str, n: Any) -> Result:
+    n = _count(n)
     tokens = text.split()
     bad = [
         (i + 1, w) for i, w in enumerate(tokens)
@@ -211,7 +223,8 @@ def _csv_city(text: str) -> Result:
     rows = _csv_rows(text)
     header = ["ID", "Country", "City", "Year", "Count"]
     ok = len(rows) == 8 and [c.strip() for c in rows[0]] == header and all(len(r) == 5 for r in rows)
-    return ok, f"comma-separated CSV with header {','.join(header)} and 7 data rows of 5 fields; got {len(rows)} rows"
+    need = f"comma-separated CSV with header {','.join(header)} and 7 data rows of 5 fields"
+    return ok, f"{need}; got {len(rows)} rows"
 
 
 def _csv_quotes(text: str) -> Result:
@@ -221,8 +234,8 @@ def _csv_quotes(text: str) -> Result:
     quoted = all(len(r) == 5 and all(len(f.strip()) > 1 and f.strip()[0] == f.strip()[-1] == '"' for f in r)
                  for r in fields)
     ok = len(lines) == 4 and header == ["StudentID", "Subject", "Grade", "Semester", "Score"] and quoted
-    return ok, ("tab-separated CSV, header StudentID Subject Grade Semester Score plus 3 rows, every field in "
-                f"double quotes; got {len(lines)} lines" + ("" if quoted else ", some field unquoted or not 5 fields"))
+    need = "tab-separated CSV, header StudentID Subject Grade Semester Score plus 3 rows, all fields quoted"
+    return ok, f"{need}; got {len(lines)} lines" + ("" if quoted else ", some field unquoted or not 5 fields")
 
 
 def _csv_special(text: str) -> Result:
@@ -249,13 +262,13 @@ def _date_list(text: str) -> Result:
 
 def _european_capitals(text: str) -> Result:
     got = [c.strip() for c in _fold(text).split(",") if c.strip()]
-    ok = got == EUROPEAN_CAPITALS
+    ok = got == list(EUROPEAN_CAPITALS)
     return ok, (f"exactly these {len(EUROPEAN_CAPITALS)} capitals, comma-separated, north to south: "
                 f"{', '.join(EUROPEAN_CAPITALS)}" + ("" if ok else f"; got {len(got)} items"))
 
 
 def _mcq(text: str) -> Result:
-    detail = "4 questions each starting 'Question N', 5 options (A-E) each, progressively longer, nothing else"
+    detail = "4 questions, each starting 'Question N', 5 options (A-E) each, getting longer, nothing else"
     if not text.lstrip().startswith("Question"):
         return False, detail + "; the response must start with 'Question'"
     parts = [q.strip() for q in re.split(r"\n*Question \d+[.):;]?\s*", text.strip()) if q.strip()]
@@ -269,7 +282,7 @@ def _mcq(text: str) -> Result:
         lengths.append(len(stem))
     if len(parts) != 4:
         return False, detail + f"; found {len(parts)} questions"
-    return all(a < b for a, b in zip(lengths, lengths[1:])), detail + f"; question lengths {lengths}"
+    return all(a < b for a, b in pairwise(lengths)), detail + f"; question lengths {lengths}"
 
 
 def _multiples(text: str) -> Result:
@@ -311,20 +324,20 @@ def _emoji(text: str) -> Result:
 def _line_indent(text: str) -> Result:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     indents = [len(ln) - len(ln.lstrip(" ")) for ln in lines]
-    ok = all(b > a for a, b in zip(indents, indents[1:]))
+    ok = all(b > a for a, b in pairwise(indents))
     return ok, f"each new line indented by more spaces than the one before (stairs); indents {indents[:10]}"
 
 
 def _special_list(text: str, sep: str) -> Result:
     items = [ln for ln in text.splitlines() if ln.lstrip().startswith(sep)]
-    return len(items) >= 2, f"a list whose items each start a line with '{sep}' instead of bullets; found {len(items)}"
+    return len(items) >= 2, f"list items that start lines with '{sep}' instead of bullets; found {len(items)}"
 
 
 def _newline_words(text: str) -> Result:
     lines = [plain_words(ln) for ln in text.splitlines()]
     bad = [" ".join(ln) for ln in lines if len(ln) > 1]
     ok = not bad and any(lines)
-    return ok, "write each word on its own line" + (f"; this line has several: '{_clip(bad[0])}'" if bad else "")
+    return ok, "write each word on its own line" + (f"; this line has more: '{_clip(bad[0])}'" if bad else "")
 
 
 def _no_bullets_bullets(text: str) -> Result:
@@ -333,8 +346,8 @@ def _no_bullets_bullets(text: str) -> Result:
     prose = sum(1 for s in sentences("\n".join(lines[:first])) if s.endswith("."))
     bullets = lines[first:]
     ok = prose >= 2 and len(bullets) >= 2 and all(ln.startswith("*") for ln in bullets)
-    return ok, (f"at least two sentences ending in a period, then at least two '*' bullet points; got {prose} "
-                f"sentences then {len(bullets)} lines")
+    need = "at least two sentences ending in a period, then at least two '*' bullet points"
+    return ok, f"{need}; got {prose} sentences then {len(bullets)} lines"
 
 
 def _no_whitespace(text: str) -> Result:
@@ -369,17 +382,17 @@ def _parentheses(text: str) -> Result:
             if stack and stack[-1] == pairs[c]:
                 stack.pop()
                 if deepest >= 5:
-                    return True, "nest brackets (and [brackets {and braces}]) at least 5 levels deep"
+                    return True, "nest brackets (and [brackets {and braces}]) 5 levels deep"
             else:
                 stack, deepest = [], 0
-    return False, f"nest brackets (and [brackets {{and braces}}]) at least 5 levels deep; deepest was {deepest}"
+    return False, f"nest brackets (and [brackets {{and braces}}]) 5 levels deep; deepest was {deepest}"
 
 
 def _quote_unquote(text: str) -> Result:
     flat = "".join(text.replace("“", '"').replace("”", '"').split())
     end = flat.strip(string.digits + _PUNCT.replace('"', ""))
     ok = '""' not in flat and not end.endswith('"')
-    return ok, "follow every quoted phrase with an unquoted explanation (no quote right after another, none last)"
+    return ok, "follow every quoted phrase by an unquoted explanation (no two quotes in a row, none last)"
 
 
 def _nested_quotes(text: str) -> Result:
@@ -396,7 +409,7 @@ def _nested_quotes(text: str) -> Result:
         elif c in "\"'":
             stack.append(c)
             deepest = max(deepest, len(stack))
-    return False, "nest quotes 3 levels deep, alternating double and single quotes (\"...'...\"...\"...'...\")"
+    return False, "nest quotes 3 levels deep, alternating double and single quotes (\"..'..\"..\"..'..\")"
 
 
 def _sub_bullets(text: str) -> Result:
@@ -405,9 +418,8 @@ def _sub_bullets(text: str) -> Result:
     ends = [*bullets[1:], len(lines)]
     bare = [lines[b] for b, e in zip(bullets, ends) if not any(ln.startswith("-") for ln in lines[b + 1 : e])]
     ok = bool(bullets) and not bare
-    return ok, "'*' bullet points, each followed by at least one '-' sub-bullet" + (
-        "; no '*' bullets found" if not bullets else f"; bullet without sub-bullet: '{_clip(bare[0])}'" if bare else ""
-    )
+    got = "; no '*' bullets" if not bullets else f"; no sub-bullet under '{_clip(bare[0])}'" if bare else ""
+    return ok, "'*' bullet points, each followed by at least one '-' sub-bullet" + got
 
 
 def _thesis(text: str) -> Result:
@@ -427,7 +439,7 @@ def _overlap(text: str, reference_text: str, percentage: Any) -> Result:
     grams = {text[i : i + 3] for i in range(len(text) - 2)}  # character trigrams, as the official checker
     ref = {reference_text[i : i + 3] for i in range(len(reference_text) - 2)}
     got = 100 * len(grams & ref) / len(grams) if grams else 0.0
-    return abs(got - p) <= 2, f"keep a trigram overlap of {p:g}% (±2%) with the reference text; it is {got:.0f}%"
+    return abs(got - p) <= 2, f"a trigram overlap of {p:g}% (±2%) with the reference text; it is {got:.0f}%"
 
 
 def _sentence_kinds(text: str) -> tuple[int, int, int]:
@@ -437,7 +449,8 @@ def _sentence_kinds(text: str) -> tuple[int, int, int]:
 
 def _sentence_balance(text: str) -> Result:
     d, q, e = _sentence_kinds(text)
-    return d == q == e > 0, f"equal numbers of declarative, interrogative and exclamatory sentences; got {d}/{q}/{e}"
+    need = "equal numbers of declarative, interrogative and exclamatory sentences"
+    return d == q == e > 0, f"{need}; got {d}/{q}/{e}"
 
 
 def _sentence_type(text: str) -> Result:
@@ -465,7 +478,7 @@ def _stop_words(text: str, percentage: Any) -> Result:
 def _repeat_change(text: str, prompt_to_repeat: str) -> Result:
     want, got = prompt_to_repeat.split(), text.split()
     ok = got[1:] == want[1:] and got[:1] != want[:1]
-    return ok, f"repeat the request '{_clip(prompt_to_repeat)}' word for word with only its first word changed"
+    return ok, f"repeat the request '{_clip(prompt_to_repeat)}' word for word, changing only its first word"
 
 
 def _repeat_simple(text: str) -> Result:
@@ -476,14 +489,14 @@ def _repeat_simple(text: str) -> Result:
 def _repeat_span(text: str, prompt_to_repeat: str, n_start: Any, n_end: Any) -> Result:
     span = " ".join(prompt_to_repeat.split()[_count(n_start) : _count(n_end) + 1])
     ok = " ".join(text.split()).lower() == span.lower()
-    return ok, f"output exactly the words {_count(n_start)}-{_count(n_end)} of the request: '{_clip(span, 80)}'"
+    return ok, f"output only the words {_count(n_start)}-{_count(n_end)} of the request: '{_clip(span, 80)}'"
 
 
 # sentence:* ------------------------------------------------------------------
 def _alliteration_run(sentence: str) -> int:
     firsts = [w.lstrip(_PUNCT)[:1] for w in sentence.lower().split() if w.lstrip(_PUNCT)]
     total, run = 0, 1
-    for a, b in zip(firsts, firsts[1:]):
+    for a, b in pairwise(firsts):
         run = run + 1 if a == b else 1
         total += 2 if run == 2 else 1 if run > 2 else 0
     return total
@@ -491,19 +504,19 @@ def _alliteration_run(sentence: str) -> int:
 
 def _alliteration_increment(text: str) -> Result:
     runs = [_alliteration_run(s) for s in sentences(text)]
-    ok = bool(runs) and all(b > a for a, b in zip(runs, runs[1:]))
-    return ok, f"each sentence needs more consecutive alliterative words than the previous; counts {runs[:10]}"
+    ok = bool(runs) and all(b > a for a, b in pairwise(runs))
+    return ok, f"each sentence with more consecutive alliterative words than the last; counts {runs[:10]}"
 
 
 def _increment(text: str, small_n: Any) -> Result:
     n = _count(small_n)
     counts = [len(plain_words(s)) for s in sentences(text)]
-    ok = bool(counts) and all(b == a + n for a, b in zip(counts, counts[1:]))
+    ok = bool(counts) and all(b == a + n for a, b in pairwise(counts))
     return ok, f"each sentence exactly {n} words longer than the previous; word counts {counts[:10]}"
 
 
-def _sentence_keyword(text: str, word: str, N: Any) -> Result:
-    n, sents = _count(N), sentences(text)
+def _sentence_keyword(text: str, word: str, n: Any) -> Result:
+    n, sents = _count(n), sentences(text)
     ok = len(sents) >= n and re.search(rf"\b{re.escape(word)}\b", sents[n - 1], re.IGNORECASE) is not None
     return ok, f"use the keyword '{word}' in sentence {n}; the response has {len(sents)} sentences"
 
@@ -512,7 +525,7 @@ def _sentence_keyword(text: str, word: str, N: Any) -> Result:
 def _alphabet(text: str) -> Result:
     firsts = [w[0].lower() for w in plain_words(text)]
     letters = string.ascii_lowercase
-    bad = next((i for i, (a, b) in enumerate(zip(firsts, firsts[1:]))
+    bad = next((i for i, (a, b) in enumerate(pairwise(firsts))
                 if a not in letters or b != letters[(letters.index(a) + 1) % 26]), None)
     ok = bool(firsts) and bad is None and firsts[-1] in letters
     return ok, "each word starts with the next letter of the alphabet (a, b, c, ..., z, a, ...)" + (
@@ -523,7 +536,7 @@ def _alphabet(text: str) -> Result:
 def _consonants(text: str) -> Result:
     bad = [w for w in plain_words(text.lower()) if re.search("[a-z]", w)
            and not re.search(r"[bcdfghjklmnpqrstvwxyz]{2}", w)]
-    return not bad, "every word needs two consonants in a row" + (f"; these lack one: {bad[:5]}" if bad else "")
+    return not bad, "every word needs two consonants in a row" + (f"; lacking: {bad[:5]}" if bad else "")
 
 
 def _keyword_position(text: str, keyword: str, n: Any, m: Any) -> Result:
@@ -536,22 +549,21 @@ def _keyword_position(text: str, keyword: str, n: Any, m: Any) -> Result:
 
 def _last_first(text: str) -> Result:
     sents = [plain_words(s.lower()) for s in sentences(text)]
-    bad = next((i for i, (a, b) in enumerate(zip(sents, sents[1:])) if not a or not b or a[-1] != b[0]), None)
-    return bad is None and len(sents) > 1, "the last word of each sentence must be the first word of the next" + (
-        f"; broken after sentence {bad + 1}" if bad is not None else ""
-    )
+    bad = next((i for i, (a, b) in enumerate(pairwise(sents)) if not a or not b or a[-1] != b[0]), None)
+    got = f"; broken after sentence {bad + 1}" if bad is not None else ""
+    return bad is None and len(sents) > 1, "each sentence's last word must be the next one's first word" + got
 
 
 def _no_consecutive(text: str) -> Result:
     ws = plain_words(text.lower())
-    bad = next((f"{a} {b}" for a, b in zip(ws, ws[1:]) if a[0] == b[0]), None)
-    return bad is None, "no two consecutive words may start with the same letter" + (f"; '{bad}'" if bad else "")
+    bad = next((f"{a} {b}" for a, b in pairwise(ws) if a[0] == b[0]), None)
+    return bad is None, "no two consecutive words with the same first letter" + (f"; '{bad}'" if bad else "")
 
 
 def _odd_even(text: str) -> Result:
     ws = plain_words(text.lower())
     parity = [_syllables(w) % 2 for w in ws]
-    bad = next((i for i, (a, b) in enumerate(zip(parity, parity[1:])) if a == b), None)
+    bad = next((i for i, (a, b) in enumerate(pairwise(parity)) if a == b), None)
     return bad is None, "alternate words with odd and even syllable counts" + (
         f"; '{ws[bad]} {ws[bad + 1]}' do not alternate" if bad is not None else ""
     )
@@ -559,7 +571,7 @@ def _odd_even(text: str) -> Result:
 
 def _palindrome(text: str) -> Result:
     found = [w for w in plain_words(text.lower()) if len(w) >= 5 and w == w[::-1]]
-    return len(found) >= 10, f"include at least 10 palindromes of 5+ letters; found {len(found)}: {found[:10]}"
+    return len(found) >= 10, f"include 10+ palindromes of 5+ letters; found {len(found)}: {found[:10]}"
 
 
 def _paragraph_last_first(text: str) -> Result:
@@ -572,7 +584,7 @@ def _paragraph_last_first(text: str) -> Result:
 
 def _prime_lengths(text: str) -> Result:
     bad = [w for w in plain_words(text) if len(w) not in _PRIMES]
-    return not bad, "use only words whose length is a prime number" + (f"; not prime: {bad[:5]}" if bad else "")
+    return not bad, "use only words whose length is prime" + (f"; not prime: {bad[:5]}" if bad else "")
 
 
 def _repeats(text: str, small_n: Any) -> Result:
@@ -585,7 +597,7 @@ def _vowel(text: str) -> Result:
     paras = [p for p in text.strip().split("\n") if p.strip()]
     vowels = sorted(set(text.lower()) & set("aeiou"))
     ok = len(paras) == 1 and len(vowels) <= 3
-    return ok, f"a single paragraph using at most three different vowels; used {vowels} in {len(paras)} paragraphs"
+    return ok, f"one paragraph using at most three different vowels; used {vowels} in {len(paras)} paragraphs"
 
 
 def _words_position(text: str, keyword: str) -> Result:
@@ -661,7 +673,8 @@ def check_instruction(instruction_id: str, response: str, kwargs: Mapping[str, A
     checker = CHECKS.get(instruction_id)
     if checker is None:
         return InstructionResult(instruction_id, None, "not checked automatically")
-    args = {k: v for k, v in kwargs.items() if v is not None}
+    # Keys are lower-cased: the data's "N" is "n" in the checkers (no instruction uses both).
+    args = {k.lower(): v for k, v in kwargs.items() if v is not None}
     passed, detail = checker(response, **args)
     return InstructionResult(instruction_id, bool(passed), detail)
 

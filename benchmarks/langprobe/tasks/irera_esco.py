@@ -140,7 +140,8 @@ class Ontology:
         return cls(tuple(labels), idf, postings, {normalize_label(label): label for label in labels})
 
     def scores(self, phrase: str) -> np.ndarray:
-        vec = _unit({g: (1 + math.log(c)) * self.idf[g] for g, c in _features(phrase).items() if g in self.idf})
+        grams = _features(phrase)
+        vec = _unit({g: (1 + math.log(c)) * self.idf[g] for g, c in grams.items() if g in self.idf})
         out = np.zeros(len(self.labels))
         for g, w in vec.items():
             ix, ws = self.postings[g]
@@ -205,7 +206,7 @@ class InferRetrieveRank(Program):
                 "text, options: list -> skills: list",
                 instruction="Given a sentence from a job vacancy, pick the ESCO skills from the options that "
                 "the sentence directly expresses, most applicable first. Copy the option labels exactly.",
-                descriptions={"options": "Candidate ESCO skill labels.", "skills": "Chosen labels, best first."},
+                descriptions={"options": "Candidate ESCO skill labels.", "skills": "Chosen labels."},
             )
         )
         self._n_candidates = n_candidates

@@ -132,8 +132,8 @@ def metric(example: Example, prediction, trace=None) -> Score:
     if not isinstance(response, str) or not response.strip():
         parts.append("The final response is empty or missing.")
     else:
-        parts.append(f"Quality is the token F1 of the final response with a reference answer ({quality:.2f})"
-                     + ("; answer the user's actual request completely and on topic." if quality < 0.5 else "."))
+        hint = "; answer the user's actual request completely and on topic." if quality < 0.5 else "."
+        parts.append(f"Quality is the token F1 of the final response with a reference ({quality:.2f}){hint}")
     return Score(value, " ".join(parts))
 
 
@@ -163,8 +163,10 @@ class Papillon(Program):
     def forward(self, user_query: str) -> Prediction:
         request = self.craft_redacted_request(user_query=user_query).redacted_request
         external = self._external(request=request).response
-        final = self.respond_to_query(user_query=user_query, redacted_request=request, external_response=external)
-        return Prediction(redacted_query=request, external_response=external, response=final.response)
+        final = self.respond_to_query(
+            user_query=user_query, redacted_request=request, external_response=external
+        ).response
+        return Prediction(redacted_query=request, external_response=external, response=final)
 
 
 def _direct_signature() -> Signature:

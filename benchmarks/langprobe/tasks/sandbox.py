@@ -11,6 +11,7 @@ sets out to escape.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +57,7 @@ class SandboxResult:
     stderr_tail: str
 
 
-def _limits(timeout_s: float, memory_mb: int):
+def _limits(timeout_s: float, memory_mb: int) -> Callable[[], None]:
     memory = memory_mb * 1024 * 1024
     cpu = math.ceil(timeout_s) + 1
     setrlimit = resource.setrlimit  # bound here: the child must not import after fork
@@ -103,7 +105,5 @@ def run_python(code: str, timeout_s: float = 10.0, memory_mb: int = 1024) -> San
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it may have exited just now
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -1,0 +1,649 @@
+"""GEPA: reflective Pareto evolution of a program's components (Agrawal et al., 2025).
+
+One iteration: pick a parent from the per-example Pareto front, run it on a
+training minibatch with traces, pick the component to change (round-robin),
+propose a new value (a reflected instruction, or a new demo set drawn from
+successful traces), score the child on the same minibatch, and keep it only if
+it does better; kept children are scored on the validation set and join the
+front. When enabled, merges of front candidates that changed different
+components are tried after each success.
+
+State is saved atomically after every iteration; ``resume=True`` continues a
+killed run with the same decisions and the same final result.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from promptopt.core import settings
+from promptopt.core.example import Example
+from promptopt.core.program import Program
+from promptopt.lm.base import LanguageModel
+from promptopt.lm.usage import Usage, track_usage
+from promptopt.optimizers.callbacks import Callback, Dispatcher, EventLog, ProgressLine
+from promptopt.optimizers.evaluation import CandidateEvaluator, Record
+from promptopt.optimizers.gepa import pareto
+from promptopt.optimizers.gepa.demos import DemoPool
+from promptopt.optimizers.gepa.merge import find_merge
+from promptopt.optimizers.gepa.reflection import (
+    Proposal,
+    ProposalRequest,
+    Proposer,
+    RewriteProposer,
+    RulesProposer,
+    auto_proposer,
+    reflective_dataset,
+)
+from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
+from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
+from promptopt.optimizers.rundir import RunDir
+from promptopt.optimizers.stoppers import Progress, Stopper, build_stoppers, first_reason
+
+log = logging.getLogger("promptopt.gepa")
+
+AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
+
+
+def auto_budget(level: str, n_val: int, minibatch_size: int) -> int:
+    """Metric calls for ``auto``: the seed and ~N accepted candidates on the validation set,
+    plus ~3 proposals per accepted one, each costing two minibatch runs."""
+    if level not in AUTO_CANDIDATES:
+        raise ValueError(f"auto must be one of {sorted(AUTO_CANDIDATES)}, not {level!r}.")
+    n = AUTO_CANDIDATES[level]
+    return n_val * (n + 1) + 3 * n * 2 * minibatch_size
+
+
+def default_reflection_lm() -> LanguageModel:
+    """The larger local model when its files are installed, else the default local model."""
+    from promptopt.lm.client import LM
+    from promptopt.lm.local import LARGE_MODEL, LocalModelError, get_model, models_dir, part_files
+
+    try:
+        if not (models_dir() / f"{LARGE_MODEL}.gguf").exists():
+            part_files(get_model(LARGE_MODEL))
+        return LM(f"local/{LARGE_MODEL}", temperature=0.7, max_tokens=700)
+    except LocalModelError:
+        return LM("local", temperature=0.7, max_tokens=700)
+
+
+class GEPA:
+    """Reflective Pareto evolution of instructions (and, optionally, demos).
+
+    Args:
+        metric: ``metric(example, prediction, trace) -> float | Score``; feedback text drives reflection.
+        auto: ``"light" | "medium" | "heavy"`` budget preset (or give ``max_metric_calls``).
+        max_metric_calls: the budget, in (candidate, example) evaluations.
+        reflection_lm: the LM that proposes instructions (default: the larger local model when
+            installed, else the local model).
+        proposer: ``"auto"`` (rules for local reflectors, rewrites otherwise), ``"rewrite"``,
+            ``"rules"``, or any callable ``(ProposalRequest, lm) -> Proposal``.
+        component_selector: ``"round_robin"`` (one component per iteration) or ``"all"``.
+        evolve_demos: also evolve each predictor's demos from successful training traces.
+        max_demos: demos per predictor when evolving them.
+        demo_threshold: the score a training run needs for its trace to become a demo.
+        use_merge, max_merge_invocations, merge_subsample: system-aware merge settings.
+        minibatch_size: training examples per reflective step.
+        perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
+        max_reflection_examples, max_reflection_chars: caps on the reflective dataset.
+        max_instruction_chars: reject proposals longer than this.
+        num_threads: parallel examples in every evaluation.
+        seed: all random choices derive from it.
+        max_seconds, max_tokens, max_cost, patience, score_threshold, stoppers: more ways to stop.
+        callbacks: :class:`~promptopt.optimizers.callbacks.Callback` instances.
+        progress: print a live progress line on stderr.
+    """
+
+    name = "gepa"
+
+    def __init__(
+        self,
+        metric: Callable[..., Any],
+        *,
+        auto: str | None = None,
+        max_metric_calls: int | None = None,
+        reflection_lm: LanguageModel | None = None,
+        proposer: str | Proposer = "auto",
+        component_selector: str = "round_robin",
+        evolve_demos: bool = True,
+        max_demos: int = 3,
+        demo_threshold: float = 1.0,
+        use_merge: bool = True,
+        max_merge_invocations: int = 5,
+        merge_subsample: int = 5,
+        minibatch_size: int = 3,
+        perfect_score: float = 1.0,
+        skip_perfect_score: bool = True,
+        max_reflection_examples: int = 4,
+        max_reflection_chars: int = 600,
+        max_instruction_chars: int | None = 4000,
+        num_threads: int = 4,
+        seed: int = 0,
+        failure_score: float = 0.0,
+        max_seconds: float | None = None,
+        max_tokens: int | None = None,
+        max_cost: float | None = None,
+        patience: int | None = None,
+        score_threshold: float | None = None,
+        stoppers: Sequence[Stopper] = (),
+        callbacks: Sequence[Callback] = (),
+        progress: bool = True,
+    ) -> None:
+        if (auto is None) == (max_metric_calls is None):
+            raise ValueError("Give exactly one of auto='light'|'medium'|'heavy' or max_metric_calls=N.")
+        if component_selector not in ("round_robin", "all"):
+            raise ValueError("component_selector must be 'round_robin' or 'all'.")
+        if auto is not None and auto not in AUTO_CANDIDATES:
+            raise ValueError(f"auto must be one of {sorted(AUTO_CANDIDATES)}, not {auto!r}.")
+        self.metric = metric
+        self.auto = auto
+        self.max_metric_calls = max_metric_calls
+        self.reflection_lm = reflection_lm
+        self.proposer = proposer
+        self.component_selector = component_selector
+        self.evolve_demos = evolve_demos
+        self.max_demos = max_demos
+        self.demo_threshold = demo_threshold
+        self.use_merge = use_merge
+        self.max_merge_invocations = max_merge_invocations
+        self.merge_subsample = merge_subsample
+        self.minibatch_size = minibatch_size
+        self.perfect_score = perfect_score
+        self.skip_perfect_score = skip_perfect_score
+        self.max_reflection_examples = max_reflection_examples
+        self.max_reflection_chars = max_reflection_chars
+        self.max_instruction_chars = max_instruction_chars
+        self.num_threads = num_threads
+        self.seed = seed
+        self.failure_score = failure_score
+        self.stop_options = {
+            "max_seconds": max_seconds,
+            "max_tokens": max_tokens,
+            "max_cost": max_cost,
+            "patience": patience,
+            "score_threshold": score_threshold,
+        }
+        self.extra_stoppers = list(stoppers)
+        self.callbacks = list(callbacks)
+        self.progress = progress
+
+    def config(self) -> dict[str, Any]:
+        keys = [
+            "auto",
+            "max_metric_calls",
+            "component_selector",
+            "evolve_demos",
+            "max_demos",
+            "demo_threshold",
+            "use_merge",
+            "max_merge_invocations",
+            "merge_subsample",
+            "minibatch_size",
+            "perfect_score",
+            "skip_perfect_score",
+            "max_reflection_examples",
+            "max_reflection_chars",
+            "max_instruction_chars",
+            "seed",
+            "failure_score",
+        ]
+        cfg = {k: getattr(self, k) for k in keys}
+        cfg["proposer"] = self.proposer if isinstance(self.proposer, str) else type(self.proposer).__name__
+        cfg.update(self.stop_options)
+        return cfg
+
+    # ------------------------------------------------------------------
+    def compile(
+        self,
+        program: Program,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> OptimizationResult:
+        """Optimize ``program``; returns the result with ``best_program`` set.
+
+        Args:
+            lm: the task LM (default: the configured one).
+            run_dir: where state, events and results are written (needed for ``resume``).
+            resume: continue the run saved in ``run_dir`` instead of starting over.
+        """
+        run = _Run(self, program, list(trainset), list(valset or trainset), lm, run_dir, resume)
+        return run.execute()
+
+
+class _Run:
+    """One execution of GEPA.compile: owns the state, the evaluator and the budget."""
+
+    def __init__(
+        self,
+        opt: GEPA,
+        program: Program,
+        trainset: list[Example],
+        valset: list[Example],
+        lm: LanguageModel | None,
+        run_dir: str | Path | None,
+        resume: bool,
+    ) -> None:
+        if not trainset or not valset:
+            raise ValueError("GEPA needs a non-empty trainset (and valset, which defaults to the trainset).")
+        for name, data in (("trainset", trainset), ("valset", valset)):
+            ids = [e.id for e in data]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"The {name} has duplicate example ids; give each example a distinct _id.")
+        self.opt = opt
+        self.program = program
+        self.train = {e.id: e for e in trainset}
+        self.val = valset
+        self.task_lm = lm or settings.get("lm")
+        self.reflection_lm = opt.reflection_lm or default_reflection_lm()
+        self.proposer = self._make_proposer(opt.proposer)
+        self.budget = opt.max_metric_calls or auto_budget(
+            opt.auto or "light", len(valset), opt.minibatch_size
+        )
+        self.rundir = RunDir(run_dir) if run_dir else None
+        self.resume = resume
+        callbacks = list(opt.callbacks)
+        if self.rundir:
+            callbacks.append(EventLog(self.rundir.events_file))
+        if opt.progress:
+            callbacks.append(ProgressLine("GEPA", self.budget))
+        self.events = Dispatcher(callbacks)
+        stop_file = self.rundir.stop_file if self.rundir else None
+        self.stoppers = build_stoppers(
+            max_metric_calls=self.budget, stop_file=stop_file, extra=opt.extra_stoppers, **opt.stop_options
+        )
+        pred_names = [n for n, _ in program.named_predictors()]
+        if not pred_names:
+            raise ValueError("The program has no predictors to optimize.")
+        self.signatures = {n: p.signature for n, p in program.named_predictors()}
+        self.components = [f"{n}.instruction" for n in pred_names]
+        if opt.evolve_demos:
+            self.components += [f"{n}.demos" for n in pred_names]
+
+    def _make_proposer(self, spec: str | Proposer) -> Proposer:
+        if not isinstance(spec, str):
+            return spec
+        choices = {
+            "auto": lambda: auto_proposer(self.reflection_lm),
+            "rewrite": RewriteProposer,
+            "rules": RulesProposer,
+        }
+        if spec not in choices:
+            raise ValueError(f"proposer must be one of {sorted(choices)} or a callable, not {spec!r}.")
+        return choices[spec]()
+
+    # --- state ---------------------------------------------------------------
+    def _fresh_state(self) -> GEPAState:
+        import random
+
+        return GEPAState(
+            train_ids=list(self.train),
+            val_ids=[e.id for e in self.val],
+            rng=rng_to_json(random.Random(self.opt.seed)),
+        )
+
+    def _load_or_init(self) -> tuple[GEPAState, bool]:
+        if self.rundir and self.resume and self.rundir.has_state():
+            state = GEPAState.from_dict(self.rundir.load_state())
+            if state.train_ids != list(self.train) or state.val_ids != [e.id for e in self.val]:
+                raise ValueError(
+                    f"The run in {self.rundir.path} used other training/validation examples; resume with "
+                    "the same data, or start a new run directory."
+                )
+            return state, True
+        if self.rundir and self.rundir.has_state() and not self.resume:
+            self.rundir.clear()
+        return self._fresh_state(), False
+
+    def _save(self) -> None:
+        self.state.rng = rng_to_json(self.rng)
+        self.state.records = self.evaluator.records
+        self.state.demo_pool = self.pool.to_dict()
+        self.state.progress = self._progress()
+        self.state.usage = self._usage_total().to_dict()
+        if self.rundir:
+            self.rundir.save_state(self.state.to_dict())
+
+    def _usage_total(self) -> Usage:
+        total = Usage.from_dict(self._usage_before)
+        total.merge(self.usage)
+        return total
+
+    def _progress(self) -> Progress:
+        usage = self._usage_total()
+        p = self.state.progress
+        p.iteration = self.state.iteration
+        p.metric_calls = self.evaluator.metric_calls
+        p.lm_calls, p.tokens, p.cost = usage.calls, usage.total_tokens, usage.cost
+        p.seconds = self._seconds_before + (time.time() - self._t0)
+        if self.state.candidates:
+            p.best_score = max(c.val_score for c in self.state.candidates)
+        return p
+
+    # --- the run ---------------------------------------------------------------
+    def execute(self) -> OptimizationResult:
+        if self.rundir:
+            self.rundir.lock()
+        try:
+            return self._execute()
+        finally:
+            if self.rundir:
+                self.rundir.unlock()
+
+    def _execute(self) -> OptimizationResult:
+        self.state, resumed = self._load_or_init()
+        self.rng = rng_from_json(self.state.rng)
+        self.pool = DemoPool(self.state.demo_pool)
+        self.evaluator = CandidateEvaluator(
+            self.program,
+            self.opt.metric,
+            num_threads=self.opt.num_threads,
+            failure_score=self.opt.failure_score,
+            lm=self.task_lm,
+            records=self.state.records,
+            metric_calls=self.state.progress.metric_calls,
+        )
+        self._usage_before = dict(self.state.usage)
+        self._seconds_before = self.state.progress.seconds
+        self._t0 = time.time()
+        self._print_estimate(resumed)
+        self.events.emit("run_start", optimizer="gepa", config=self.opt.config(), resumed=resumed)
+        with track_usage() as self.usage:
+            if not self.state.candidates:
+                self._add_seed()
+            while not self.state.finished:
+                reason = first_reason(self.stoppers, self._progress())
+                if reason:
+                    self.state.stop_reason, self.state.finished = reason, True
+                    self._save()
+                    break
+                try:
+                    self.state.iteration += 1
+                    self.events.emit("iteration_start", iteration=self.state.iteration)
+                    self._iteration()
+                except KeyboardInterrupt:
+                    # The unfinished iteration is dropped; the saved state stays resumable.
+                    self.state.iteration -= 1
+                    self.state.stop_reason = "interrupted (Ctrl-C)"
+                    break
+                self._save()
+                self.events.emit("iteration_end", iteration=self.state.iteration, progress=self._progress())
+        result = self._result()
+        if self.rundir:
+            result.save(self.rundir.path / "result.json")
+            result.best_program.save(self.rundir.path / "best_program.json")  # type: ignore[union-attr]
+        self.events.emit("run_end", result=result)
+        return result
+
+    def _print_estimate(self, resumed: bool) -> None:
+        if not self.opt.progress:
+            return
+        n_preds = len(self.signatures)
+        spent = self.state.progress.metric_calls
+        status = f"resuming at {spent}" if resumed else "new run"
+        sys.stderr.write(
+            f"GEPA: budget {self.budget} metric calls ({status}); "
+            f"about {self.budget * n_preds} task-LM calls at most and one reflection call per iteration; "
+            f"{len(self.val)} validation and {len(self.train)} training examples, "
+            f"{len(self.components)} components.\n"
+        )
+
+    def _add_seed(self) -> None:
+        comps = serialize_components(self.program.components())
+        recs = self.evaluator.run(comps, self.val)
+        seed = Candidate(
+            id=0,
+            components=comps,
+            origin="seed",
+            val_scores={r.example_id: r.score for r in recs},
+            discovered_at=self.evaluator.metric_calls,
+        )
+        self.state.candidates.append(seed)
+        self.state.learning_curve.append([self.evaluator.metric_calls, seed.val_score])
+        self.state.progress.best_score = seed.val_score
+        self.events.emit("val_evaluated", candidate_id=0, score=seed.val_score)
+        self._save()
+
+    # --- one iteration -------------------------------------------------------
+    def _iteration(self) -> None:
+        st = self.state
+        if self.opt.use_merge and st.merges_due > 0 and st.merges_done < self.opt.max_merge_invocations:
+            st.merges_due -= 1
+            if self._try_merge():
+                return
+        parent_id = pareto.select_parent(st.candidates, self.rng)
+        parent = st.candidates[parent_id]
+        self.events.emit(
+            "parent_selected",
+            iteration=st.iteration,
+            candidate_id=parent_id,
+            front=pareto.front(st.candidates),
+        )
+        batch = self._next_minibatch()
+        cached = self.evaluator.cached(parent.components, batch)
+        if cached is not None and self._perfect(cached) and self.opt.skip_perfect_score:
+            self.events.emit(
+                "proposal",
+                iteration=st.iteration,
+                component=None,
+                text=None,
+                accepted=False,
+                reason="parent already perfect on this minibatch (no budget spent)",
+            )
+            return
+        parent_recs = self.evaluator.run(parent.components, batch)
+        self.pool.add(parent_recs, self.opt.demo_threshold)
+        self.events.emit(
+            "minibatch_evaluated",
+            iteration=st.iteration,
+            candidate_id=parent_id,
+            example_ids=[e.id for e in batch],
+            scores=[r.score for r in parent_recs],
+        )
+        if self._perfect(parent_recs) and self.opt.skip_perfect_score:
+            self.events.emit(
+                "proposal",
+                iteration=st.iteration,
+                component=None,
+                text=None,
+                accepted=False,
+                reason="parent already perfect on this minibatch",
+            )
+            return
+        child, changed = self._propose(parent, parent_recs)
+        if child is None:
+            return
+        child_recs = self.evaluator.run(child, batch)
+        self.pool.add(child_recs, self.opt.demo_threshold)
+        before, after = sum(r.score for r in parent_recs), sum(r.score for r in child_recs)
+        if after <= before:
+            self.events.emit(
+                "candidate_rejected",
+                iteration=st.iteration,
+                parent_id=parent_id,
+                component=",".join(changed),
+                parent_score=before,
+                child_score=after,
+            )
+            return
+        self._accept(child, [parent_id], "reflection:" + ",".join(changed))
+        st.merges_due += 1
+
+    def _perfect(self, recs: list[Record]) -> bool:
+        return all(r.score >= self.opt.perfect_score for r in recs)
+
+    def _next_minibatch(self) -> list[Example]:
+        st = self.state
+        n = min(self.opt.minibatch_size, len(self.train))
+        if st.sampler_pos + n > len(st.sampler_order):
+            # A new epoch: every training example is seen once before any repeats.
+            order = list(self.train)
+            self.rng.shuffle(order)
+            st.sampler_order, st.sampler_pos = order, 0
+        ids = st.sampler_order[st.sampler_pos : st.sampler_pos + n]
+        st.sampler_pos += n
+        return [self.train[i] for i in ids]
+
+    def _pick_components(self, parent: Candidate) -> list[str]:
+        if self.opt.component_selector == "all":
+            return [c for c in self.components if c.endswith(".instruction")]
+        key = str(parent.id)
+        idx = self.state.next_component.get(key, 0)
+        order = [self.components[(idx + k) % len(self.components)] for k in range(len(self.components))]
+        self.state.next_component[key] = (idx + 1) % len(self.components)
+        return order  # preference order: the first that yields a proposal is used
+
+    def _propose(self, parent: Candidate, recs: list[Record]) -> tuple[dict[str, Any] | None, list[str]]:
+        child = dict(parent.components)
+        changed: list[str] = []
+        for comp in self._pick_components(parent):
+            pred, _, kind = comp.rpartition(".")
+            if kind == "demos":
+                demos = self.pool.propose(pred, parent.components[comp], self.opt.max_demos, self.rng)
+                self.events.emit(
+                    "proposal",
+                    iteration=self.state.iteration,
+                    component=comp,
+                    text=None if demos is None else f"{len(demos)} demos",
+                    accepted=demos is not None,
+                    reason="demo pool" if demos else "no new successful traces for this predictor",
+                )
+                if demos is None:
+                    continue
+                child[comp] = demos
+            else:
+                text = self._reflect(pred, parent.components[comp], recs)
+                if text is None:
+                    if self.opt.component_selector == "all":
+                        continue
+                    return None, []  # a rejected proposal ends the iteration; the budget was the reflection
+                child[comp] = text
+            changed.append(comp)
+            if self.opt.component_selector == "round_robin":
+                break
+        return (child, changed) if changed else (None, [])
+
+    def _reflect(self, pred: str, instruction: str, recs: list[Record]) -> str | None:
+        examples = reflective_dataset(
+            pred, recs, max_examples=self.opt.max_reflection_examples, max_chars=self.opt.max_reflection_chars
+        )
+        comp = f"{pred}.instruction"
+        if not examples:
+            self.events.emit(
+                "proposal",
+                iteration=self.state.iteration,
+                component=comp,
+                text=None,
+                accepted=False,
+                reason="the predictor left no trace on this minibatch",
+            )
+            return None
+        request = ProposalRequest(comp, instruction, self.signatures[pred], examples)
+        lm = functools.partial(
+            self.reflection_lm, rollout_id=f"gepa-{self.opt.seed}-{self.state.iteration}-{pred}"
+        )
+        with track_usage() as used:
+            try:
+                proposal = self.proposer(request, lm)
+            except Exception as exc:
+                proposal = Proposal(None, f"reflection failed: {type(exc).__name__}: {exc}")
+        self.state.proposer_calls += used.calls
+        text, reason = proposal.instruction, proposal.reason
+        if text is not None and self.opt.max_instruction_chars and len(text) > self.opt.max_instruction_chars:
+            text, reason = (
+                None,
+                f"too long: {len(proposal.instruction or '')} > {self.opt.max_instruction_chars} chars",
+            )
+        if text is not None and text.strip() == instruction.strip():
+            text, reason = None, "unchanged: identical to the current instruction"
+        self.events.emit(
+            "proposal",
+            iteration=self.state.iteration,
+            component=comp,
+            text=proposal.instruction,
+            accepted=text is not None,
+            reason=reason,
+            raw=proposal.raw,
+        )
+        return text
+
+    def _accept(self, components: dict[str, Any], parents: list[int], origin: str) -> Candidate:
+        st = self.state
+        recs = self.evaluator.run(components, self.val)
+        cand = Candidate(
+            id=len(st.candidates),
+            components=components,
+            parents=parents,
+            origin=origin,
+            val_scores={r.example_id: r.score for r in recs},
+            iteration=st.iteration,
+            discovered_at=self.evaluator.metric_calls,
+        )
+        best_before = max(c.val_score for c in st.candidates)
+        st.candidates.append(cand)
+        if cand.val_score > best_before:
+            st.learning_curve.append([self.evaluator.metric_calls, cand.val_score])
+            st.progress.last_improvement_iteration = st.iteration
+        self.events.emit("val_evaluated", candidate_id=cand.id, score=cand.val_score)
+        self.events.emit("candidate_accepted", iteration=st.iteration, candidate=cand.to_dict())
+        return cand
+
+    def _try_merge(self) -> bool:
+        st = self.state
+        tried = set(st.tried_merges)
+        found = find_merge(st.candidates, pareto.front(st.candidates), tried, self.rng)
+        st.tried_merges = sorted(tried)
+        if found is None:
+            return False
+        a, b, _anc, merged = found
+        st.merges_done += 1
+        # Judge the merge where its parents disagree most cheaply: a small validation subsample.
+        ca, cb = st.candidates[a], st.candidates[b]
+        differ = [e for e in self.val if ca.val_scores.get(e.id) != cb.val_scores.get(e.id)]
+        pool = differ if len(differ) >= self.opt.merge_subsample else list(self.val)
+        sub = self.rng.sample(pool, min(self.opt.merge_subsample, len(pool)))
+        recs = self.evaluator.run(merged, sub)
+        merged_sum = sum(r.score for r in recs)
+        best_parent = max(sum(c.val_scores[e.id] for e in sub) for c in (ca, cb))
+        accepted = merged_sum >= best_parent
+        self.events.emit("merge", iteration=st.iteration, ids=[a, b], accepted=accepted)
+        if accepted:
+            self._accept(merged, [a, b], "merge")
+        return True
+
+    # --- the result ----------------------------------------------------------
+    def _result(self) -> OptimizationResult:
+        st = self.state
+        best = max(st.candidates, key=lambda c: (c.val_score, -c.id))
+        usage = self._usage_total()
+        budget = Budget(
+            metric_calls=self.evaluator.metric_calls,
+            lm_calls=usage.calls,
+            uncached_lm_calls=usage.uncached_calls,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost=usage.cost,
+            seconds=self._progress().seconds,
+            proposer_lm_calls=st.proposer_calls,
+        )
+        result = OptimizationResult(
+            optimizer="promptopt.GEPA",
+            candidates=st.candidates,
+            best_id=best.id,
+            pareto_front=pareto.front(st.candidates),
+            budget=budget,
+            learning_curve=[(int(a), float(b)) for a, b in st.learning_curve],
+            stop_reason=st.stop_reason or "unknown",
+            config={**self.opt.config(), "budget": self.budget},
+        )
+        result.best_program = result.program_for(self.program)
+        return result

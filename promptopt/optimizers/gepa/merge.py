@@ -1,0 +1,78 @@
+"""System-aware merge: combine two front candidates that evolved different components.
+
+Given candidates A and B with a common ancestor C, each component of the merge
+comes from whichever of A and B changed it relative to C; where both changed
+it, from the one with the better validation score. A merge is only tried when
+it yields something new: at least one component from each side.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from promptopt.optimizers.evaluation import components_key
+from promptopt.optimizers.result import Candidate
+
+
+def ancestors(cid: int, by_id: dict[int, Candidate]) -> set[int]:
+    seen: set[int] = set()
+    stack = list(by_id[cid].parents)
+    while stack:
+        p = stack.pop()
+        if p not in seen:
+            seen.add(p)
+            stack.extend(by_id[p].parents)
+    return seen
+
+
+def merge_components(a: Candidate, b: Candidate, ancestor: Candidate) -> tuple[dict[str, Any], bool]:
+    """The merged components, and whether both sides contributed a change."""
+    out: dict[str, Any] = {}
+    from_a = from_b = False
+    for key, base in ancestor.components.items():
+        va, vb = a.components.get(key, base), b.components.get(key, base)
+        if va == vb:
+            out[key] = va
+        elif va != base and vb == base:
+            out[key], from_a = va, True
+        elif vb != base and va == base:
+            out[key], from_b = vb, True
+        else:
+            better_a = a.val_score >= b.val_score
+            out[key] = va if better_a else vb
+            from_a, from_b = from_a or better_a, from_b or not better_a
+    return out, from_a and from_b
+
+
+def find_merge(
+    candidates: Sequence[Candidate],
+    front_ids: Sequence[int],
+    tried: set[str],
+    rng: random.Random,
+    attempts: int = 10,
+) -> tuple[int, int, int, dict[str, Any]] | None:
+    """Pick (a, b, ancestor, merged components) for a new merge, or None."""
+    by_id = {c.id: c for c in candidates}
+    known = {components_key(c.components) for c in candidates}
+    pool = [i for i in front_ids if i != 0] or list(front_ids)
+    if len(pool) < 2:
+        return None
+    for _ in range(attempts):
+        i, j = sorted(rng.sample(pool, 2))
+        if i in ancestors(j, by_id) or j in ancestors(i, by_id):
+            continue  # one descends from the other: nothing to combine
+        common = ancestors(i, by_id) & ancestors(j, by_id)
+        if not common:
+            continue
+        # the most recent common ancestor carries the fewest unrelated changes
+        anc = max(common)
+        tag = f"{i}+{j}@{anc}"
+        if tag in tried:
+            continue
+        tried.add(tag)
+        merged, both = merge_components(by_id[i], by_id[j], by_id[anc])
+        if both and components_key(merged) not in known:
+            return i, j, anc, merged
+    return None

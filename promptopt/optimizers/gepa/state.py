@@ -1,0 +1,64 @@
+"""GEPA's run state: everything needed to continue a run exactly, as plain JSON."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from promptopt.optimizers.result import Candidate
+from promptopt.optimizers.stoppers import Progress
+
+STATE_VERSION = 1
+
+
+def rng_to_json(rng: random.Random) -> list[Any]:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def rng_from_json(data: list[Any]) -> random.Random:
+    rng = random.Random()
+    rng.setstate((data[0], tuple(data[1]), data[2]))
+    return rng
+
+
+@dataclass
+class GEPAState:
+    train_ids: list[str]
+    val_ids: list[str]
+    rng: list[Any]
+    candidates: list[Candidate] = field(default_factory=list)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    iteration: int = 0
+    sampler_order: list[str] = field(default_factory=list)
+    sampler_pos: int = 0
+    next_component: dict[str, int] = field(default_factory=dict)
+    merges_due: int = 0
+    merges_done: int = 0
+    tried_merges: list[str] = field(default_factory=list)
+    demo_pool: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    learning_curve: list[list[float]] = field(default_factory=list)
+    progress: Progress = field(default_factory=Progress)
+    usage: dict[str, Any] = field(default_factory=dict)
+    proposer_calls: int = 0
+    stop_reason: str = ""
+    finished: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["version"] = STATE_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GEPAState:
+        data = dict(data)
+        version = data.pop("version", None)
+        if version != STATE_VERSION:
+            raise ValueError(
+                f"This run directory holds GEPA state version {version}; this promptopt reads "
+                f"version {STATE_VERSION}. Start a new run directory."
+            )
+        data["candidates"] = [Candidate.from_dict(c) for c in data["candidates"]]
+        data["progress"] = Progress.from_dict(data["progress"])
+        return cls(**data)

@@ -1,0 +1,79 @@
+"""Run directories: atomic JSON state, an exclusive lock, and where results land.
+
+Layout of ``RUN_DIR``::
+
+    state.json     the optimizer's full state, rewritten atomically after every step
+    events.jsonl   one line per event (see promptopt.optimizers.callbacks)
+    result.json    the OptimizationResult, when the run ends
+    best_program.json
+    STOP           create this file to stop the run cleanly after the current step
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from promptopt.core.program import write_json_atomic
+
+
+class RunDirBusyError(RuntimeError):
+    pass
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fh: Any = None
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def events_file(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def stop_file(self) -> Path:
+        return self.path / "STOP"
+
+    def lock(self) -> None:
+        """Hold the directory for this process; a second run on it fails fast."""
+        self._lock_fh = open(self.path / "run.lock", "a+")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.close()
+            self._lock_fh = None
+            raise RunDirBusyError(
+                f"Another process is running in {self.path}; wait for it or use another run_dir."
+            ) from None
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def has_state(self) -> bool:
+        return self.state_file.exists()
+
+    def load_state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_file.read_text())
+        except json.JSONDecodeError as exc:  # atomic writes make this a foreign or hand-edited file
+            raise ValueError(
+                f"{self.state_file} is not valid JSON ({exc}); move it away to start over."
+            ) from exc
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        write_json_atomic(self.state_file, state)
+
+    def clear(self) -> None:
+        for name in ("state.json", "events.jsonl", "result.json", "STOP"):
+            (self.path / name).unlink(missing_ok=True)
