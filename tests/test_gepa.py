@@ -71,7 +71,7 @@ def test_gepa_improves_and_reports_everything(tmp_path):
     assert res.budget.proposer_lm_calls >= 1 and res.budget.lm_calls > res.budget.proposer_lm_calls
     assert res.learning_curve[0] == (6, 0.0) and res.learning_curve[-1][1] == 1.0
     assert res.pareto_front == [res.best_id]
-    assert "metric-call budget" in res.stop_reason
+    assert "perfect on every validation example" in res.stop_reason
     back = OptimizationResult.from_dict(json.loads(json.dumps(res.to_dict())))
     assert back.to_dict() == res.to_dict()
     assert back.program_for(program()).get_instructions() == best.get_instructions()
@@ -152,13 +152,24 @@ def test_perfect_minibatch_skips_without_budget():
     solved = po.Predict("word -> out", "Repeat the word in uppercase.")
     gepa = GEPA(metric, max_metric_calls=40, reflection_lm=rules_reflector(), progress=False,
                 evolve_demos=False, callbacks=[cb], patience=6)
-    res = gepa.compile(solved, data(6), data(3, offset=10), lm=task_lm())
-    assert res.best_score == 1.0 and len(res.candidates) == 1
+    # one validation example nobody can get right, so the run does not stop at a perfect validation score
+    unsolvable = po.Example(_id="bad", word="zebra", out="no such answer").with_inputs("word")
+    res = gepa.compile(solved, data(6), data(3, offset=10) + [unsolvable], lm=task_lm())
+    assert res.best_score == 0.75 and len(res.candidates) == 1
     reasons = [d["reason"] for e, d in cb.events if e == "proposal"]
     assert any("no budget spent" in r for r in reasons)
     # each training example scored once; the later perfect minibatches were free
-    assert res.budget.metric_calls == 3 + 6
+    assert res.budget.metric_calls == 4 + 6
     assert "no improvement" in res.stop_reason
+
+
+def test_stalled_run_stops_instead_of_looping():
+    # every proposal is rejected before it is scored, and minibatches come from the cache after one epoch
+    gepa = GEPA(metric, max_metric_calls=10_000, reflection_lm=ScriptedLM(["no fence here"]), progress=False,
+                proposer="rewrite", evolve_demos=False, use_merge=False, max_stalled_iterations=5)
+    res = gepa.compile(program(), data(6), data(3, offset=10), lm=task_lm())
+    assert "no progress: 5 iterations" in res.stop_reason
+    assert res.budget.metric_calls == 3 + 6 and len(res.candidates) == 1
 
 
 def test_demos_evolve_when_wording_cannot_help():

@@ -95,6 +95,8 @@ class GEPA:
         max_instruction_chars: reject proposals longer than this.
         num_threads: parallel examples in every evaluation.
         seed: all random choices derive from it.
+        max_stalled_iterations: stop after this many iterations in a row that spent no metric call
+            (every minibatch already perfect, or every proposal rejected before it was scored).
         max_seconds, max_tokens, max_cost, patience, score_threshold, stoppers: more ways to stop.
         callbacks: :class:`~promptopt.optimizers.callbacks.Callback` instances.
         progress: print a live progress line on stderr.
@@ -125,6 +127,7 @@ class GEPA:
         max_instruction_chars: int | None = 4000,
         num_threads: int = 4,
         seed: int = 0,
+        max_stalled_iterations: int = 12,
         failure_score: float = 0.0,
         max_seconds: float | None = None,
         max_tokens: int | None = None,
@@ -161,6 +164,7 @@ class GEPA:
         self.max_instruction_chars = max_instruction_chars
         self.num_threads = num_threads
         self.seed = seed
+        self.max_stalled_iterations = max_stalled_iterations
         self.failure_score = failure_score
         self.stop_options = {
             "max_seconds": max_seconds,
@@ -191,6 +195,7 @@ class GEPA:
             "max_reflection_chars",
             "max_instruction_chars",
             "seed",
+            "max_stalled_iterations",
             "failure_score",
         ]
         cfg = {k: getattr(self, k) for k in keys}
@@ -361,7 +366,7 @@ class _Run:
             if not self.state.candidates:
                 self._add_seed()
             while not self.state.finished:
-                reason = first_reason(self.stoppers, self._progress())
+                reason = first_reason(self.stoppers, self._progress()) or self._exhausted()
                 if reason:
                     self.state.stop_reason, self.state.finished = reason, True
                     self._save()
@@ -369,7 +374,10 @@ class _Run:
                 try:
                     self.state.iteration += 1
                     self.events.emit("iteration_start", iteration=self.state.iteration)
+                    spent_before = self.evaluator.metric_calls
                     self._iteration()
+                    stalled = self.evaluator.metric_calls == spent_before
+                    self.state.stalled_iterations = self.state.stalled_iterations + 1 if stalled else 0
                 except KeyboardInterrupt:
                     # The unfinished iteration is dropped; the saved state stays resumable.
                     self.state.iteration -= 1
@@ -383,6 +391,20 @@ class _Run:
             result.best_program.save(self.rundir.path / "best_program.json")  # type: ignore[union-attr]
         self.events.emit("run_end", result=result)
         return result
+
+    def _exhausted(self) -> str | None:
+        """Why no further iteration can help, if so: the stoppers only see spent budget, and an
+        iteration that spends none (a perfect minibatch, a rejected proposal) never moves it."""
+        perfect = self.opt.perfect_score
+        if any(c.val_scores and min(c.val_scores.values()) >= perfect for c in self.state.candidates):
+            return "a candidate is perfect on every validation example"
+        if self.state.stalled_iterations >= self.opt.max_stalled_iterations:
+            return (
+                f"no progress: {self.state.stalled_iterations} iterations in a row spent no metric call "
+                "(every minibatch was already perfect, or every proposal was rejected); raise "
+                "max_stalled_iterations or use a stronger reflection LM"
+            )
+        return None
 
     def _print_estimate(self, resumed: bool) -> None:
         if not self.opt.progress:
