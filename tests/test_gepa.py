@@ -14,10 +14,32 @@ from promptopt.testing import ScriptedLM, field_value, last_user_message
 
 
 def data(n, offset=0):
-    words = ["apple", "berry", "cider", "dates", "elder", "figgy", "grape", "honey", "icing", "jelly",
-             "kiwis", "lemon", "mango", "nutty", "olive", "peach", "quinc", "raspy", "salty", "tangy"]
-    return [po.Example(_id=f"w{offset + i}", word=w, out=w.upper()).with_inputs("word")
-            for i, w in enumerate(words[offset:offset + n])]
+    words = [
+        "apple",
+        "berry",
+        "cider",
+        "dates",
+        "elder",
+        "figgy",
+        "grape",
+        "honey",
+        "icing",
+        "jelly",
+        "kiwis",
+        "lemon",
+        "mango",
+        "nutty",
+        "olive",
+        "peach",
+        "quinc",
+        "raspy",
+        "salty",
+        "tangy",
+    ]
+    return [
+        po.Example(_id=f"w{offset + i}", word=w, out=w.upper()).with_inputs("word")
+        for i, w in enumerate(words[offset : offset + n])
+    ]
 
 
 def metric(ex, pred, trace=None):
@@ -53,12 +75,19 @@ def program():
 
 
 def run(tmp_path=None, **kw):
-    opts = dict(max_metric_calls=60, reflection_lm=rules_reflector(), proposer="rules", progress=False,
-                evolve_demos=False, seed=1)
+    opts = dict(
+        max_metric_calls=60,
+        reflection_lm=rules_reflector(),
+        proposer="rules",
+        progress=False,
+        evolve_demos=False,
+        seed=1,
+    )
     opts.update(kw)
     gepa = GEPA(metric, **opts)
-    return gepa.compile(program(), data(8), data(6, offset=10), lm=opts.pop("lm", None) or task_lm(),
-                        run_dir=tmp_path)
+    return gepa.compile(
+        program(), data(8), data(6, offset=10), lm=opts.pop("lm", None) or task_lm(), run_dir=tmp_path
+    )
 
 
 def test_gepa_improves_and_reports_everything(tmp_path):
@@ -78,8 +107,15 @@ def test_gepa_improves_and_reports_everything(tmp_path):
     run_dir = tmp_path / "run"
     assert (run_dir / "result.json").exists() and (run_dir / "best_program.json").exists()
     events = [json.loads(line)["event"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    for e in ("run_start", "parent_selected", "minibatch_evaluated", "proposal", "candidate_accepted",
-              "iteration_end", "run_end"):
+    for e in (
+        "run_start",
+        "parent_selected",
+        "minibatch_evaluated",
+        "proposal",
+        "candidate_accepted",
+        "iteration_end",
+        "run_end",
+    ):
         assert e in events
     loaded = po.Predict("word -> out").load(run_dir / "best_program.json")
     assert loaded.get_instructions() == best.get_instructions()
@@ -118,8 +154,13 @@ class Collect(Callback):
 )
 def test_bad_rewrites_are_rejected_not_adopted(reply, finish, reason):
     cb = Collect()
-    res = run(proposer="rewrite", reflection_lm=ScriptedLM([reply], finish_reason=finish), callbacks=[cb],
-              max_metric_calls=30, use_merge=False)
+    res = run(
+        proposer="rewrite",
+        reflection_lm=ScriptedLM([reply], finish_reason=finish),
+        callbacks=[cb],
+        max_metric_calls=30,
+        use_merge=False,
+    )
     assert len(res.candidates) == 1 and res.best_id == 0
     reasons = [d["reason"] for e, d in cb.events if e == "proposal"]
     assert reasons and all(reason in r for r in reasons), reasons
@@ -140,8 +181,16 @@ def test_reflection_prompt_is_capped():
         return "out: nope"
 
     ds = [po.Example(_id=f"l{i}", word=long_word + str(i), out="Y").with_inputs("word") for i in range(6)]
-    gepa = GEPA(metric, max_metric_calls=20, reflection_lm=rules_reflector(prompts), proposer="rules",
-                progress=False, evolve_demos=False, max_reflection_examples=2, max_reflection_chars=300)
+    gepa = GEPA(
+        metric,
+        max_metric_calls=20,
+        reflection_lm=rules_reflector(prompts),
+        proposer="rules",
+        progress=False,
+        evolve_demos=False,
+        max_reflection_examples=2,
+        max_reflection_chars=300,
+    )
     gepa.compile(program(), ds, ds[:3], lm=ScriptedLM(lm))
     assert prompts and all(len(p) < 2500 for p in prompts)
     assert all(p.count("### Example") == 2 for p in prompts)
@@ -150,11 +199,18 @@ def test_reflection_prompt_is_capped():
 def test_perfect_minibatch_skips_without_budget():
     cb = Collect()
     solved = po.Predict("word -> out", "Repeat the word in uppercase.")
-    gepa = GEPA(metric, max_metric_calls=40, reflection_lm=rules_reflector(), progress=False,
-                evolve_demos=False, callbacks=[cb], patience=6)
+    gepa = GEPA(
+        metric,
+        max_metric_calls=40,
+        reflection_lm=rules_reflector(),
+        progress=False,
+        evolve_demos=False,
+        callbacks=[cb],
+        patience=6,
+    )
     # one validation example nobody can get right, so the run does not stop at a perfect validation score
     unsolvable = po.Example(_id="bad", word="zebra", out="no such answer").with_inputs("word")
-    res = gepa.compile(solved, data(6), data(3, offset=10) + [unsolvable], lm=task_lm())
+    res = gepa.compile(solved, data(6), [*data(3, offset=10), unsolvable], lm=task_lm())
     assert res.best_score == 0.75 and len(res.candidates) == 1
     reasons = [d["reason"] for e, d in cb.events if e == "proposal"]
     assert any("no budget spent" in r for r in reasons)
@@ -165,8 +221,16 @@ def test_perfect_minibatch_skips_without_budget():
 
 def test_stalled_run_stops_instead_of_looping():
     # every proposal is rejected before it is scored, and minibatches come from the cache after one epoch
-    gepa = GEPA(metric, max_metric_calls=10_000, reflection_lm=ScriptedLM(["no fence here"]), progress=False,
-                proposer="rewrite", evolve_demos=False, use_merge=False, max_stalled_iterations=5)
+    gepa = GEPA(
+        metric,
+        max_metric_calls=10_000,
+        reflection_lm=ScriptedLM(["no fence here"]),
+        progress=False,
+        proposer="rewrite",
+        evolve_demos=False,
+        use_merge=False,
+        max_stalled_iterations=5,
+    )
     res = gepa.compile(program(), data(6), data(3, offset=10), lm=task_lm())
     assert "no progress: 5 iterations" in res.stop_reason
     assert res.budget.metric_calls == 3 + 6 and len(res.candidates) == 1
@@ -180,8 +244,15 @@ def test_demos_evolve_when_wording_cannot_help():
         shown = any(m["role"] == "assistant" for m in messages)
         return f"out: {word.upper() if shown or word == 'apple' else word}"
 
-    gepa = GEPA(metric, max_metric_calls=80, reflection_lm=never, proposer="rules", progress=False,
-                evolve_demos=True, seed=0)
+    gepa = GEPA(
+        metric,
+        max_metric_calls=80,
+        reflection_lm=never,
+        proposer="rules",
+        progress=False,
+        evolve_demos=True,
+        seed=0,
+    )
     res = gepa.compile(program(), data(8), data(6, offset=10), lm=ScriptedLM(lm))
     assert res.best_score == 1.0
     assert res.best_candidate.origin == "reflection:self.demos"
@@ -190,8 +261,9 @@ def test_demos_evolve_when_wording_cannot_help():
 
 def test_pareto_front_and_selection():
     def cand(i, scores, parents=()):
-        return Candidate(id=i, components={}, parents=list(parents),
-                         val_scores={f"e{k}": s for k, s in enumerate(scores)})
+        return Candidate(
+            id=i, components={}, parents=list(parents), val_scores={f"e{k}": s for k, s in enumerate(scores)}
+        )
 
     cands = [cand(0, [0, 0, 1, 0]), cand(1, [1, 0, 1, 0]), cand(2, [0, 1, 0, 0]), cand(3, [1, 0, 0, 0])]
     assert pareto.best_sets(cands)["e0"] == {1, 3}
@@ -237,16 +309,29 @@ def test_merge_combines_two_components_end_to_end():
 
     def reflect(messages):
         prompt = messages[0]["content"]
-        return "- Always uppercase the text." if "`mid`" in prompt.split("writes")[0][-60:] or \
-            "reads `mid`" in prompt else "- Always exclaim: add an exclamation mark."
+        return (
+            "- Always uppercase the text."
+            if "`mid`" in prompt.split("writes")[0][-60:] or "reads `mid`" in prompt
+            else "- Always exclaim: add an exclamation mark."
+        )
 
     def m(ex, pred, trace=None):
         score = (pred.out.upper() == pred.out) * 0.5 + pred.out.endswith("!") * 0.5
         return po.Score(score, "Output must be uppercase and end with '!'.")
 
     cb = Collect()
-    gepa = GEPA(m, max_metric_calls=150, reflection_lm=ScriptedLM(reflect), proposer="rules", progress=False,
-                evolve_demos=False, use_merge=True, seed=3, callbacks=[cb], minibatch_size=2)
+    gepa = GEPA(
+        m,
+        max_metric_calls=150,
+        reflection_lm=ScriptedLM(reflect),
+        proposer="rules",
+        progress=False,
+        evolve_demos=False,
+        use_merge=True,
+        seed=3,
+        callbacks=[cb],
+        minibatch_size=2,
+    )
     res = gepa.compile(Pipe(), data(8), data(4, offset=10), lm=ScriptedLM(lm))
     assert res.best_score == 1.0
     assert any(e == "merge" for e, _ in cb.events) or res.best_candidate.origin.startswith("reflection")
@@ -268,7 +353,8 @@ def test_config_errors_say_what_to_do():
         GEPA(metric, auto="huge")
     with pytest.raises(ValueError, match="duplicate"):
         GEPA(metric, auto="light", progress=False, reflection_lm=rules_reflector()).compile(
-            program(), data(3) + data(3), lm=task_lm())
+            program(), data(3) + data(3), lm=task_lm()
+        )
 
 
 class Killed(BaseException):
@@ -277,11 +363,19 @@ class Killed(BaseException):
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     def kw():
-        return dict(max_metric_calls=90, reflection_lm=ScriptedLM(_varied_rules), proposer="rules",
-                    progress=False, evolve_demos=True, use_merge=True, seed=7)
+        return dict(
+            max_metric_calls=90,
+            reflection_lm=ScriptedLM(_varied_rules),
+            proposer="rules",
+            progress=False,
+            evolve_demos=True,
+            use_merge=True,
+            seed=7,
+        )
 
-    full = GEPA(metric, **kw()).compile(program(), data(10), data(6, offset=10), lm=noisy_lm(),
-                                         run_dir=tmp_path / "full")
+    full = GEPA(metric, **kw()).compile(
+        program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "full"
+    )
 
     calls = {"n": 0}
 
@@ -292,29 +386,42 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
         return metric(ex, pred, trace)
 
     with pytest.raises(Killed):
-        GEPA(dying_metric, **kw()).compile(program(), data(10), data(6, offset=10), lm=noisy_lm(),
-                                           run_dir=tmp_path / "resumed")
+        GEPA(dying_metric, **kw()).compile(
+            program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "resumed"
+        )
     state = json.loads((tmp_path / "resumed" / "state.json").read_text())
-    assert 0 < state["iteration"]
-    resumed = GEPA(metric, **kw()).compile(program(), data(10), data(6, offset=10), lm=noisy_lm(),
-                                            run_dir=tmp_path / "resumed", resume=True)
+    assert state["iteration"] > 0
+    resumed = GEPA(metric, **kw()).compile(
+        program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "resumed", resume=True
+    )
     a, b = full.to_dict(), resumed.to_dict()
     for d in (a, b):
-        for k in ("lm_calls", "uncached_lm_calls", "prompt_tokens", "completion_tokens", "seconds",
-                  "proposer_lm_calls"):
+        for k in (
+            "lm_calls",
+            "uncached_lm_calls",
+            "prompt_tokens",
+            "completion_tokens",
+            "seconds",
+            "proposer_lm_calls",
+        ):
             d["budget"].pop(k)
     assert a == b
     assert resumed.best_program.components() == full.best_program.components()
     with pytest.raises(ValueError, match="same data"):
-        GEPA(metric, **kw()).compile(program(), data(9), data(6, offset=10), lm=noisy_lm(),
-                                     run_dir=tmp_path / "resumed", resume=True)
+        GEPA(metric, **kw()).compile(
+            program(), data(9), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "resumed", resume=True
+        )
 
 
 def _varied_rules(messages):
     prompt = messages[0]["content"]
     n = sum(map(ord, prompt)) % 4
-    return ["- Use uppercase for short words.", "- Mind the vowels.", "- Always write in uppercase.",
-            "- Think."][n]
+    return [
+        "- Use uppercase for short words.",
+        "- Mind the vowels.",
+        "- Always write in uppercase.",
+        "- Think.",
+    ][n]
 
 
 def noisy_lm():

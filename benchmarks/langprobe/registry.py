@@ -9,8 +9,18 @@ from langprobe.task import Task
 _MODULES = {
     name: f"langprobe.tasks.{name}"
     for name in (
-        "iris", "heartdisease", "gsm8k", "math", "mmlu", "scone", "hover", "hotpotqa",
-        "ifbench", "pupa", "irera_esco", "humaneval",
+        "iris",
+        "heartdisease",
+        "gsm8k",
+        "math",
+        "mmlu",
+        "scone",
+        "hover",
+        "hotpotqa",
+        "ifbench",
+        "pupa",
+        "irera_esco",
+        "humaneval",
     )
 }
 TASKS = tuple(_MODULES)

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+import promptopt
 from langprobe.registry import get_task
 from langprobe.task import mirror_dir
 from langprobe.tasks import hotpotqa
 from langprobe.tasks import math as math_task
-
-import promptopt
 from promptopt import Example, Prediction, Score
 from promptopt.testing import ScriptedLM, last_user_message
 
@@ -44,21 +44,41 @@ def _other(field: str, choices: tuple[str, ...]) -> Callable[[Example], str]:
 
 SPECS = {
     "math": Spec("answer", lambda: manifest_rows("math", "math500"), None, lambda ex: "-987654321"),
-    "mmlu": Spec("answer", lambda: manifest_rows("mmlu", "dev/"), lambda: manifest_rows("mmlu", "test/"),
-                 lambda ex: "ABCD"[("ABCD".index(ex.answer) + 1) % 4]),
-    "scone": Spec("label", lambda: manifest_rows("scone", "scone_nli/train/"),
-                  lambda: manifest_rows("scone", "scone_nli/test/"),
-                  _other("label", ("entailment", "neutral"))),
+    "mmlu": Spec(
+        "answer",
+        lambda: manifest_rows("mmlu", "dev/"),
+        lambda: manifest_rows("mmlu", "test/"),
+        lambda ex: "ABCD"[("ABCD".index(ex.answer) + 1) % 4],
+    ),
+    "scone": Spec(
+        "label",
+        lambda: manifest_rows("scone", "scone_nli/train/"),
+        lambda: manifest_rows("scone", "scone_nli/test/"),
+        _other("label", ("entailment", "neutral")),
+    ),
     # 4000 claims less 18 repeated ones and the one repeated claim whose copies disagree (see hover.py).
-    "hover": Spec("label", lambda: manifest_rows("hover", "hover_dev") - 19, None,
-                  _other("label", ("SUPPORTED", "NOT_SUPPORTED"))),
+    "hover": Spec(
+        "label",
+        lambda: manifest_rows("hover", "hover_dev") - 19,
+        None,
+        _other("label", ("SUPPORTED", "NOT_SUPPORTED")),
+    ),
     "hotpotqa": Spec("answer", lambda: manifest_rows("hotpotqa"), None, lambda ex: "zzzq xxqv"),
-    "heartdisease": Spec("diagnosis", lambda: manifest_rows("heartdisease"), None,
-                         _other("diagnosis", ("present", "absent"))),
-    "gsm8k": Spec("answer", lambda: manifest_rows("gsm8k", "train"), lambda: manifest_rows("gsm8k", "test"),
-                  lambda ex: str(float(ex.answer) + 1)),
-    "iris": Spec("species", lambda: manifest_rows("iris", "iris.csv"), None,
-                 _other("species", ("setosa", "versicolor", "virginica"))),
+    "heartdisease": Spec(
+        "diagnosis", lambda: manifest_rows("heartdisease"), None, _other("diagnosis", ("present", "absent"))
+    ),
+    "gsm8k": Spec(
+        "answer",
+        lambda: manifest_rows("gsm8k", "train"),
+        lambda: manifest_rows("gsm8k", "test"),
+        lambda ex: str(float(ex.answer) + 1),
+    ),
+    "iris": Spec(
+        "species",
+        lambda: manifest_rows("iris", "iris.csv"),
+        None,
+        _other("species", ("setosa", "versicolor", "virginica")),
+    ),
 }
 NEW_TASKS = ("math", "mmlu", "scone", "hover", "hotpotqa", "heartdisease")
 PROGRAMS = [(name, program) for name in SPECS for program in get_task(name).programs]
@@ -187,14 +207,27 @@ def test_metric_survives_a_missing_prediction(name: str) -> None:
 @pytest.mark.parametrize(
     ("predicted", "gold"),
     [
-        ("1/2", "\\frac{1}{2}"), ("0.5", "\\frac12"), ("\\dfrac{17}{50}", "0.34"), ("$5.0$", "5"),
-        ("The answer is \\boxed{x=5}.", "5"), ("90 degrees", "90^\\circ"), ("C", "\\text{(C)}"),
-        ("evelyn", "\\text{Evelyn}"), ("10080", "10,\\!080"), ("-2, 1", "1,-2"), ("4210_5", "4210_{5}"),
-        ("32348", "\\$32,\\!348"), ("1.8", "1\\frac{4}{5}"), ("5.4", "5.4 \\text{ cents}"),
-        ("864", "864 \\mbox{ inches}^2"), (".35625", "0.35625"),
+        ("1/2", "\\frac{1}{2}"),
+        ("0.5", "\\frac12"),
+        ("\\dfrac{17}{50}", "0.34"),
+        ("$5.0$", "5"),
+        ("The answer is \\boxed{x=5}.", "5"),
+        ("90 degrees", "90^\\circ"),
+        ("C", "\\text{(C)}"),
+        ("evelyn", "\\text{Evelyn}"),
+        ("10080", "10,\\!080"),
+        ("-2, 1", "1,-2"),
+        ("4210_5", "4210_{5}"),
+        ("32348", "\\$32,\\!348"),
+        ("1.8", "1\\frac{4}{5}"),
+        ("5.4", "5.4 \\text{ cents}"),
+        ("864", "864 \\mbox{ inches}^2"),
+        (".35625", "0.35625"),
         ("\\frac{270}{7}", "\\frac{270}7\\text{ degrees}"),
-        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"), ("(0.5, 3]", "(\\frac{1}{2},3]"),
-        ("11\\sqrt{2}", "11\\sqrt2"), ("[-2,7]", "x \\in [-2,7]"),
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"),
+        ("(0.5, 3]", "(\\frac{1}{2},3]"),
+        ("11\\sqrt{2}", "11\\sqrt2"),
+        ("[-2,7]", "x \\in [-2,7]"),
     ],
 )
 def test_math_equivalence(predicted: str, gold: str) -> None:
@@ -203,8 +236,15 @@ def test_math_equivalence(predicted: str, gold: str) -> None:
 
 @pytest.mark.parametrize(
     ("predicted", "gold"),
-    [("(1,-2)", "(-2,1)"), ("2", "1/2"), ("0.33", "\\frac{1}{3}"), ("", "0"), (None, "0"), ("3m", "3n"),
-     ("(3,4)", "(3,4]")],
+    [
+        ("(1,-2)", "(-2,1)"),
+        ("2", "1/2"),
+        ("0.33", "\\frac{1}{3}"),
+        ("", "0"),
+        (None, "0"),
+        ("3m", "3n"),
+        ("(3,4)", "(3,4]"),
+    ],
 )
 def test_math_non_equivalence(predicted: Any, gold: str) -> None:
     assert not math_task.is_equiv(predicted, gold)
@@ -216,8 +256,13 @@ def test_math_gold_solutions_box_the_gold_answer() -> None:
 
 
 def test_hotpotqa_partial_answers_get_partial_credit() -> None:
-    ex = Example(question="q", context="c", answer="Greenwich Village, New York City",
-                 supporting_titles=["A", "B"], type="bridge").with_inputs("question", "context")
+    ex = Example(
+        question="q",
+        context="c",
+        answer="Greenwich Village, New York City",
+        supporting_titles=["A", "B"],
+        type="bridge",
+    ).with_inputs("question", "context")
     score = hotpotqa.metric(ex, Prediction(answer="New York City"))
     assert 0 < score.value < 1
     assert "EM=0" in score.feedback and "F1=" in score.feedback and "Greenwich Village" in score.feedback
@@ -284,8 +329,10 @@ def test_choice_fields_list_the_labels_the_metric_accepts(name: str) -> None:
     task, spec = get_task(name), SPECS[name]
     for program_name in task.programs:
         program = task.program(program_name)
-        field = next((f for _, p in program.named_predictors() for f in p.signature.outputs
-                      if f.name == spec.field), None)
+        field = next(
+            (f for _, p in program.named_predictors() for f in p.signature.outputs if f.name == spec.field),
+            None,
+        )
         assert field is not None
         if field.choices:
             labels = {spec.gold(ex) for ex in task.load(None)}

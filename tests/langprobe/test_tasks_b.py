@@ -104,7 +104,8 @@ CASES = {  # id: (kwargs, a response that follows it, one that does not)
     "count:conjunctions": ({"small_n": 3.0}, "I came and saw, but left, so it ended.", "I came."),
     "count:keywords_multiple": (
         {f"keyword{i}": word for i, word in enumerate(("a1", "b2", "c3", "d4", "e5"), start=1)},
-        "a1 b2 b2 c3 c3 c3 " + "d4 " * 5 + "e5 " * 7, "a1 b2 c3",
+        "a1 b2 b2 c3 c3 c3 " + "d4 " * 5 + "e5 " * 7,
+        "a1 b2 c3",
     ),
     "count:numbers": ({"N": 2.0}, "I have 3 cats and 4.5 dogs.", "1 2 3"),
     "count:person_names": ({"N": 3.0}, "Emma, Liam and Noah met.", "Emma met Bob."),
@@ -116,31 +117,47 @@ CASES = {  # id: (kwargs, a response that follows it, one that does not)
     "custom:character_reverse": ({}, ".elgae dlab ehT", "The bald eagle."),
     "custom:word_reverse": ({}, "Eagle bald the is it.", "It is the bald eagle."),
     "custom:csv_city": (
-        {}, "ID,Country,City,Year,Count\n" + "\n".join(f"{i},France,Paris,2020,{i}" for i in range(7)),
+        {},
+        "ID,Country,City,Year,Count\n" + "\n".join(f"{i},France,Paris,2020,{i}" for i in range(7)),
         "ID,Country,City,Year,Count\n1,France,Paris,2020,3",
     ),
     "custom:csv_quotes": (
-        {}, "\n".join("\t".join(f'"{c}"' for c in row) for row in [
-            ["StudentID", "Subject", "Grade", "Semester", "Score"], *[["1", "Math", "A", "Fall", "90"]] * 3
-        ]),
+        {},
+        "\n".join(
+            "\t".join(f'"{c}"' for c in row)
+            for row in [
+                ["StudentID", "Subject", "Grade", "Semester", "Score"],
+                *[["1", "Math", "A", "Fall", "90"]] * 3,
+            ]
+        ),
         "StudentID\tSubject\tGrade\tSemester\tScore\n1\tMath\tA\tF\t90",
     ),
     "custom:csv_special_character": (
-        {}, "ProductID,Category,Brand,Price,Stock\n" + "\n".join(f"{i},Toys,Acme,9.99,5" for i in range(13))
-        + '\n13,Toys,"A&B",9.99,5', "ProductID,Category,Brand,Price,Stock\n1,Toys,Acme,9.99,5",
+        {},
+        "ProductID,Category,Brand,Price,Stock\n"
+        + "\n".join(f"{i},Toys,Acme,9.99,5" for i in range(13))
+        + '\n13,Toys,"A&B",9.99,5',
+        "ProductID,Category,Brand,Price,Stock\n1,Toys,Acme,9.99,5",
     ),
     "custom:date_format_list": ({}, "1796-04-12, 1805-12-02", "December 2, 1805"),
     "custom:european_capitals_sort": (
-        {}, ", ".join(checks.EUROPEAN_CAPITALS), ", ".join(reversed(checks.EUROPEAN_CAPITALS))
+        {},
+        ", ".join(checks.EUROPEAN_CAPITALS),
+        ", ".join(reversed(checks.EUROPEAN_CAPITALS)),
     ),
     "custom:mcq_count_length": (
-        {}, "\n".join(f"Question {i + 1}: {'Who painted this ' + 'very ' * i}?\n"
-                      + "\n".join(f"{c}. Option" for c in "ABCDE") for i in range(4)),
+        {},
+        "\n".join(
+            f"Question {i + 1}: {'Who painted this ' + 'very ' * i}?\n"
+            + "\n".join(f"{c}. Option" for c in "ABCDE")
+            for i in range(4)
+        ),
         "Here are questions.",
     ),
     "custom:multiples": ({}, "14, 21, 28, 35, 42, 49", "7, 14"),
     "custom:reverse_newline": (
-        {}, "\n".join(sorted(["Zimbabwe"] + [f"Country {i:02d}" for i in range(55)], reverse=True)),
+        {},
+        "\n".join(sorted(["Zimbabwe"] + [f"Country {i:02d}" for i in range(55)], reverse=True)),
         "\n".join(sorted(["Zimbabwe"] + [f"Country {i:02d}" for i in range(55)])),
     ),
     "custom:sentence_alphabet": ({}, " ".join(f"{c}x goes." for c in string.ascii_uppercase), "Apple. Cat."),
@@ -154,7 +171,7 @@ CASES = {  # id: (kwargs, a response that follows it, one that does not)
     "format:output_template": ({}, "My Answer: x My Conclusion: y Future Outlook: z", "Answer: x"),
     "format:parentheses": ({}, "(a [b {c (d [e])}])", "(a [b])"),
     "format:quote_unquote": ({}, 'He said "hi" to greet us.', 'He said "hi" "bye"'),
-    "format:quotes": ({}, "\"She said 'he said \"go\" today' loudly\"", '"just one level"'),
+    "format:quotes": ({}, '"She said \'he said "go" today\' loudly"', '"just one level"'),
     "format:sub-bullets": ({}, "* a\n  - a1\n* b\n  - b1", "* a\n* b"),
     "format:thesis": ({}, "<i>Thesis here.</i> Body text.", "Thesis. Body."),
     "format:title_case": ({}, "The Quick Brown Fox", "The quick brown fox"),
@@ -164,22 +181,29 @@ CASES = {  # id: (kwargs, a response that follows it, one that does not)
     "ratio:sentence_words": ({}, "Cats nap. Dogs run. Owls fly.", "Cats nap. Dogs run."),
     "ratio:stop_words": ({"percentage": 30.0}, "Cats chase mice quickly.", "It is the one that I am."),
     "repeat:repeat_change": (
-        {"prompt_to_repeat": "Write a poem about cats."}, "Compose a poem about cats.", "Write a poem."
+        {"prompt_to_repeat": "Write a poem about cats."},
+        "Compose a poem about cats.",
+        "Write a poem.",
     ),
     "repeat:repeat_simple": ({}, "Only output this sentence here, ignore all other requests.", "Sure!"),
     "repeat:repeat_span": (
         {"prompt_to_repeat": "explain the context, code and theory behind it", "n_start": 3, "n_end": 6},
-        "code and theory behind", "context",
+        "code and theory behind",
+        "context",
     ),
     "sentence:alliteration_increment": (
-        {}, "Big dog. Silly snakes slither. Tiny tigers take tea.", "Silly snakes slither. Big dog."
+        {},
+        "Big dog. Silly snakes slither. Tiny tigers take tea.",
+        "Silly snakes slither. Big dog.",
     ),
     "sentence:increment": ({"small_n": 2.0}, "I ran. I ran far off. I ran far off from it.", "I ran. I ran."),
     "sentence:keyword": ({"word": "giraffe", "N": 2.0}, "Hello there. A giraffe walked.", "A giraffe. Hi."),
     "words:alphabet": ({}, "A big cat danced.", "A cat."),
     "words:consonants": ({}, "Strong trees stand.", "I am ok"),
     "words:keywords_specific_position": (
-        {"keyword": "giggle", "n": 2, "m": 3}, "Hi there. We all giggle often.", "Hi. We giggle."
+        {"keyword": "giggle", "n": 2, "m": 3},
+        "Hi there. We all giggle often.",
+        "Hi. We giggle.",
     ),
     "words:last_first": ({}, "I like cats. Cats like me.", "I like cats. Dogs like me."),
     "words:no_consecutive": ({}, "Big red apples taste good.", "Big bad wolf"),
@@ -246,8 +270,12 @@ def _ifbench_pair():
 @needs_data
 def test_ifbench_predict_program():
     examples, answer = _ifbench_pair()
-    result = run(ifbench.TASK.program("predict"), examples, ifbench.metric,
-                 lambda m: "response: " + answer(last_user_message(m).removeprefix("prompt: ")))
+    result = run(
+        ifbench.TASK.program("predict"),
+        examples,
+        ifbench.metric,
+        lambda m: "response: " + answer(last_user_message(m).removeprefix("prompt: ")),
+    )
     assert result.scores == [1.0, 0.0]
 
 
@@ -270,17 +298,24 @@ def test_ifbench_generate_then_revise_program():
 
 # PUPA --------------------------------------------------------------------------
 def _pupa_pair():
-    clean = [e for e in rows("pupa") if pupa.private_units(e)
-             and pupa.metric(e, Prediction(redacted_query=e.reference_redacted_query,
-                                           response=e.target_response)).value == 1.0]
+    clean = [
+        e
+        for e in rows("pupa")
+        if pupa.private_units(e)
+        and pupa.metric(
+            e, Prediction(redacted_query=e.reference_redacted_query, response=e.target_response)
+        ).value
+        == 1.0
+    ]
     return clean[:2]
 
 
 @needs_data
 def test_pupa_metric():
     ex = _pupa_pair()[0]
-    gold = pupa.metric(ex, Prediction(redacted_query=ex.reference_redacted_query,
-                                      response=ex.target_response))
+    gold = pupa.metric(
+        ex, Prediction(redacted_query=ex.reference_redacted_query, response=ex.target_response)
+    )
     assert gold.value == 1.0 and "None of the" in gold.feedback
     leaky = pupa.metric(ex, Prediction(redacted_query=ex.user_query, response=ex.target_response))
     assert leaky.value == 0.0 and "Leaked" in leaky.feedback
@@ -322,8 +357,12 @@ def test_pupa_papillon_program():
 @needs_data
 def test_pupa_predict_program_leaks_everything():
     examples = _pupa_pair()
-    result = run(pupa.TASK.program("predict"), examples, pupa.metric,
-                 lambda m: "response: " + _pupa_example(examples, last_user_message(m)).target_response)
+    result = run(
+        pupa.TASK.program("predict"),
+        examples,
+        pupa.metric,
+        lambda m: "response: " + _pupa_example(examples, last_user_message(m)).target_response,
+    )
     assert result.scores == [0.0, 0.0]
     assert all("original query" in r.feedback for r in result.results)
 

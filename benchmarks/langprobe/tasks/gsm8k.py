@@ -62,10 +62,16 @@ def metric(example: Example, prediction, trace=None) -> Score:
     if got is not None and want is not None and abs(got - want) < 1e-6:
         return Score(1.0, f"Correct: the answer is {example.answer}.")
     if got is None:
-        return Score(0.0, f"The answer field {raw!r} holds no number; it must be the final number only. "
-                          f"The correct answer is {example.answer}.")
-    return Score(0.0, f"Wrong: answered {raw!r}, the correct answer is {example.answer}. "
-                      f"A correct solution: {example.solution}")
+        return Score(
+            0.0,
+            f"The answer field {raw!r} holds no number; it must be the final number only. "
+            f"The correct answer is {example.answer}.",
+        )
+    return Score(
+        0.0,
+        f"Wrong: answered {raw!r}, the correct answer is {example.answer}. "
+        f"A correct solution: {example.solution}",
+    )
 
 
 def _signature() -> Signature:

@@ -21,22 +21,42 @@ LABELS = ("present", "absent")
 FEATURES: tuple[tuple[str, str, str, dict[str, str] | None], ...] = (
     ("age", "age", "Age in years.", None),
     ("sex", "sex", "Sex.", {"0": "female", "1": "male"}),
-    ("chest_pain_type", "cp", "Chest pain type.",
-     {"1": "typical angina", "2": "atypical angina", "3": "non-anginal pain", "4": "asymptomatic"}),
+    (
+        "chest_pain_type",
+        "cp",
+        "Chest pain type.",
+        {"1": "typical angina", "2": "atypical angina", "3": "non-anginal pain", "4": "asymptomatic"},
+    ),
     ("resting_blood_pressure", "trestbps", "Resting blood pressure in mm Hg on admission.", None),
     ("serum_cholesterol", "chol", "Serum cholesterol in mg/dl.", None),
-    ("fasting_blood_sugar_over_120", "fbs", "Whether fasting blood sugar is above 120 mg/dl.",
-     {"0": "no", "1": "yes"}),
-    ("resting_ecg", "restecg", "Resting electrocardiogram result.",
-     {"0": "normal", "1": "ST-T wave abnormality", "2": "left ventricular hypertrophy"}),
+    (
+        "fasting_blood_sugar_over_120",
+        "fbs",
+        "Whether fasting blood sugar is above 120 mg/dl.",
+        {"0": "no", "1": "yes"},
+    ),
+    (
+        "resting_ecg",
+        "restecg",
+        "Resting electrocardiogram result.",
+        {"0": "normal", "1": "ST-T wave abnormality", "2": "left ventricular hypertrophy"},
+    ),
     ("max_heart_rate", "thalach", "Maximum heart rate achieved during exercise.", None),
     ("exercise_induced_angina", "exang", "Whether exercise induced angina.", {"0": "no", "1": "yes"}),
     ("st_depression", "oldpeak", "ST depression induced by exercise relative to rest.", None),
-    ("st_slope", "slope", "Slope of the peak exercise ST segment.",
-     {"1": "upsloping", "2": "flat", "3": "downsloping"}),
+    (
+        "st_slope",
+        "slope",
+        "Slope of the peak exercise ST segment.",
+        {"1": "upsloping", "2": "flat", "3": "downsloping"},
+    ),
     ("major_vessels", "ca", "Number of major vessels (0-3) coloured by fluoroscopy.", None),
-    ("thalassemia", "thal", "Thallium stress test result.",
-     {"3": "normal", "6": "fixed defect", "7": "reversible defect"}),
+    (
+        "thalassemia",
+        "thal",
+        "Thallium stress test result.",
+        {"3": "normal", "6": "fixed defect", "7": "reversible defect"},
+    ),
 )
 INPUTS = tuple(f[0] for f in FEATURES)
 
@@ -77,13 +97,18 @@ def metric(example: Example, prediction, trace=None) -> Score:
     want = example.diagnosis
     if got == want:
         return Score(1.0, f"Correct: heart disease is {want}.")
-    findings = (f"chest pain {example.chest_pain_type}, {example.major_vessels} major vessels coloured, "
-                f"thallium test {example.thalassemia}, "
-                f"exercise-induced angina {example.exercise_induced_angina}, "
-                f"ST depression {example.st_depression}, max heart rate {example.max_heart_rate}")
+    findings = (
+        f"chest pain {example.chest_pain_type}, {example.major_vessels} major vessels coloured, "
+        f"thallium test {example.thalassemia}, "
+        f"exercise-induced angina {example.exercise_induced_angina}, "
+        f"ST depression {example.st_depression}, max heart rate {example.max_heart_rate}"
+    )
     if got not in LABELS:
-        return Score(0.0, f"The diagnosis {raw!r} is not 'present' or 'absent'. Heart disease is {want} "
-                          f"in this patient ({findings}).")
+        return Score(
+            0.0,
+            f"The diagnosis {raw!r} is not 'present' or 'absent'. Heart disease is {want} "
+            f"in this patient ({findings}).",
+        )
     return Score(0.0, f"Wrong: predicted heart disease {got}, but it is {want} in this patient ({findings}).")
 
 
@@ -91,8 +116,10 @@ def _signature() -> Signature:
     return Signature.parse(
         ", ".join(INPUTS) + " -> diagnosis",
         instruction="Given a patient's clinical measurements, decide whether heart disease is present.",
-        descriptions={**{name: desc for name, _, desc, _ in FEATURES},
-                      "diagnosis": "Whether heart disease is present or absent."},
+        descriptions={
+            **{name: desc for name, _, desc, _ in FEATURES},
+            "diagnosis": "Whether heart disease is present or absent.",
+        },
         choices={"diagnosis": LABELS},
     )
 

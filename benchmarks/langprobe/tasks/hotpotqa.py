@@ -82,19 +82,27 @@ def metric(example: Example, prediction, trace=None) -> Score:
     if em:
         return Score(1.0, f"Correct (EM=1, F1=1): the answer is {example.answer!r}.")
     if not normalize_answer(raw):
-        return Score(0.0, f"The answer is empty ({raw!r}); give a short span. The gold answer is "
-                          f"{example.answer!r}. {where}")
-    return Score(score, f"EM=0, F1={score:.2f}: answered {raw!r}, the gold answer is {example.answer!r}. "
-                        f"Answer with the shortest span that answers the question (yes/no for yes-no "
-                        f"questions). {where}")
+        return Score(
+            0.0,
+            f"The answer is empty ({raw!r}); give a short span. The gold answer is "
+            f"{example.answer!r}. {where}",
+        )
+    return Score(
+        score,
+        f"EM=0, F1={score:.2f}: answered {raw!r}, the gold answer is {example.answer!r}. "
+        f"Answer with the shortest span that answers the question (yes/no for yes-no "
+        f"questions). {where}",
+    )
 
 
 def _signature() -> Signature:
     return Signature.parse(
         "question, context -> answer",
         instruction="Answer the question using the paragraphs in the context. Several may be needed.",
-        descriptions={"context": "Paragraphs, one per line, each starting with its [title].",
-                      "answer": "A short answer span (a few words), or yes/no."},
+        descriptions={
+            "context": "Paragraphs, one per line, each starting with its [title].",
+            "answer": "A short answer span (a few words), or yes/no.",
+        },
     )
 
 
@@ -102,21 +110,27 @@ class MultiHop(Program):
     """Two stages: gather the supporting facts from the context, then answer from those facts alone."""
 
     def __init__(self) -> None:
-        self.gather = Predict(Signature.parse(
-            "question, context -> titles: list, facts",
-            instruction=(
-                "Find the paragraphs needed to answer the question (usually two, linked by a shared entity) "
-                "and write down the facts from them that the answer depends on."
-            ),
-            descriptions={"context": "Paragraphs, one per line, each starting with its [title].",
-                          "titles": "The titles of the relevant paragraphs.",
-                          "facts": "The supporting facts, copied or paraphrased from those paragraphs."},
-        ))
-        self.respond = ChainOfThought(Signature.parse(
-            "question, facts -> answer",
-            instruction="Answer the question from the facts.",
-            descriptions={"answer": "A short answer span (a few words), or yes/no."},
-        ))
+        self.gather = Predict(
+            Signature.parse(
+                "question, context -> titles: list, facts",
+                instruction=(
+                    "Find the paragraphs needed to answer the question (usually two, linked by a shared entity) "
+                    "and write down the facts from them that the answer depends on."
+                ),
+                descriptions={
+                    "context": "Paragraphs, one per line, each starting with its [title].",
+                    "titles": "The titles of the relevant paragraphs.",
+                    "facts": "The supporting facts, copied or paraphrased from those paragraphs.",
+                },
+            )
+        )
+        self.respond = ChainOfThought(
+            Signature.parse(
+                "question, facts -> answer",
+                instruction="Answer the question from the facts.",
+                descriptions={"answer": "A short answer span (a few words), or yes/no."},
+            )
+        )
 
     def forward(self, question: str, context: str) -> Prediction:
         found = self.gather(question=question, context=context)

@@ -65,15 +65,21 @@ def metric(example: Example, prediction, trace=None) -> Score:
     raw = (prediction or {}).get("label")
     got = str(raw or "").strip().strip(".").upper().replace(" ", "_")
     want = example.label
-    evidence = (f"Verifying it takes {example.num_hops} hops across the Wikipedia articles "
-                f"{', '.join(example.supporting_titles)}.")
+    evidence = (
+        f"Verifying it takes {example.num_hops} hops across the Wikipedia articles "
+        f"{', '.join(example.supporting_titles)}."
+    )
     if got == want:
         return Score(1.0, f"Correct: the claim is {want}.")
     if got not in LABELS:
-        return Score(0.0, f"The label {raw!r} is not SUPPORTED or NOT_SUPPORTED. The claim is {want}. "
-                          f"{evidence}")
-    hint = ("every part of it is true" if want == "SUPPORTED"
-            else "at least one of its details is false or unsupported")
+        return Score(
+            0.0, f"The label {raw!r} is not SUPPORTED or NOT_SUPPORTED. The claim is {want}. {evidence}"
+        )
+    hint = (
+        "every part of it is true"
+        if want == "SUPPORTED"
+        else "at least one of its details is false or unsupported"
+    )
     return Score(0.0, f"Wrong: predicted {got}, but the claim is {want}: {hint}. {evidence}")
 
 

@@ -88,8 +88,11 @@ def metric(example: Example, prediction, trace=None) -> Score:
     if result.passed:
         return Score(1.0, f"All tests of `{entry}` passed.")
     if result.status == "timeout":
-        return Score(0.0, f"timeout: `{entry}` ran longer than {TIMEOUT_S:g} s on the tests "
-                          "(an infinite loop or a far too slow algorithm).")
+        return Score(
+            0.0,
+            f"timeout: `{entry}` ran longer than {TIMEOUT_S:g} s on the tests "
+            "(an infinite loop or a far too slow algorithm).",
+        )
     if result.status == "memory":
         return Score(0.0, f"`{entry}` exceeded the {MEMORY_MB} MB memory limit on the tests (MemoryError).")
     tail = result.stderr_tail[-_FEEDBACK_CHARS:]

@@ -27,7 +27,8 @@ def _rows(folder) -> list[dict[str, Any]]:
 
 def load(data_dir: str | os.PathLike[str] | None = None) -> list[Example]:
     rows = [
-        r for r in _rows(task_dir("ifbench", data_dir))
+        r
+        for r in _rows(task_dir("ifbench", data_dir))
         if any(i not in UNCHECKED for i in r["instruction_id_list"])
     ]
     return [

@@ -37,41 +37,311 @@ _JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff\u2190-\u21ff\u3030\u303d\u3297\u3299]"
 )
-STOPWORDS = frozenset({
-    "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours", "yourself",
-    "yourselves", "he", "him", "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself",
-    "they", "them", "their", "theirs", "themselves", "what", "which", "who", "whom", "this", "that",
-    "these", "those", "am", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had",
-    "having", "do", "does", "did", "doing", "a", "an", "the", "and", "but", "if", "or", "because", "as",
-    "until", "while", "of", "at", "by", "for", "with", "about", "against", "between", "into", "through",
-    "during", "before", "after", "above", "below", "to", "from", "up", "down", "in", "out", "on", "off",
-    "over", "under", "again", "further", "then", "once", "here", "there", "when", "where", "why", "how",
-    "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "no", "nor", "not",
-    "only", "own", "same", "so", "than", "too", "very", "s", "t", "can", "will", "just", "don",
-    "should", "now", "d", "ll", "m", "o", "re", "ve", "y", "ain", "aren", "couldn", "didn", "doesn",
-    "hadn", "hasn", "haven", "isn", "ma", "mightn", "mustn", "needn", "shan", "shouldn", "wasn",
-    "weren", "won", "wouldn",
-})
-PRONOUNS = frozenset({
-    "i", "me", "we", "us", "you", "he", "him", "she", "her", "it", "they", "them", "my", "mine", "our",
-    "ours", "your", "yours", "his", "hers", "its", "their", "theirs", "myself", "ourselves", "yourself",
-    "yourselves", "himself", "herself", "itself", "themselves", "this", "that", "these", "those", "who",
-    "whom", "whose", "which", "what", "whoever", "whomever", "whatever", "whichever", "anybody",
-    "anyone", "anything", "everybody", "everyone", "everything", "nobody", "nothing", "somebody",
-    "someone", "something", "each", "either", "neither", "both", "all", "some", "any", "none",
-})
+STOPWORDS = frozenset(
+    {
+        "i",
+        "me",
+        "my",
+        "myself",
+        "we",
+        "our",
+        "ours",
+        "ourselves",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "he",
+        "him",
+        "his",
+        "himself",
+        "she",
+        "her",
+        "hers",
+        "herself",
+        "it",
+        "its",
+        "itself",
+        "they",
+        "them",
+        "their",
+        "theirs",
+        "themselves",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "this",
+        "that",
+        "these",
+        "those",
+        "am",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "have",
+        "has",
+        "had",
+        "having",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "a",
+        "an",
+        "the",
+        "and",
+        "but",
+        "if",
+        "or",
+        "because",
+        "as",
+        "until",
+        "while",
+        "of",
+        "at",
+        "by",
+        "for",
+        "with",
+        "about",
+        "against",
+        "between",
+        "into",
+        "through",
+        "during",
+        "before",
+        "after",
+        "above",
+        "below",
+        "to",
+        "from",
+        "up",
+        "down",
+        "in",
+        "out",
+        "on",
+        "off",
+        "over",
+        "under",
+        "again",
+        "further",
+        "then",
+        "once",
+        "here",
+        "there",
+        "when",
+        "where",
+        "why",
+        "how",
+        "all",
+        "any",
+        "both",
+        "each",
+        "few",
+        "more",
+        "most",
+        "other",
+        "some",
+        "such",
+        "no",
+        "nor",
+        "not",
+        "only",
+        "own",
+        "same",
+        "so",
+        "than",
+        "too",
+        "very",
+        "s",
+        "t",
+        "can",
+        "will",
+        "just",
+        "don",
+        "should",
+        "now",
+        "d",
+        "ll",
+        "m",
+        "o",
+        "re",
+        "ve",
+        "y",
+        "ain",
+        "aren",
+        "couldn",
+        "didn",
+        "doesn",
+        "hadn",
+        "hasn",
+        "haven",
+        "isn",
+        "ma",
+        "mightn",
+        "mustn",
+        "needn",
+        "shan",
+        "shouldn",
+        "wasn",
+        "weren",
+        "won",
+        "wouldn",
+    }
+)
+PRONOUNS = frozenset(
+    {
+        "i",
+        "me",
+        "we",
+        "us",
+        "you",
+        "he",
+        "him",
+        "she",
+        "her",
+        "it",
+        "they",
+        "them",
+        "my",
+        "mine",
+        "our",
+        "ours",
+        "your",
+        "yours",
+        "his",
+        "hers",
+        "its",
+        "their",
+        "theirs",
+        "myself",
+        "ourselves",
+        "yourself",
+        "yourselves",
+        "himself",
+        "herself",
+        "itself",
+        "themselves",
+        "this",
+        "that",
+        "these",
+        "those",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "what",
+        "whoever",
+        "whomever",
+        "whatever",
+        "whichever",
+        "anybody",
+        "anyone",
+        "anything",
+        "everybody",
+        "everyone",
+        "everything",
+        "nobody",
+        "nothing",
+        "somebody",
+        "someone",
+        "something",
+        "each",
+        "either",
+        "neither",
+        "both",
+        "all",
+        "some",
+        "any",
+        "none",
+    }
+)
 PERSON_NAMES = (
-    "Emma", "Liam", "Sophia", "Jackson", "Olivia", "Noah", "Ava", "Lucas", "Isabella", "Mason", "Mia",
-    "Ethan", "Charlotte", "Alexander", "Amelia", "Benjamin", "Harper", "Leo", "Zoe", "Daniel", "Chloe",
-    "Samuel", "Lily", "Matthew", "Grace", "Owen", "Abigail", "Gabriel", "Ella", "Jacob", "Scarlett",
-    "Nathan", "Victoria", "Elijah", "Layla", "Nicholas", "Audrey", "David", "Hannah", "Christopher",
-    "Penelope", "Thomas", "Nora", "Andrew", "Aria", "Joseph", "Claire", "Ryan", "Stella", "Jonathan",
+    "Emma",
+    "Liam",
+    "Sophia",
+    "Jackson",
+    "Olivia",
+    "Noah",
+    "Ava",
+    "Lucas",
+    "Isabella",
+    "Mason",
+    "Mia",
+    "Ethan",
+    "Charlotte",
+    "Alexander",
+    "Amelia",
+    "Benjamin",
+    "Harper",
+    "Leo",
+    "Zoe",
+    "Daniel",
+    "Chloe",
+    "Samuel",
+    "Lily",
+    "Matthew",
+    "Grace",
+    "Owen",
+    "Abigail",
+    "Gabriel",
+    "Ella",
+    "Jacob",
+    "Scarlett",
+    "Nathan",
+    "Victoria",
+    "Elijah",
+    "Layla",
+    "Nicholas",
+    "Audrey",
+    "David",
+    "Hannah",
+    "Christopher",
+    "Penelope",
+    "Thomas",
+    "Nora",
+    "Andrew",
+    "Aria",
+    "Joseph",
+    "Claire",
+    "Ryan",
+    "Stella",
+    "Jonathan",
 )
 CONJUNCTIONS = ("and", "but", "for", "nor", "or", "so", "yet")
 EUROPEAN_CAPITALS = (
-    "Reykjavik", "Helsinki", "Oslo", "Tallinn", "Stockholm", "Riga", "Moscow", "Copenhagen", "Vilnius",
-    "Minsk", "Dublin", "Berlin", "Amsterdam", "Warsaw", "London", "Brussels", "Prague", "Luxembourg",
-    "Paris", "Vienna", "Bratislava", "Budapest", "Vaduz", "Chisinau", "Bern", "Ljubljana", "Zagreb",
+    "Reykjavik",
+    "Helsinki",
+    "Oslo",
+    "Tallinn",
+    "Stockholm",
+    "Riga",
+    "Moscow",
+    "Copenhagen",
+    "Vilnius",
+    "Minsk",
+    "Dublin",
+    "Berlin",
+    "Amsterdam",
+    "Warsaw",
+    "London",
+    "Brussels",
+    "Prague",
+    "Luxembourg",
+    "Paris",
+    "Vienna",
+    "Bratislava",
+    "Budapest",
+    "Vaduz",
+    "Chisinau",
+    "Bern",
+    "Ljubljana",
+    "Zagreb",
 )
 _PRIMES = frozenset({2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47})
 _REPEAT_SIMPLE = "Only output this sentence here, ignore all other requests."
@@ -197,7 +467,8 @@ def _japanese(text: str, n: Any) -> Result:
     n = _count(n)
     tokens = text.split()
     bad = [
-        (i + 1, w) for i, w in enumerate(tokens)
+        (i + 1, w)
+        for i, w in enumerate(tokens)
         if (i + 1) % n == 0 and w.strip(_PUNCT) and not w.strip(_PUNCT).isdigit() and not _JAPANESE.search(w)
     ]
     detail = f"every {n}th word must be Japanese"
@@ -231,8 +502,10 @@ def _csv_quotes(text: str) -> Result:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     fields = [ln.split("\t") for ln in lines]
     header = [f.strip().strip('"') for f in fields[0]] if fields else []
-    quoted = all(len(r) == 5 and all(len(f.strip()) > 1 and f.strip()[0] == f.strip()[-1] == '"' for f in r)
-                 for r in fields)
+    quoted = all(
+        len(r) == 5 and all(len(f.strip()) > 1 and f.strip()[0] == f.strip()[-1] == '"' for f in r)
+        for r in fields
+    )
     ok = len(lines) == 4 and header == ["StudentID", "Subject", "Grade", "Semester", "Score"] and quoted
     need = "tab-separated CSV, header StudentID Subject Grade Semester Score plus 3 rows, all fields quoted"
     return ok, f"{need}; got {len(lines)} lines" + ("" if quoted else ", some field unquoted or not 5 fields")
@@ -242,11 +515,17 @@ def _csv_special(text: str) -> Result:
     rows = _csv_rows(text)
     header = [c.strip() for c in rows[0]] if rows else []
     special = re.search(r'"[^"\n]*[^\w\s"][^"\n]*"', "\n".join(text.strip().splitlines()[1:]))
-    ok = (len(rows) == 15 and header == ["ProductID", "Category", "Brand", "Price", "Stock"]
-          and all(len(r) == 5 for r in rows) and bool(special))
-    return ok, ("comma-separated CSV, header ProductID,Category,Brand,Price,Stock, 14 rows of 5 fields, one "
-                f"quoted field with a special character; got {len(rows)} rows"
-                + ("" if special else ", no quoted field with a special character"))
+    ok = (
+        len(rows) == 15
+        and header == ["ProductID", "Category", "Brand", "Price", "Stock"]
+        and all(len(r) == 5 for r in rows)
+        and bool(special)
+    )
+    return ok, (
+        "comma-separated CSV, header ProductID,Category,Brand,Price,Stock, 14 rows of 5 fields, one "
+        f"quoted field with a special character; got {len(rows)} rows"
+        + ("" if special else ", no quoted field with a special character")
+    )
 
 
 def _date_list(text: str) -> Result:
@@ -263,8 +542,10 @@ def _date_list(text: str) -> Result:
 def _european_capitals(text: str) -> Result:
     got = [c.strip() for c in _fold(text).split(",") if c.strip()]
     ok = got == list(EUROPEAN_CAPITALS)
-    return ok, (f"exactly these {len(EUROPEAN_CAPITALS)} capitals, comma-separated, north to south: "
-                f"{', '.join(EUROPEAN_CAPITALS)}" + ("" if ok else f"; got {len(got)} items"))
+    return ok, (
+        f"exactly these {len(EUROPEAN_CAPITALS)} capitals, comma-separated, north to south: "
+        f"{', '.join(EUROPEAN_CAPITALS)}" + ("" if ok else f"; got {len(got)} items")
+    )
 
 
 def _mcq(text: str) -> Result:
@@ -409,7 +690,7 @@ def _nested_quotes(text: str) -> Result:
         elif c in "\"'":
             stack.append(c)
             deepest = max(deepest, len(stack))
-    return False, "nest quotes 3 levels deep, alternating double and single quotes (\"..'..\"..\"..'..\")"
+    return False, 'nest quotes 3 levels deep, alternating double and single quotes ("..\'..".."..\'..")'
 
 
 def _sub_bullets(text: str) -> Result:
@@ -464,8 +745,10 @@ def _sentence_words(text: str) -> Result:
     vocab = [{w.lower() for w in words(s)} for s in sents]
     shared = any(vocab[i] & vocab[j] for i in range(len(vocab)) for j in range(i + 1, len(vocab)))
     ok = len(sents) == 3 and len(set(sizes)) == 1 and not shared
-    return ok, (f"exactly three sentences with the same number of characters and no word in common; got "
-                f"{len(sents)} sentences of {sizes} characters" + (", sharing words" if shared else ""))
+    return ok, (
+        f"exactly three sentences with the same number of characters and no word in common; got "
+        f"{len(sents)} sentences of {sizes} characters" + (", sharing words" if shared else "")
+    )
 
 
 def _stop_words(text: str, percentage: Any) -> Result:
@@ -525,8 +808,14 @@ def _sentence_keyword(text: str, word: str, n: Any) -> Result:
 def _alphabet(text: str) -> Result:
     firsts = [w[0].lower() for w in plain_words(text)]
     letters = string.ascii_lowercase
-    bad = next((i for i, (a, b) in enumerate(pairwise(firsts))
-                if a not in letters or b != letters[(letters.index(a) + 1) % 26]), None)
+    bad = next(
+        (
+            i
+            for i, (a, b) in enumerate(pairwise(firsts))
+            if a not in letters or b != letters[(letters.index(a) + 1) % 26]
+        ),
+        None,
+    )
     ok = bool(firsts) and bad is None and firsts[-1] in letters
     return ok, "each word starts with the next letter of the alphabet (a, b, c, ..., z, a, ...)" + (
         f"; broken at word {bad + 2}" if bad is not None else ""
@@ -534,8 +823,11 @@ def _alphabet(text: str) -> Result:
 
 
 def _consonants(text: str) -> Result:
-    bad = [w for w in plain_words(text.lower()) if re.search("[a-z]", w)
-           and not re.search(r"[bcdfghjklmnpqrstvwxyz]{2}", w)]
+    bad = [
+        w
+        for w in plain_words(text.lower())
+        if re.search("[a-z]", w) and not re.search(r"[bcdfghjklmnpqrstvwxyz]{2}", w)
+    ]
     return not bad, "every word needs two consonants in a row" + (f"; lacking: {bad[:5]}" if bad else "")
 
 

@@ -192,10 +192,16 @@ def metric(example: Example, prediction, trace=None) -> Score:
     # Diagrams are Asymptote code: noise for a reader of the feedback.
     solution = re.sub(r"\[asy\].*?\[/asy\]", "", example.solution, flags=re.DOTALL).strip()
     if not normalize(raw):
-        return Score(0.0, f"The answer field is empty ({raw!r}); it must hold only the final answer in "
-                          f"LaTeX. The correct answer is {want}. A correct solution: {solution}")
-    return Score(0.0, f"Wrong: answered {raw!r}, the correct answer is {want}. Give only the final answer "
-                      f"in simplest form, without words or units. A correct solution: {solution}")
+        return Score(
+            0.0,
+            f"The answer field is empty ({raw!r}); it must hold only the final answer in "
+            f"LaTeX. The correct answer is {want}. A correct solution: {solution}",
+        )
+    return Score(
+        0.0,
+        f"Wrong: answered {raw!r}, the correct answer is {want}. Give only the final answer "
+        f"in simplest form, without words or units. A correct solution: {solution}",
+    )
 
 
 def _signature() -> Signature:

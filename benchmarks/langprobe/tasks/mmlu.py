@@ -34,8 +34,14 @@ def _rows(data_dir: str | os.PathLike[str] | None, split: str) -> list[dict[str,
         with open(path, newline="", encoding="utf-8") as fh:
             for r in csv.DictReader(fh):
                 choices = [r[f"choice{k}"] for k in range(4)]
-                rows.append({"question": r["question"], "choices": choices, "answer": int(r["answer"]),
-                             "subject": subject})
+                rows.append(
+                    {
+                        "question": r["question"],
+                        "choices": choices,
+                        "answer": int(r["answer"]),
+                        "subject": subject,
+                    }
+                )
     return rows
 
 
@@ -84,20 +90,28 @@ def metric(example: Example, prediction, trace=None) -> Score:
     if got == example.answer:
         return Score(1.0, f"Correct: the answer is {want}.")
     if got is None:
-        return Score(0.0, f"The answer {raw!r} is not one of the letters A, B, C, D; reply with the letter "
-                          f"only. The correct answer is {want}.")
+        return Score(
+            0.0,
+            f"The answer {raw!r} is not one of the letters A, B, C, D; reply with the letter "
+            f"only. The correct answer is {want}.",
+        )
     chosen = next((line[3:] for line in example.choices.splitlines() if line.startswith(f"{got}. ")), "")
-    return Score(0.0, f"Wrong: chose {got} ({chosen}), but the correct answer to this {example.subject} "
-                      f"question is {want}.")
+    return Score(
+        0.0,
+        f"Wrong: chose {got} ({chosen}), but the correct answer to this {example.subject} "
+        f"question is {want}.",
+    )
 
 
 def _signature() -> Signature:
     return Signature.parse(
         "question, choices, subject -> answer",
         instruction="Answer the multiple-choice question by choosing the letter of the correct option.",
-        descriptions={"choices": "The options, one per line, each prefixed by its letter.",
-                      "subject": "The academic subject of the question.",
-                      "answer": "The letter of the correct option."},
+        descriptions={
+            "choices": "The options, one per line, each prefixed by its letter.",
+            "subject": "The academic subject of the question.",
+            "answer": "The letter of the correct option.",
+        },
         choices={"answer": LETTERS},
     )
 

@@ -122,11 +122,16 @@ def metric(example: Example, prediction, trace=None) -> Score:
     value = quality * (1 - leakage)
     parts = [f"Score {value:.2f} = quality {quality:.2f} x (1 - leakage {leakage:.2f})."]
     if direct:
-        parts.append("No redacted_query was produced, so the original query (with all its private "
-                     "information) counts as sent to the external model.")
+        parts.append(
+            "No redacted_query was produced, so the original query (with all its private "
+            "information) counts as sent to the external model."
+        )
     if leaked:
-        parts.append(f"Leaked {len(leaked)} of {len(units)} private items to the external model: "
-                     + ", ".join(repr(u) for u in leaked) + ". Remove or generalise them in the request.")
+        parts.append(
+            f"Leaked {len(leaked)} of {len(units)} private items to the external model: "
+            + ", ".join(repr(u) for u in leaked)
+            + ". Remove or generalise them in the request."
+        )
     elif units:
         parts.append(f"None of the {len(units)} private items leaked.")
     if not isinstance(response, str) or not response.strip():

@@ -74,10 +74,15 @@ def metric(example: Example, prediction, trace=None) -> Score:
     if got == want:
         return Score(1.0, f"Correct: the label is {want}.")
     if got not in LABELS:
-        return Score(0.0, f"The label {raw!r} is not one of {', '.join(LABELS)}. "
-                          f"The correct label is {want}. {pattern}")
-    return Score(0.0, f"Wrong: predicted {got}, but the correct label is {want}. {pattern} "
-                      "Check which words each negation scopes over before deciding.")
+        return Score(
+            0.0,
+            f"The label {raw!r} is not one of {', '.join(LABELS)}. The correct label is {want}. {pattern}",
+        )
+    return Score(
+        0.0,
+        f"Wrong: predicted {got}, but the correct label is {want}. {pattern} "
+        "Check which words each negation scopes over before deciding.",
+    )
 
 
 def _signature() -> Signature:
