@@ -99,3 +99,16 @@ def test_header_only_at_line_start():
 def test_choice_contained_in_another_choice(text, want):
     s = sig("claim -> label", choices={"label": ["SUPPORTED", "NOT_SUPPORTED"]})
     assert A.parse(s, text) == {"label": want}
+
+
+@pytest.mark.parametrize(
+    "reply, want",
+    [
+        ("response: **42**", "42"),
+        ("response: * first point\n* second point", "* first point\n* second point"),
+        ("**response:** **bold** then plain", "**bold** then plain"),
+    ],
+)
+def test_emphasis_is_removed_but_bullets_stay(reply, want):
+    sig = Signature.parse("prompt -> response")
+    assert ChatAdapter().parse(sig, reply)["response"] == want

@@ -251,12 +251,34 @@ def test_demos_evolve_when_wording_cannot_help():
         proposer="rules",
         progress=False,
         evolve_demos=True,
+        labeled_demos=False,
         seed=0,
     )
     res = gepa.compile(program(), data(8), data(6, offset=10), lm=ScriptedLM(lm))
     assert res.best_score == 1.0
     assert res.best_candidate.origin == "reflection:self.demos"
-    assert res.best_program.get_demos()["self"][0]["word"] == "apple"
+    # the only successful trace was on "apple": without labeled demos it is the demo
+    assert [d["word"] for d in res.best_program.get_demos()["self"]] == ["apple"]
+
+
+def test_labeled_demos_are_spread_over_classes():
+    from promptopt.optimizers.gepa.demos import DemoPool
+
+    sig = po.Predict("text -> label").signature
+    train = [
+        po.Example(_id=f"t{i}", text=f"t{i}", label="yes" if i < 8 else "no").with_inputs("text")
+        for i in range(10)
+    ]
+    pool = DemoPool()
+    pool.add_labeled("self", sig, train)
+    for seed in range(5):
+        demos = pool.propose("self", [], 4, random.Random(seed))
+        labels = sorted(d["fields"]["label"] if "fields" in d else d["label"] for d in demos)
+        assert labels == ["no", "no", "yes", "yes"], labels
+    # a predictor whose fields the examples lack gets no labeled demos
+    other = po.Predict("question -> answer").signature
+    pool.add_labeled("other", other, train)
+    assert pool.propose("other", [], 4, random.Random(0)) is None
 
 
 def test_pareto_front_and_selection():
@@ -435,3 +457,36 @@ def noisy_lm():
         return f"out: {word.upper() if ok else word}"
 
     return ScriptedLM(reply)
+
+
+def test_rules_lose_markdown_emphasis():
+    from promptopt.optimizers.gepa.reflection import ProposalRequest, RulesProposer
+
+    sig = po.Predict("word -> out").signature
+    lm = ScriptedLM(["- **Case**: write the word in uppercase letters.\n- __Keep__ the word itself."])
+    proposal = RulesProposer()(ProposalRequest("self.instruction", "Repeat the word.", sig, []), lm)
+    assert proposal.instruction is not None
+    assert "**" not in proposal.instruction and "__" not in proposal.instruction
+    assert "- Case: write the word in uppercase letters." in proposal.instruction
+
+
+def test_result_picture_is_written(tmp_path):
+    from promptopt.optimizers.plots import plot_result
+
+    res = run(max_metric_calls=40)
+    png = plot_result(res, tmp_path / "lineage.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("extensions, seen", [(0, 3), (1, 6)])
+def test_ties_look_at_more_examples_before_rejecting(extensions, seen):
+    cb = Collect()
+    # the rules change nothing the task LM reads, so parent and child always tie
+    useless = ScriptedLM(lambda m: "- Think about the word carefully before answering.")
+    res = run(
+        reflection_lm=useless, callbacks=[cb], max_metric_calls=40, use_merge=False, tie_extensions=extensions
+    )
+    rejected = [d for e, d in cb.events if e == "candidate_rejected"]
+    assert rejected and all(len(d["example_ids"]) == seen for d in rejected)
+    assert all(d["parent_score"] == d["child_score"] for d in rejected)
+    assert len(res.candidates) == 1

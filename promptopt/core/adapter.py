@@ -188,7 +188,14 @@ def _strip_value(value: str) -> str:
     if value.startswith("```") and value.endswith("```") and value.count("```") == 2:
         value = value.strip("`")
         value = value.split("\n", 1)[1] if "\n" in value else value
-    return value.strip().strip("*").strip()
+    value = value.strip()
+    # Emphasis around the whole value ("**42**") goes; a leading "* " bullet is content and stays.
+    wrapped = re.fullmatch(r"(\*{1,2})(?!\s)(.+?)(?<!\s)\1", value, re.DOTALL)
+    if wrapped and "\n" not in wrapped.group(2):
+        value = wrapped.group(2)
+    elif value.endswith("**") and value.count("**") == 1:
+        value = value[:-2]  # the closing half of a bold field name
+    return value.strip()
 
 
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\.\d+")

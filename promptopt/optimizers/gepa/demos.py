@@ -1,9 +1,13 @@
 """Few-shot demos as evolvable components.
 
 Every successful training run leaves its predictors' inputs and outputs in the
-trace; those become candidate demos. A demo mutation replaces part of a
-predictor's demo list with demos drawn from this pool, so GEPA can win where
-examples matter more than wording. Validation examples never enter the pool.
+trace; those become candidate demos. Training examples that carry every field
+of a predictor's signature (a single-stage program) are labeled demos too, used
+after the traces. A demo mutation replaces part of a predictor's demo list with
+demos drawn from this pool, so GEPA can win where examples matter more than
+wording. New demos are spread over the output values (for a classifier: over the
+classes), because a small model shown only its favourite class learns nothing
+new. Validation examples never enter the pool.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from promptopt.core.example import Example
+from promptopt.core.signature import Signature
 from promptopt.optimizers.evaluation import Record
+
+OPTIONAL_OUTPUTS = ("reasoning",)
 
 
 def _key(fields: dict[str, Any]) -> str:
@@ -27,6 +34,21 @@ class DemoPool:
 
     def __init__(self, data: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.data: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in (data or {}).items()}
+        # Derived from the training set on every start, so not part of the saved state.
+        self.labeled: dict[str, list[dict[str, Any]]] = {}
+        self.outputs: dict[str, list[str]] = {}
+
+    def add_labeled(self, predictor: str, signature: Signature, examples: Sequence[Example]) -> None:
+        """Training examples that hold all of the predictor's inputs and required outputs."""
+        required = [n for n in signature.output_names if n not in OPTIONAL_OUTPUTS]
+        self.outputs[predictor] = required
+        names = [*signature.input_names, *[n for n in signature.output_names if n]]
+        bucket = self.labeled.setdefault(predictor, [])
+        for ex in examples:
+            if all(n in ex for n in signature.input_names) and all(n in ex for n in required):
+                demo = {n: ex[n] for n in names if n in ex}
+                if all(_key(d) != _key(demo) for d in bucket):
+                    bucket.append(demo)
 
     def add(self, records: Sequence[Record], threshold: float) -> None:
         for rec in records:
@@ -46,17 +68,48 @@ class DemoPool:
     def propose(
         self, predictor: str, current: Sequence[dict[str, Any]], k: int, rng: random.Random
     ) -> list[dict[str, Any]] | None:
-        """A new demo list of up to ``k``: keep some current demos, bring in new ones."""
-        pool = self.data.get(predictor, [])
+        """A new demo list of up to ``k``: keep some current demos, bring in new ones (traces first,
+        then labeled examples), spread over the output values the kept demos lack."""
         current_keys = {_key(_fields(d)) for d in current}
-        fresh = [d for d in pool if _key(d) not in current_keys]
-        if not fresh:
+        traces = [d for d in self.data.get(predictor, []) if _key(d) not in current_keys]
+        labeled = [d for d in self.labeled.get(predictor, []) if _key(d) not in current_keys]
+        if not traces and not labeled:
             return None
         kept = [_fields(d) for d in current]
         rng.shuffle(kept)
-        n_new = min(len(fresh), max(1, k // 2), k)
-        chosen = kept[: k - n_new] + rng.sample(fresh, n_new)
-        return [Example(**d).to_dict() for d in chosen]
+        n_new = min(len(traces) + len(labeled), max(1, k // 2) if kept else k, k)
+        kept = kept[: k - n_new]
+        chosen = self._spread(predictor, traces, labeled, kept, n_new, rng)
+        return [Example(**d).to_dict() for d in kept + chosen]
+
+    def _spread(
+        self,
+        predictor: str,
+        traces: list[dict[str, Any]],
+        labeled: list[dict[str, Any]],
+        kept: list[dict[str, Any]],
+        n: int,
+        rng: random.Random,
+    ) -> list[dict[str, Any]]:
+        outputs = self.outputs.get(predictor)
+
+        def label(d: dict[str, Any]) -> str:
+            names = outputs or [k for k in d if k not in OPTIONAL_OUTPUTS]
+            return json.dumps([str(d.get(k, "")).strip().lower() for k in names])
+
+        # Candidates in preference order: shuffled traces, then shuffled labeled examples.
+        order = rng.sample(traces, len(traces)) + rng.sample(labeled, len(labeled))
+        counts: dict[str, int] = {}
+        for d in kept:
+            counts[label(d)] = counts.get(label(d), 0) + 1
+        chosen: list[dict[str, Any]] = []
+        while len(chosen) < n and order:
+            # The least shown output value first; ties keep the preference order.
+            pick = min(range(len(order)), key=lambda i: (counts.get(label(order[i]), 0), i))
+            demo = order.pop(pick)
+            counts[label(demo)] = counts.get(label(demo), 0) + 1
+            chosen.append(demo)
+        return chosen
 
     def to_dict(self) -> dict[str, list[dict[str, Any]]]:
         return self.data

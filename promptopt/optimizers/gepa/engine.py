@@ -88,8 +88,11 @@ class GEPA:
         evolve_demos: also evolve each predictor's demos from successful training traces.
         max_demos: demos per predictor when evolving them.
         demo_threshold: the score a training run needs for its trace to become a demo.
+        labeled_demos: also draw demos from training examples that hold a predictor's fields.
         use_merge, max_merge_invocations, merge_subsample: system-aware merge settings.
         minibatch_size: training examples per reflective step.
+        tie_extensions: when parent and child tie on the minibatch, score both on up to this many
+            further minibatches before rejecting (small minibatches tie often on noisy tasks).
         perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
         max_reflection_examples, max_reflection_chars: caps on the reflective dataset.
         max_instruction_chars: reject proposals longer than this.
@@ -116,10 +119,12 @@ class GEPA:
         evolve_demos: bool = True,
         max_demos: int = 3,
         demo_threshold: float = 1.0,
+        labeled_demos: bool = True,
         use_merge: bool = True,
         max_merge_invocations: int = 5,
         merge_subsample: int = 5,
         minibatch_size: int = 3,
+        tie_extensions: int = 1,
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
         max_reflection_examples: int = 4,
@@ -153,10 +158,12 @@ class GEPA:
         self.evolve_demos = evolve_demos
         self.max_demos = max_demos
         self.demo_threshold = demo_threshold
+        self.labeled_demos = labeled_demos
         self.use_merge = use_merge
         self.max_merge_invocations = max_merge_invocations
         self.merge_subsample = merge_subsample
         self.minibatch_size = minibatch_size
+        self.tie_extensions = tie_extensions
         self.perfect_score = perfect_score
         self.skip_perfect_score = skip_perfect_score
         self.max_reflection_examples = max_reflection_examples
@@ -185,10 +192,12 @@ class GEPA:
             "evolve_demos",
             "max_demos",
             "demo_threshold",
+            "labeled_demos",
             "use_merge",
             "max_merge_invocations",
             "merge_subsample",
             "minibatch_size",
+            "tie_extensions",
             "perfect_score",
             "skip_perfect_score",
             "max_reflection_examples",
@@ -348,6 +357,9 @@ class _Run:
         self.state, resumed = self._load_or_init()
         self.rng = rng_from_json(self.state.rng)
         self.pool = DemoPool(self.state.demo_pool)
+        if self.opt.labeled_demos:
+            for name, sig in self.signatures.items():
+                self.pool.add_labeled(name, sig, list(self.train.values()))
         self.evaluator = CandidateEvaluator(
             self.program,
             self.opt.metric,
@@ -487,6 +499,19 @@ class _Run:
         child_recs = self.evaluator.run(child, batch)
         self.pool.add(child_recs, self.opt.demo_threshold)
         before, after = sum(r.score for r in parent_recs), sum(r.score for r in child_recs)
+        for _ in range(self.opt.tie_extensions):
+            if after != before:
+                break
+            # A tie on a few examples says little: look at one more minibatch before giving up.
+            seen = {e.id for e in batch}
+            more = [e for e in self._next_minibatch() if e.id not in seen]  # an epoch may wrap around
+            if not more:
+                break
+            batch = batch + more
+            before += sum(r.score for r in self.evaluator.run(parent.components, more))
+            more_recs = self.evaluator.run(child, more)
+            self.pool.add(more_recs, self.opt.demo_threshold)
+            after += sum(r.score for r in more_recs)
         if after <= before:
             self.events.emit(
                 "candidate_rejected",
@@ -495,6 +520,7 @@ class _Run:
                 component=",".join(changed),
                 parent_score=before,
                 child_score=after,
+                example_ids=[e.id for e in batch],
             )
             return
         self._accept(child, [parent_id], "reflection:" + ",".join(changed))

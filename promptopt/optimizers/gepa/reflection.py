@@ -198,7 +198,7 @@ class RulesProposer:
             m = re.match(r"^(?:[-*•]|\d+[.)])\s+(.*)$", ln)
             if not m:
                 continue
-            rule = m.group(1).strip().strip("*").strip()
+            rule = m.group(1).replace("**", "").replace("__", "").strip().strip("*").strip()
             if not (8 <= len(rule) <= self.max_rule_chars) or _norm(rule) in seen:
                 continue
             if re.search(r"\bexample \d", rule, re.IGNORECASE):

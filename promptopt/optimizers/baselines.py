@@ -1,0 +1,534 @@
+"""Few-shot baselines: labeled demos, bootstrapped demos, and a random search over demo sets.
+
+All three share GEPA's shape: ``Optimizer(metric, ...).compile(program, trainset, valset, *, lm,
+run_dir, resume) -> OptimizationResult`` with the seed program as candidate 0 and the chosen one
+in ``result.best_program``. Demos are set on every predictor; instructions are left alone.
+
+* :class:`LabeledFewShot` — ``k`` random training examples as demos (no LM calls).
+* :class:`BootstrapFewShot` — demos from the teacher's successful training runs, filled up
+  with labeled examples (see :mod:`promptopt.optimizers.bootstrap`).
+* :class:`BootstrapFewShotWithRandomSearch` — zero-shot, labeled-only, in-order bootstrap and
+  shuffled bootstraps, each scored on the validation set; the best one wins.
+
+The first two score nothing unless given a validation set *and* ``score=True`` (labeled
+few-shot then also needs a ``metric``); their result then carries validation scores too.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from promptopt.core import settings
+from promptopt.core.example import Example
+from promptopt.core.program import Program
+from promptopt.lm.base import LanguageModel
+from promptopt.lm.usage import Usage, track_usage
+from promptopt.optimizers.bootstrap import (
+    Bootstrapper,
+    DemoSet,
+    check_dataset,
+    check_limits,
+    demo_sets,
+)
+from promptopt.optimizers.callbacks import Callback, Dispatcher, EventLog
+from promptopt.optimizers.evaluation import CandidateEvaluator, components_key
+from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
+from promptopt.optimizers.rundir import RunDir
+from promptopt.optimizers.stoppers import Progress, Stopper, build_stoppers, first_reason
+
+
+def predictor_names(program: Program) -> list[str]:
+    names = [n for n, _ in program.named_predictors()]
+    if not names:
+        raise ValueError("The program has no predictors to optimize; build it from Predict/ChainOfThought.")
+    return names
+
+
+def with_demo_set(program: Program, demos: DemoSet) -> dict[str, Any]:
+    """The program's serialized components with each predictor's demos replaced."""
+    comps = program.components()
+    comps.update({f"{name}.demos": list(items) for name, items in demos.items()})
+    return serialize_components(comps)
+
+
+class _Session:
+    """What one compile call shares: evaluator, usage, events, stoppers, run directory."""
+
+    def __init__(
+        self,
+        optimizer: str,
+        program: Program,
+        metric: Callable[..., Any] | None,
+        *,
+        lm: LanguageModel | None,
+        run_dir: str | Path | None,
+        resume: bool,
+        num_threads: int,
+        failure_score: float,
+        callbacks: Sequence[Callback],
+        stoppers: list[Stopper],
+        config: dict[str, Any],
+    ) -> None:
+        self.optimizer = optimizer
+        self.program = program
+        self.lm = lm or settings.get("lm")
+        self.rundir = RunDir(run_dir) if run_dir else None
+        self.config = config
+        records: dict[str, dict[str, Any]] = {}
+        spent = 0
+        if self.rundir and self.rundir.has_state():
+            if resume:
+                state = self.rundir.load_state()
+                if state.get("optimizer") != optimizer:
+                    raise ValueError(
+                        f"{self.rundir.path} holds a {state.get('optimizer')} run, not {optimizer}; "
+                        "use another run directory."
+                    )
+                records, spent = state.get("records", {}), int(state.get("metric_calls", 0))
+            else:
+                self.rundir.clear()
+        cbs = list(callbacks) + ([EventLog(self.rundir.events_file)] if self.rundir else [])
+        self.events = Dispatcher(cbs)
+        self.stoppers = stoppers + (
+            [build_stoppers(stop_file=self.rundir.stop_file)[0]] if self.rundir else []
+        )
+        self.evaluator = (
+            CandidateEvaluator(
+                program,
+                metric,
+                num_threads=num_threads,
+                failure_score=failure_score,
+                lm=self.lm,
+                records=records,
+                metric_calls=spent,  # validation runs of the earlier session count toward the budget
+            )
+            if metric is not None
+            else None
+        )
+        self.candidates: list[Candidate] = []
+        self.learning_curve: list[tuple[int, float]] = []
+        self.extra_metric_calls = 0  # bootstrapping runs, outside the evaluator
+        self.proposer_calls = 0
+        self.t0 = time.time()
+        self.usage = Usage()
+        self.resumed = bool(records)
+
+    @property
+    def metric_calls(self) -> int:
+        return self.extra_metric_calls + (self.evaluator.metric_calls if self.evaluator else 0)
+
+    def progress(self) -> Progress:
+        scored = [c.val_score for c in self.candidates if c.val_scores]
+        return Progress(
+            iteration=len(self.candidates),
+            metric_calls=self.metric_calls,
+            lm_calls=self.usage.calls,
+            tokens=self.usage.total_tokens,
+            cost=self.usage.cost,
+            seconds=time.time() - self.t0,
+            best_score=max(scored) if scored else float("-inf"),
+        )
+
+    def stop_reason(self) -> str | None:
+        return first_reason(self.stoppers, self.progress())
+
+    def add(
+        self, components: dict[str, Any], origin: str, valset: Sequence[Example] | None
+    ) -> Candidate | None:
+        """Add a candidate (scored on ``valset`` when given); a duplicate of an earlier one is skipped."""
+        key = components_key(components)
+        if any(components_key(c.components) == key for c in self.candidates):
+            return None
+        cand = Candidate(id=len(self.candidates), components=components, origin=origin)
+        if valset is not None and self.evaluator is not None:
+            recs = self.evaluator.run(components, valset)
+            cand.val_scores = {r.example_id: r.score for r in recs}
+            best_before = max((c.val_score for c in self.candidates if c.val_scores), default=None)
+            if best_before is None or cand.val_score > best_before:
+                self.learning_curve.append((self.metric_calls, cand.val_score))
+            self.events.emit("val_evaluated", candidate_id=cand.id, score=cand.val_score)
+        cand.discovered_at = self.metric_calls
+        self.candidates.append(cand)
+        self.events.emit("candidate_accepted", iteration=cand.id, candidate=cand.to_dict())
+        if self.rundir and self.evaluator is not None:
+            self.rundir.save_state(
+                {
+                    "optimizer": self.optimizer,
+                    "records": self.evaluator.records,
+                    "metric_calls": self.evaluator.metric_calls,
+                }
+            )
+        return cand
+
+    def result(self, best_id: int, stop_reason: str) -> OptimizationResult:
+        budget = Budget(
+            metric_calls=self.metric_calls,
+            lm_calls=self.usage.calls,
+            uncached_lm_calls=self.usage.uncached_calls,
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            cost=self.usage.cost,
+            seconds=time.time() - self.t0,
+            proposer_lm_calls=self.proposer_calls,
+        )
+        result = OptimizationResult(
+            optimizer=self.optimizer,
+            candidates=self.candidates,
+            best_id=best_id,
+            budget=budget,
+            learning_curve=self.learning_curve,
+            stop_reason=stop_reason,
+            config=self.config,
+        )
+        result.best_program = result.program_for(self.program)
+        if self.rundir:
+            result.save(self.rundir.path / "result.json")
+            result.best_program.save(self.rundir.path / "best_program.json")
+        self.events.emit("run_end", result=result)
+        return result
+
+
+def _best_scored(candidates: list[Candidate], default: int) -> int:
+    scored = [c for c in candidates if c.val_scores]
+    if not scored:
+        return default
+    return max(scored, key=lambda c: (c.val_score, -c.id)).id
+
+
+class LabeledFewShot:
+    """``k`` training examples, drawn at random with ``seed``, as every predictor's demos.
+
+    Args:
+        k: demos per predictor (fewer when the training set is smaller).
+        seed: the random draw.
+        metric: only needed with ``score=True``.
+        score: also score the seed and the new program on the validation set (both are
+            returned either way; the new program is the result's best).
+    """
+
+    name = "labeled_few_shot"
+
+    def __init__(
+        self,
+        k: int = 16,
+        seed: int = 0,
+        *,
+        metric: Callable[..., Any] | None = None,
+        score: bool = False,
+        num_threads: int = 4,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        if k < 0:
+            raise ValueError("k must be 0 or more.")
+        if score and metric is None:
+            raise ValueError("score=True needs a metric: LabeledFewShot(k, metric=...).")
+        self.k, self.seed, self.metric, self.score = k, seed, metric, score
+        self.num_threads = num_threads
+        self.callbacks = list(callbacks)
+
+    def compile(
+        self,
+        program: Program,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> OptimizationResult:
+        """Set ``k`` labeled demos on every predictor; returns the result with ``best_program``."""
+        names = predictor_names(program)
+        train = check_dataset("trainset", trainset, who="LabeledFewShot")
+        val = check_dataset("valset", valset, who="LabeledFewShot") if self.score and valset else None
+        session = _Session(
+            "promptopt.LabeledFewShot",
+            program,
+            self.metric,
+            lm=lm,
+            run_dir=run_dir,
+            resume=resume,
+            num_threads=self.num_threads,
+            failure_score=0.0,
+            callbacks=self.callbacks,
+            stoppers=[],
+            config={"k": self.k, "seed": self.seed, "score": self.score},
+        )
+        with track_usage() as session.usage:
+            session.add(serialize_components(program.components()), "seed", val)
+            demos = random.Random(self.seed).sample(train, min(self.k, len(train)))
+            cand = session.add(with_demo_set(program, {n: demos for n in names}), "labeled", val)
+        best = cand.id if cand is not None else 0  # the seed already had exactly these demos
+        return session.result(best, "done")
+
+
+class BootstrapFewShot:
+    """Demos from the teacher's successful training runs, filled up with labeled examples.
+
+    Args:
+        metric: scores each teacher run (and validation runs when ``score=True``).
+        max_bootstrapped_demos: at most this many demos per predictor from teacher runs.
+        max_labeled_demos: labeled examples fill each predictor's demos up to this many.
+        metric_threshold: the score a run needs to become demos (default 1.0).
+        teacher: the program that runs on the training set (default: the program itself);
+            it must have the same predictor names.
+        max_rounds: passes over the training examples that failed (later passes sample anew).
+        score: also score the seed and the new program on the validation set.
+        num_threads: parallel examples.
+    """
+
+    name = "bootstrap_few_shot"
+
+    def __init__(
+        self,
+        metric: Callable[..., Any],
+        *,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 16,
+        metric_threshold: float | None = None,
+        teacher: Program | None = None,
+        max_rounds: int = 1,
+        score: bool = False,
+        num_threads: int = 4,
+        failure_score: float = 0.0,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        check_limits(max_bootstrapped_demos, max_labeled_demos)
+        self.metric = metric
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.metric_threshold = metric_threshold
+        self.teacher = teacher
+        self.max_rounds = max_rounds
+        self.score = score
+        self.num_threads = num_threads
+        self.failure_score = failure_score
+        self.callbacks = list(callbacks)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "max_bootstrapped_demos": self.max_bootstrapped_demos,
+            "max_labeled_demos": self.max_labeled_demos,
+            "metric_threshold": self.metric_threshold,
+            "max_rounds": self.max_rounds,
+            "teacher": type(self.teacher).__name__ if self.teacher is not None else None,
+        }
+
+    def bootstrapper(self, program: Program, lm: LanguageModel | None) -> Bootstrapper:
+        teacher = self.teacher if self.teacher is not None else program
+        if predictor_names(teacher) != predictor_names(program):
+            raise ValueError(
+                f"The teacher's predictors {predictor_names(teacher)} differ from the program's "
+                f"{predictor_names(program)}; use a teacher built from the same program class."
+            )
+        return Bootstrapper(
+            teacher,
+            self.metric,
+            metric_threshold=self.metric_threshold,
+            max_rounds=self.max_rounds,
+            lm=lm or settings.get("lm"),
+            num_threads=self.num_threads,
+            failure_score=self.failure_score,
+        )
+
+    def compile(
+        self,
+        program: Program,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> OptimizationResult:
+        """Bootstrap demos for every predictor; returns the result with ``best_program``."""
+        names = predictor_names(program)
+        train = check_dataset("trainset", trainset, who="BootstrapFewShot")
+        val = check_dataset("valset", valset, who="BootstrapFewShot") if self.score and valset else None
+        session = _Session(
+            "promptopt.BootstrapFewShot",
+            program,
+            self.metric,
+            lm=lm,
+            run_dir=run_dir,
+            resume=resume,
+            num_threads=self.num_threads,
+            failure_score=self.failure_score,
+            callbacks=self.callbacks,
+            stoppers=[],
+            config=self.config(),
+        )
+        with track_usage() as session.usage:
+            session.add(serialize_components(program.components()), "seed", val)
+            boot = self.bootstrapper(program, lm)
+            demos = boot.demo_set(names, train, self.max_bootstrapped_demos, self.max_labeled_demos)
+            session.extra_metric_calls = boot.metric_calls
+            cand = session.add(with_demo_set(program, demos), "bootstrap", val)
+        best = cand.id if cand is not None else 0
+        return session.result(best, "done")
+
+
+class BootstrapFewShotWithRandomSearch:
+    """Random search over demo sets, each scored on the validation set.
+
+    The candidates, in order: the seed program, zero-shot (no demos), labeled-only,
+    bootstrapped in training order, then ``num_candidate_programs`` bootstraps from shuffled
+    training orders with a random number of bootstrapped demos (1..max). Identical candidates
+    are scored once. The best validation score wins (the earlier candidate on ties).
+
+    Args:
+        metric, max_bootstrapped_demos, max_labeled_demos, metric_threshold, teacher, max_rounds:
+            as for :class:`BootstrapFewShot`.
+        num_candidate_programs: the number of shuffled bootstraps.
+        max_metric_calls: stop adding candidates once this many metric calls (teacher runs and
+            validation runs) are spent; the candidate being scored is finished first.
+        max_seconds, max_tokens, max_cost, score_threshold, stoppers: more ways to stop.
+        seed: the shuffles and sizes.
+    """
+
+    name = "bootstrap_random_search"
+
+    def __init__(
+        self,
+        metric: Callable[..., Any],
+        *,
+        num_candidate_programs: int = 8,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 16,
+        metric_threshold: float | None = None,
+        teacher: Program | None = None,
+        max_rounds: int = 1,
+        max_metric_calls: int | None = None,
+        max_seconds: float | None = None,
+        max_tokens: int | None = None,
+        max_cost: float | None = None,
+        score_threshold: float | None = None,
+        stoppers: Sequence[Stopper] = (),
+        seed: int = 0,
+        num_threads: int = 4,
+        failure_score: float = 0.0,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = False,
+    ) -> None:
+        if num_candidate_programs < 0:
+            raise ValueError("num_candidate_programs must be 0 or more.")
+        self.base = BootstrapFewShot(
+            metric,
+            max_bootstrapped_demos=max_bootstrapped_demos,
+            max_labeled_demos=max_labeled_demos,
+            metric_threshold=metric_threshold,
+            teacher=teacher,
+            max_rounds=max_rounds,
+            num_threads=num_threads,
+            failure_score=failure_score,
+        )
+        self.metric = metric
+        self.num_candidate_programs = num_candidate_programs
+        self.max_metric_calls = max_metric_calls
+        self.stop_options = {
+            "max_seconds": max_seconds,
+            "max_tokens": max_tokens,
+            "max_cost": max_cost,
+            "score_threshold": score_threshold,
+        }
+        self.extra_stoppers = list(stoppers)
+        self.seed = seed
+        self.num_threads = num_threads
+        self.failure_score = failure_score
+        self.callbacks = list(callbacks)
+        self.progress = progress
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **self.base.config(),
+            "num_candidate_programs": self.num_candidate_programs,
+            "max_metric_calls": self.max_metric_calls,
+            "seed": self.seed,
+            **self.stop_options,
+        }
+
+    def compile(
+        self,
+        program: Program,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> OptimizationResult:
+        """Score every candidate on ``valset`` (default: the trainset) and return the best.
+
+        ``resume=True`` with a ``run_dir`` reuses the validation scores saved there, so a
+        killed search re-scores nothing (teacher runs are repeated; the LM cache serves them).
+        """
+        names = predictor_names(program)
+        train = check_dataset("trainset", trainset, who="BootstrapFewShotWithRandomSearch")
+        val = check_dataset("valset", valset or train, who="BootstrapFewShotWithRandomSearch")
+        stoppers = build_stoppers(
+            max_metric_calls=self.max_metric_calls, extra=self.extra_stoppers, **self.stop_options
+        )
+        session = _Session(
+            "promptopt.BootstrapFewShotWithRandomSearch",
+            program,
+            self.metric,
+            lm=lm,
+            run_dir=run_dir,
+            resume=resume,
+            num_threads=self.num_threads,
+            failure_score=self.failure_score,
+            callbacks=self.callbacks,
+            stoppers=stoppers,
+            config=self.config(),
+        )
+        session.events.emit(
+            "run_start", optimizer=self.base.name, config=self.config(), resumed=session.resumed
+        )
+        reason = "all candidates scored"
+        with track_usage() as session.usage:
+            try:
+                session.add(serialize_components(program.components()), "seed", val)
+                session.add(with_demo_set(program, {n: [] for n in names}), "zero-shot", val)
+                boot = self.base.bootstrapper(program, lm)
+                rng = random.Random(self.seed)
+                origins = self._origins()
+                total = 2 + len(origins)
+                for k, origin in enumerate(origins):
+                    stop = session.stop_reason()
+                    if stop:
+                        reason = stop
+                        break
+                    # One set at a time, so a stopper can end the search between candidates.
+                    (demos,) = demo_sets(
+                        boot,
+                        names,
+                        train,
+                        1,
+                        max_bootstrapped_demos=self.base.max_bootstrapped_demos,
+                        max_labeled_demos=self.base.max_labeled_demos,
+                        rng=rng,
+                        first=k,
+                    )
+                    session.extra_metric_calls = boot.metric_calls
+                    session.add(with_demo_set(program, demos), origin, val)
+                    if self.progress:
+                        p = session.progress()
+                        sys.stderr.write(
+                            f"\rrandom search {len(session.candidates)}/{total} | best val "
+                            f"{100 * p.best_score:5.1f}% | metric calls {p.metric_calls}   "
+                        )
+            except KeyboardInterrupt:
+                reason = "interrupted (Ctrl-C)"
+        if self.progress:
+            sys.stderr.write("\n")
+        return session.result(_best_scored(session.candidates, 0), reason)
+
+    def _origins(self) -> list[str]:
+        if self.base.max_bootstrapped_demos == 0:
+            return ["labeled"] + [f"labeled:shuffled-{i}" for i in range(self.num_candidate_programs)]
+        head = ["labeled"] if self.base.max_labeled_demos > 0 else []
+        return [*head, "bootstrap", *[f"bootstrap:shuffled-{i}" for i in range(self.num_candidate_programs)]]

@@ -1,0 +1,89 @@
+"""The OptimizationResult of a MIPROv2 run, built from the search space and the shared study."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+from promptopt.core.example import Example
+from promptopt.lm.usage import Usage
+from promptopt.optimizers.mipro.search import combo_key
+from promptopt.optimizers.mipro.state import Setup
+from promptopt.optimizers.result import Budget, Candidate, OptimizationResult
+from promptopt.optimizers.stoppers import Progress
+
+
+def mean(scores: dict[str, float]) -> float:
+    return sum(scores.values()) / len(scores) if scores else float("-inf")
+
+
+def usage_sum(rows: Sequence[dict[str, Any]]) -> Usage:
+    total = Usage()
+    for row in rows:
+        total.merge(Usage.from_dict(row or {}))
+    return total
+
+
+def build_result(
+    setup: Setup,
+    val: Sequence[Example],
+    trials: list[FrozenTrial],
+    fulls: dict[str, dict[str, Any]],
+    progress: Progress,
+    usage: Usage,
+    reason: str,
+    config: dict[str, Any],
+) -> OptimizationResult:
+    """Candidates are the fully evaluated combinations in the order they were evaluated (the seed
+    first); the best is chosen among them only, so a lucky minibatch never picks the program."""
+    candidates: list[Candidate] = []
+    curve: list[tuple[int, float]] = []
+    for i, f in enumerate(sorted(fulls.values(), key=lambda f: f["order"])):
+        cand = Candidate(
+            id=i,
+            components=setup.components(f["params"]),
+            parents=[] if i == 0 else [0],
+            origin="seed" if f["kind"] == "seed" else f"mipro:{f['kind']}",
+            val_scores={e.id: f["val_scores"][e.id] for e in val},
+            iteration=f["trials_done"],
+            discovered_at=int(f["total_metric_calls"]),
+        )
+        candidates.append(cand)
+        if not curve or cand.val_score > curve[-1][1]:
+            curve.append((cand.discovered_at, cand.val_score))
+    best = max(candidates, key=lambda c: (c.val_score, -c.id))
+    full_by_key = {k: mean(f["val_scores"]) for k, f in fulls.items()}
+    rows = [
+        {
+            "number": t.number,
+            "params": {k: int(v) for k, v in t.params.items()},
+            "minibatch_score": t.value,
+            "full_score": full_by_key.get(combo_key(t.params)),
+            "metric_calls": int(t.user_attrs.get("metric_calls", 0)),
+            "example_ids": list(t.user_attrs.get("scores", {})),
+            "worker": (t.user_attrs.get("worker") or {}).get("pid"),
+        }
+        for t in trials
+    ]
+    budget = Budget(
+        metric_calls=progress.metric_calls,
+        lm_calls=usage.calls,
+        uncached_lm_calls=usage.uncached_calls,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost=usage.cost,
+        seconds=progress.seconds,
+        proposer_lm_calls=setup.proposer_calls,
+    )
+    return OptimizationResult(
+        optimizer="promptopt.MIPROv2",
+        candidates=candidates,
+        best_id=best.id,
+        budget=budget,
+        learning_curve=curve,
+        stop_reason=reason,
+        trials=rows,
+        config=config,
+    )
