@@ -139,6 +139,14 @@ class LM:
         conn = {"api_base": server.api_base, "api_key": "sk-local", **self.extra}
         return f"openai/{server.spec.name}", conn, f"local/{server.spec.name}@{server.model_sha256[:16]}"
 
+    def connection(self) -> tuple[str, dict[str, Any]]:
+        """The litellm model string and connection kwargs (``api_base``, ``api_key``, ...) requests go to.
+
+        For a local model this starts (or joins) its server, so other clients can reach the same model.
+        """
+        model, conn, _ = self._route()
+        return model, conn
+
     # Calling -------------------------------------------------------------
     def __call__(
         self,

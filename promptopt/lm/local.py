@@ -300,6 +300,18 @@ class LocalServer:
         except (urllib.error.URLError, OSError, TimeoutError):
             return False
 
+    def _usable(self, port: int) -> bool:
+        """A live server that accepts connections is reused even when it is too busy to answer a health
+        check quickly: it serves one request at a time, and starting a second copy beside a busy one
+        would only halve the speed of both."""
+        if self.healthy(port, timeout=5):
+            return True
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return True
+        except OSError:
+            return False
+
     def status(self) -> dict[str, Any]:
         state = self._read_state()
         if not state:
@@ -316,7 +328,7 @@ class LocalServer:
         """Reuse a healthy server or start one; take a lease so it outlives nobody who needs it."""
         with _file_lock(self.dir / "lock"):
             state = self._read_state()
-            if state and _pid_alive(state["pid"]) and self.healthy(state["port"], timeout=10):
+            if state and _pid_alive(state["pid"]) and self._usable(state["port"]):
                 self.port, self.pid = state["port"], state["pid"]
                 self.model_sha256 = state.get("sha256", self.spec.sha256)
                 if keep_alive and not state.get("keep_alive"):

@@ -1,0 +1,69 @@
+"""Peer optimizers against the real local model: the gepa library and dspy.GEPA on iris (6 train, 6 val).
+
+The budget (20 metric calls) and the short reflections keep each run to a few reflection calls on a
+CPU-served 0.5B model."""
+
+from __future__ import annotations
+
+import promptopt as po
+from langprobe import get_task
+from promptopt.bench import peers
+
+BUDGET = 20
+
+
+def iris():
+    task = get_task("iris")
+    splits = task.splits(seed=0, sizes=(6, 6, 6))
+    return task, splits.train, splits.val
+
+
+def check(result, task, val):
+    seed = result.candidates[0]
+    assert seed.origin == "seed" and set(seed.val_scores) == {e.id for e in val}
+    assert 0.0 <= seed.val_score <= 1.0
+    assert result.best_score >= seed.val_score
+    # GEPA starts an iteration while under budget: parent and child on a minibatch of 3, then a full
+    # validation of an accepted child may follow.
+    assert len(val) <= result.budget.metric_calls <= BUDGET + 2 * 3 + len(val)
+    assert result.budget.lm_calls >= result.budget.metric_calls
+    assert set(result.best_program.components()) == set(task.program("predict").components())
+
+
+def test_gepa_library_on_iris(tmp_path, local_lm_factory):
+    task, train, val = iris()
+    task_lm = local_lm_factory(tmp_path / "c.sqlite")
+    reflection_lm = local_lm_factory(tmp_path / "c.sqlite", temperature=0.7, max_tokens=150)
+    result = peers.run_gepa_library(
+        task.program("predict"),
+        task.metric,
+        train,
+        val,
+        task_lm=task_lm,
+        reflection_lm=reflection_lm,
+        max_metric_calls=BUDGET,
+        run_dir=tmp_path / "run",
+    )
+    check(result, task, val)
+    assert result.budget.proposer_lm_calls >= 1
+    # Our runtime reproduces the best candidate's validation score (same requests, same cache).
+    again = po.evaluate(result.best_program, val, task.metric, lm=task_lm, display_progress=False)
+    assert again.score == result.best_score
+
+
+def test_dspy_gepa_on_iris(tmp_path, local_lm_factory):
+    task, train, val = iris()
+    result = peers.run_dspy_gepa(
+        task.program("predict"),
+        task.metric,
+        train,
+        val,
+        task_lm=local_lm_factory(tmp_path / "c.sqlite"),
+        reflection_lm=local_lm_factory(tmp_path / "c.sqlite", temperature=0.7, max_tokens=150),
+        max_metric_calls=BUDGET,
+        run_dir=tmp_path / "run",
+    )
+    check(result, task, val)
+    assert result.config["task_lm"].startswith("openai/")  # DSPy called the local server itself
+    assert result.config["task_lm_calls"] >= result.budget.metric_calls
+    assert (tmp_path / "run" / "dspy_gepa").is_dir()
