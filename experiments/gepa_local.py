@@ -70,7 +70,9 @@ def main() -> None:
 
     t1 = time.time()
     seed_test = po.evaluate(seed_program, splits.test, task.metric, lm=task_lm, num_threads=args.threads)
-    best_test = po.evaluate(result.best_program, splits.test, task.metric, lm=task_lm, num_threads=args.threads)
+    best_test = po.evaluate(
+        result.best_program, splits.test, task.metric, lm=task_lm, num_threads=args.threads
+    )
     diffs = [b - s for s, b in zip(seed_test.scores, best_test.scores, strict=True)]
     lo, hi = bootstrap_ci(diffs)
     report = {

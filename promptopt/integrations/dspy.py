@@ -30,6 +30,7 @@ promptopt's optimizers can tune it while DSPy runs it.
 from __future__ import annotations
 
 import contextvars
+import copy
 import hashlib
 import json
 import threading
@@ -75,6 +76,8 @@ PATH_ATTR = "_promptopt_path"
 ID_ATTR = "_promptopt_id"
 # The attribute on a PromptoptModule's prediction naming the components that produced it.
 KEY_ATTR = "_promptopt_key"
+# The attribute on a dspy.LM made by dspy_lm that keeps the promptopt LM it was made from.
+SOURCE_ATTR = "_promptopt_source"
 
 # --- signatures ---------------------------------------------------------------
 
@@ -520,7 +523,7 @@ def dspy_lm(
             )
         model, conn = lm.connection()
         params = {**lm.defaults, **overrides}
-        return dspy.LM(
+        out = dspy.LM(
             model,
             cache=cache,
             callbacks=list(callbacks),
@@ -530,11 +533,13 @@ def dspy_lm(
             **conn,
             **params,
         )
+        setattr(out, SOURCE_ATTR, lm)
+        return out
     if route != "promptopt":
         raise ValueError(f"route must be 'direct' or 'promptopt', not {route!r}.")
     params = {**(lm.defaults if isinstance(lm, LM) else {"temperature": 0.0, "max_tokens": 512}), **overrides}
     name = lm.model if isinstance(lm, LM) else type(lm).__name__
-    return dspy.LM(
+    out = dspy.LM(
         f"promptopt/{name}",
         engine=PromptoptEngine(lm),
         cache=cache,
@@ -542,6 +547,8 @@ def dspy_lm(
         num_retries=0,
         **params,
     )
+    setattr(out, SOURCE_ATTR, lm)
+    return out
 
 
 # --- DSPy modules -> promptopt programs ------------------------------------------------
@@ -575,6 +582,16 @@ class DspyProgram(Program):
 
     def named_predictors(self) -> list[tuple[str, Predict]]:
         return list(self._stand_ins.items())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DspyProgram:
+        # Candidates are copies of the program; they share its LM (its history, callbacks, cache).
+        if self._lm is not None:
+            memo.setdefault(id(self._lm), self._lm)
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in vars(self).items():
+            setattr(new, key, copy.deepcopy(value, memo))
+        return new
 
     @property
     def module(self) -> dspy.Module:

@@ -1,0 +1,3 @@
+from promptopt.bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Where the cells of a matrix run: in this process, a local process pool, or a Ray cluster.
+
+An executor's ``run(spec, cells, lms=..., progress=...)`` yields each cell's stored record as it
+finishes. Every cell writes its own files, so the executors differ only in where the work happens;
+with Ray the output directory must be on a file system every node sees.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from promptopt.bench.runner import LMs, run_cell
+from promptopt.bench.spec import Cell, ExperimentSpec
+from promptopt.bench.store import Store
+
+
+class ExecutorError(RuntimeError):
+    pass
+
+
+def _cell_job(spec_dict: dict[str, Any], cell_dict: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """Run one cell in a worker (a fresh process: LMs are built from the spec's strings)."""
+    spec = ExperimentSpec.from_dict(spec_dict)
+    return run_cell(spec, Cell(**cell_dict), Store(spec.out), LMs(), progress=progress)
+
+
+class LocalExecutor:
+    """Cells one after another in this process, or ``workers`` at a time in a process pool."""
+
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise ExecutorError(f"workers must be at least 1, not {workers}.")
+        self.workers = workers
+
+    def run(
+        self, spec: ExperimentSpec, cells: list[Cell], *, lms: LMs | None = None, progress: bool = True
+    ) -> Iterator[dict[str, Any]]:
+        if self.workers == 1 or len(cells) <= 1:
+            store, lms = Store(spec.out), lms or LMs()
+            for cell in cells:
+                yield run_cell(spec, cell, store, lms, progress=progress)
+            return
+        if lms is not None and any(x is not None for x in (lms.task, lms.reflection, lms.proposer)):
+            raise ExecutorError("Injected LM objects need workers=1 (worker processes build their own LMs).")
+        ctx = multiprocessing.get_context("spawn")
+        spec_dict = {**spec.to_dict(), "out": str(Path(spec.out).resolve())}
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_cell_job, spec_dict, c.to_dict(), False) for c in cells]
+            try:
+                for fut in as_completed(futures):
+                    yield fut.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+
+class RayExecutor:
+    """One Ray task per cell (``ray.init(address)``; ``None`` starts or joins a local Ray)."""
+
+    def __init__(self, address: str | None = None, num_cpus_per_cell: float = 1.0) -> None:
+        self.address = address
+        self.num_cpus_per_cell = num_cpus_per_cell
+
+    @staticmethod
+    def _ray() -> Any:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ExecutorError(
+                "--executor ray needs Ray, which is not installed here: pip install ray "
+                "(or use --executor local --workers N)."
+            ) from exc
+        return ray
+
+    def run(
+        self, spec: ExperimentSpec, cells: list[Cell], *, lms: LMs | None = None, progress: bool = True
+    ) -> Iterator[dict[str, Any]]:
+        ray = self._ray()
+        if lms is not None and any(x is not None for x in (lms.task, lms.reflection, lms.proposer)):
+            raise ExecutorError(
+                "Injected LM objects are not supported with Ray; give LM strings in the spec."
+            )
+        if not cells:
+            return
+        ray.init(address=self.address, ignore_reinit_error=True)
+        remote = ray.remote(num_cpus=self.num_cpus_per_cell)(_cell_job)
+        spec_dict = {**spec.to_dict(), "out": str(Path(spec.out).resolve())}
+        pending = [remote.remote(spec_dict, c.to_dict(), False) for c in cells]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref)
+            raise
+
+
+def make_executor(name: str, workers: int = 1, address: str | None = None) -> LocalExecutor | RayExecutor:
+    if name == "local":
+        return LocalExecutor(workers)
+    if name == "ray":
+        RayExecutor._ray()  # fail before any work when Ray is missing
+        return RayExecutor(address)
+    raise ExecutorError(f"Unknown executor {name!r}; executors: local, ray.")

@@ -1,0 +1,341 @@
+"""Run a LangProBe matrix cell by cell, storing each cell as soon as it finishes.
+
+A cell evaluates the seed program (shared by the cell's optimizers, computed once), runs its
+optimizer with a budget in metric calls inside its own run directory (``resume=True``, so an
+interrupted cell continues), scores the optimized program on the same test examples and
+records the paired lift. A cell that raises is stored with its error and the matrix goes on;
+Ctrl-C stops the matrix and leaves every finished cell in place. Rerunning the same command
+skips finished cells and retries failed ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import platform
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from promptopt.bench.optimizers import OptimizerUnavailableError, RunContext, availability, run_optimizer
+from promptopt.bench.spec import Cell, ExperimentSpec, SpecError
+from promptopt.bench.stats import paired_bootstrap
+from promptopt.bench.store import Store
+from promptopt.evaluate import evaluate
+from promptopt.lm.usage import track_usage
+from promptopt.optimizers.result import serialize_components
+
+SCHEMA = 1
+
+
+@dataclass
+class LMs:
+    """The LMs of a run: built from the spec's strings, or injected objects (tests, custom clients)."""
+
+    task: Any = None  # one object for every task-LM string, or None to build LM(string)
+    reflection: Any = None
+    proposer: Any = None
+    _built: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _build(self, role: str, model: str, **kwargs: Any) -> Any:
+        from promptopt.lm.client import LM
+
+        with self._lock:
+            if (role, model) not in self._built:
+                self._built[(role, model)] = LM(model, **kwargs)
+            return self._built[(role, model)]
+
+    def task_lm(self, model: str, spec: ExperimentSpec) -> Any:
+        return self.task if self.task is not None else self._build("task", model, max_tokens=spec.max_tokens)
+
+    def reflection_lm(self, spec: ExperimentSpec) -> Any:
+        if self.reflection is not None:
+            return self.reflection
+        return self._build("reflection", spec.reflection_lm, temperature=0.7, max_tokens=700)
+
+    def proposer_lm(self, spec: ExperimentSpec) -> Any:
+        if self.proposer is not None:
+            return self.proposer
+        if spec.proposer_lm is None:
+            return self.reflection_lm(spec)
+        return self._build("proposer", spec.proposer_lm, temperature=0.7, max_tokens=700)
+
+
+class _CountingMetric:
+    """The task metric, counting its calls (the budget unit) for optimizers that do not report it."""
+
+    def __init__(self, metric: Callable[..., Any]) -> None:
+        self.metric = metric
+        self.calls = 0
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, metric)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls += 1
+        return self.metric(*args, **kwargs)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _scores(result: Any) -> dict[str, Any]:
+    return {
+        "score": result.score,
+        "ids": [r.example.id for r in result.results],
+        "scores": [r.score for r in result.results],
+        "errors": len(result.errors),
+        "usage": result.usage.to_dict(),
+        "seconds": result.seconds,
+    }
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+# --- one cell ---------------------------------------------------------------------------
+def _splits(spec: ExperimentSpec, cell: Cell) -> Any:
+    from langprobe import get_task
+
+    task = get_task(cell.task)
+    cfg = spec.cell_config(cell)
+    return task, task.splits(spec.data_dir, seed=cfg["split_seed"], sizes=cfg["sizes"])
+
+
+def baseline_config(spec: ExperimentSpec, cell: Cell) -> dict[str, Any]:
+    cfg = spec.cell_config(cell)
+    keep = ("task", "program", "lm", "seed", "sizes", "split_seed", "max_tokens")
+    return {k: cfg[k] for k in keep}
+
+
+def ensure_baseline(
+    spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool
+) -> dict[str, Any]:
+    """The seed program's val and test scores for the cell's (task, program, lm, seed), computed once."""
+    key = cell.baseline_key
+    config = baseline_config(spec, cell)
+    with store.lock(key):
+        found = store.load_baseline(key)
+        if found is not None and found.get("config") == config:
+            return found
+        task, splits = _splits(spec, cell)
+        lm = lms.task_lm(cell.lm, spec)
+        if progress:
+            print(
+                f"  baseline {key}: {len(splits.val)} val + {len(splits.test)} test examples", file=sys.stderr
+            )
+        opts = {"lm": lm, "num_threads": spec.num_threads, "display_progress": False}
+        val = evaluate(task.program(cell.program), splits.val, task.metric, **opts)
+        test = evaluate(task.program(cell.program), splits.test, task.metric, **opts)
+        record = {
+            "schema": SCHEMA,
+            "key": key,
+            "config": config,
+            "splits": splits.ids(),
+            "val": _scores(val),
+            "test": _scores(test),
+            "finished_at": _now(),
+        }
+        store.save_baseline(key, record)
+        return record
+
+
+def run_cell(
+    spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs | None = None, *, progress: bool = True
+) -> dict[str, Any]:
+    """Run one cell and store it; returns the stored record (``status`` "ok" or "failed")."""
+    lms = lms or LMs()
+    started, t0 = _now(), time.perf_counter()
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "key": cell.key,
+        "status": "failed",
+        "config": spec.cell_config(cell),
+        "started_at": started,
+        "host": platform.node(),
+    }
+    try:
+        why = availability(cell.optimizer)
+        if why is not None:
+            raise OptimizerUnavailableError(why)
+        record.update(_run(spec, cell, store, lms, progress))
+        record["status"] = "ok"
+        record["error"] = None
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        record["error"] = {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": traceback.format_exc(limit=20),
+        }
+    record["finished_at"] = _now()
+    record["seconds"] = time.perf_counter() - t0
+    store.save_cell(cell.key, record)
+    return record
+
+
+def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool) -> dict[str, Any]:
+    task, splits = _splits(spec, cell)
+    base = ensure_baseline(spec, cell, store, lms, progress)
+    if base["splits"] != splits.ids():
+        raise RuntimeError(
+            f"The stored baseline {cell.baseline_key} used other examples; delete it to recompute."
+        )
+    task_lm = lms.task_lm(cell.lm, spec)
+    metric = _CountingMetric(task.metric)
+    ctx = RunContext(
+        program=task.program(cell.program),
+        metric=metric,
+        trainset=splits.train,
+        valset=splits.val,
+        task_lm=task_lm,
+        reflection_lm=lms.reflection_lm(spec),
+        proposer_lm=lms.proposer_lm(spec),
+        budget=spec.budget,
+        seed=cell.seed,
+        run_dir=store.run_dir(cell.key),
+        num_threads=spec.num_threads,
+        progress=progress,
+        options=dict(spec.optimizer_options.get(cell.optimizer, {})),
+    )
+    t0 = time.perf_counter()
+    with track_usage() as usage:
+        result = run_optimizer(cell.optimizer, ctx)
+    opt_seconds = time.perf_counter() - t0
+    if "interrupted" in (result.stop_reason or ""):
+        raise KeyboardInterrupt  # the optimizer stopped early on Ctrl-C: the cell is not finished
+    program = result.best_program
+    assert program is not None
+    opts = {"lm": task_lm, "num_threads": spec.num_threads, "display_progress": False}
+    if cell.optimizer == "baseline":
+        test, val_score = dict(base["test"]), base["val"]["score"]
+    else:
+        test = _scores(evaluate(program, splits.test, task.metric, **opts))
+        val_score = result.best_score if result.candidates else float("nan")
+        if not _finite(val_score):
+            val_score = evaluate(program, splits.val, task.metric, **opts).score
+    lift = paired_bootstrap(base["test"]["scores"], test["scores"], seed=cell.seed)
+    b = result.budget
+    budget = {
+        "metric_calls": b.metric_calls or metric.calls,
+        "metric_calls_counted": metric.calls,
+        "lm_calls": b.lm_calls or usage.calls,
+        "uncached_lm_calls": b.uncached_lm_calls or usage.uncached_calls,
+        "proposer_lm_calls": b.proposer_lm_calls,
+        "prompt_tokens": b.prompt_tokens or usage.prompt_tokens,
+        "completion_tokens": b.completion_tokens or usage.completion_tokens,
+        "cost": b.cost or usage.cost,
+        "seconds": b.seconds or opt_seconds,
+        "seconds_this_process": opt_seconds,
+    }
+    budget["tokens"] = budget["prompt_tokens"] + budget["completion_tokens"]
+    return {
+        "splits": splits.ids(),
+        "baseline": {"test": base["test"], "val_score": base["val"]["score"]},
+        "optimized": {"test": test, "val_score": val_score},
+        "lift": lift,
+        "validation": {"baseline": base["val"]["score"], "optimized": val_score},
+        "budget": budget,
+        "learning_curve": [list(p) for p in result.learning_curve],
+        "components": serialize_components(program.components()),
+        "optimizer": {
+            "name": result.optimizer,
+            "stop_reason": result.stop_reason,
+            "config": result.config,
+            "candidates": len(result.candidates),
+        },
+    }
+
+
+# --- the matrix -------------------------------------------------------------------------
+@dataclass
+class MatrixOutcome:
+    ran: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.ran if r["status"] != "ok"]
+
+
+def plan(spec: ExperimentSpec, store: Store) -> tuple[list[Cell], list[str]]:
+    """(cells to run, keys already finished). A finished cell run with another config is an error."""
+    todo, done = [], []
+    for cell in spec.cells():
+        found = store.load_cell(cell.key)
+        if found is None or found.get("status") != "ok":
+            todo.append(cell)
+            continue
+        want = spec.cell_config(cell)
+        if found.get("config") != want:
+            had = found.get("config") or {}
+            diff = sorted(k for k in want if had.get(k) != want[k])
+            was = ", ".join(f"{k}={had.get(k)!r}" for k in diff)
+            now = ", ".join(f"{k}={want[k]!r}" for k in diff)
+            raise SpecError(
+                f"{store.cell_path(cell.key)} was run with another {', '.join(diff)} ({was}; now {now}). "
+                "Use another --out, or delete the cell and its runs/ directory to recompute it."
+            )
+        done.append(cell.key)
+    return todo, done
+
+
+def describe(record: dict[str, Any]) -> str:
+    if record["status"] != "ok":
+        err = record.get("error") or {}
+        return f"FAILED {err.get('type', '')}: {str(err.get('message', ''))[:200]}"
+    base, opt = record["baseline"]["test"]["score"], record["optimized"]["test"]["score"]
+    lift = record["lift"]
+    lo, hi = lift["ci"]
+    b = record["budget"]
+    return (
+        f"test {100 * base:.1f}% -> {100 * opt:.1f}% (lift {100 * lift['mean']:+.1f}, "
+        f"95% CI {100 * lo:+.1f}..{100 * hi:+.1f}); {b['metric_calls']} metric calls, "
+        f"{b['lm_calls']} LM calls, {record['seconds']:.0f}s"
+    )
+
+
+def run_matrix(
+    spec: ExperimentSpec,
+    *,
+    executor: Any = None,
+    lms: LMs | None = None,
+    progress: bool = True,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+) -> MatrixOutcome:
+    """Run every unfinished cell of ``spec``; ``on_cell`` sees each stored record."""
+    from promptopt.bench.executors import LocalExecutor
+
+    spec.validate()
+    store = Store(spec.out)
+    todo, done = plan(spec, store)
+    store.save_spec(spec.to_dict())
+    executor = executor or LocalExecutor()
+    outcome = MatrixOutcome(skipped=done)
+    total = len(todo) + len(done)
+    if progress:
+        print(
+            f"LangProBe {spec.name or 'experiment'}: {total} cells "
+            f"({len(done)} already finished) -> {spec.out}",
+            file=sys.stderr,
+        )
+        for name in spec.optimizers:
+            why = availability(name)
+            if why:
+                print(f"  {name}: {why}", file=sys.stderr)
+    for i, record in enumerate(executor.run(spec, todo, lms=lms, progress=progress), start=1):
+        outcome.ran.append(record)
+        if progress:
+            print(f"[{len(done) + i}/{total}] {record['key']}: {describe(record)}", file=sys.stderr)
+        if on_cell is not None:
+            on_cell(record)
+    return outcome
