@@ -19,12 +19,12 @@ from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import promptopt as po  # noqa: E402
-from langprobe import get_task  # noqa: E402
-from promptopt.core.program import write_json_atomic  # noqa: E402
-from promptopt.evaluate import bootstrap_ci  # noqa: E402
-from promptopt.optimizers import GEPA  # noqa: E402
-from promptopt.optimizers.plots import plot_result  # noqa: E402
+import promptopt as po
+from langprobe import get_task
+from promptopt.core.program import write_json_atomic
+from promptopt.evaluate import bootstrap_ci
+from promptopt.optimizers import GEPA
+from promptopt.optimizers.plots import plot_result
 
 ROOT = Path(__file__).resolve().parents[1]
 

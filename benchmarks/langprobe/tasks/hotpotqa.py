@@ -114,7 +114,8 @@ class MultiHop(Program):
             Signature.parse(
                 "question, context -> titles: list, facts",
                 instruction=(
-                    "Find the paragraphs needed to answer the question (usually two, linked by a shared entity) "
+                    "Find the paragraphs needed to answer the question "
+                    "(usually two, linked by a shared entity) "
                     "and write down the facts from them that the answer depends on."
                 ),
                 descriptions={
