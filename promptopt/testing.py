@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from promptopt.core.example import Example
 from promptopt.lm.base import Completion
 from promptopt.lm.usage import report
 
@@ -66,3 +67,22 @@ def field_value(message: str, name: str) -> str:
         if block.startswith(f"{name}: "):
             return block[len(name) + 2 :]
     raise KeyError(name)
+
+
+TOY_WORDS = (
+    "apple", "berry", "cider", "dates", "elder", "figgy", "grape", "honey", "icing", "jelly",
+    "kiwis", "lemon", "mango", "nutty", "olive", "peach", "quinc", "raspy", "salty", "tangy",
+)  # fmt: skip
+
+
+def toy_examples(n: int, offset: int = 0) -> list[Example]:
+    """Examples of a toy task for optimizer tests: ``word -> out``, ``out`` being the word in capitals.
+
+    Ids are ``w<index>``, so two calls with disjoint ranges give disjoint train/validation sets.
+    """
+    if offset + n > len(TOY_WORDS):
+        raise ValueError(f"Only {len(TOY_WORDS)} toy examples exist; asked for {offset}..{offset + n}.")
+    return [
+        Example(_id=f"w{offset + i}", word=w, out=w.upper()).with_inputs("word")
+        for i, w in enumerate(TOY_WORDS[offset : offset + n])
+    ]

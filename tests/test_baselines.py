@@ -8,37 +8,9 @@ import pytest
 import promptopt as po
 from promptopt.optimizers import BootstrapFewShot, BootstrapFewShotWithRandomSearch, LabeledFewShot
 from promptopt.optimizers.bootstrap import Bootstrapper, demo_sets
-from promptopt.testing import ScriptedLM, field_value, last_user_message
+from promptopt.testing import TOY_WORDS, ScriptedLM, field_value, last_user_message, toy_examples
 
-WORDS = [
-    "apple",
-    "berry",
-    "cider",
-    "dates",
-    "elder",
-    "figgy",
-    "grape",
-    "honey",
-    "icing",
-    "jelly",
-    "kiwis",
-    "lemon",
-    "mango",
-    "nutty",
-    "olive",
-    "peach",
-    "quinc",
-    "raspy",
-    "salty",
-    "tangy",
-]
-
-
-def data(n, offset=0):
-    return [
-        po.Example(_id=f"w{offset + i}", word=w, out=w.upper()).with_inputs("word")
-        for i, w in enumerate(WORDS[offset : offset + n])
-    ]
+data = toy_examples
 
 
 def metric(ex, pred, trace=None):
@@ -71,7 +43,7 @@ def split_demos(demos, train_ids):
 @pytest.mark.parametrize("max_boot, max_labeled", [(2, 5), (3, 0), (0, 4), (0, 0), (4, 2), (1, 1)])
 def test_bootstrap_honours_limits_exactly(max_boot, max_labeled):
     train = data(10)
-    lm = lm_right_for(set(WORDS))
+    lm = lm_right_for(set(TOY_WORDS))
     res = BootstrapFewShot(metric, max_bootstrapped_demos=max_boot, max_labeled_demos=max_labeled).compile(
         program(), train, lm=lm
     )
@@ -214,7 +186,7 @@ def test_labeled_few_shot_draws_k_and_scores_on_request():
 
 def test_demo_sets_are_varied_and_the_teacher_runs_once_per_example():
     train = data(12)
-    lm = lm_right_for(set(WORDS))
+    lm = lm_right_for(set(TOY_WORDS))
     boot = Bootstrapper(program(), metric, lm=lm, num_threads=1)
     sets = demo_sets(
         boot, ["self"], train, 6, max_bootstrapped_demos=3, max_labeled_demos=4, rng=random.Random(0)

@@ -10,36 +10,9 @@ from promptopt.optimizers import GEPA, Callback
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.merge import find_merge, merge_components
 from promptopt.optimizers.result import Candidate, OptimizationResult
-from promptopt.testing import ScriptedLM, field_value, last_user_message
+from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
 
-
-def data(n, offset=0):
-    words = [
-        "apple",
-        "berry",
-        "cider",
-        "dates",
-        "elder",
-        "figgy",
-        "grape",
-        "honey",
-        "icing",
-        "jelly",
-        "kiwis",
-        "lemon",
-        "mango",
-        "nutty",
-        "olive",
-        "peach",
-        "quinc",
-        "raspy",
-        "salty",
-        "tangy",
-    ]
-    return [
-        po.Example(_id=f"w{offset + i}", word=w, out=w.upper()).with_inputs("word")
-        for i, w in enumerate(words[offset : offset + n])
-    ]
+data = toy_examples
 
 
 def metric(ex, pred, trace=None):

@@ -13,37 +13,9 @@ import promptopt as po
 from promptopt.optimizers import Callback, MIPROv2
 from promptopt.optimizers.mipro import AUTO_PRESETS, GroundedProposer, parse_proposal, program_summary
 from promptopt.optimizers.mipro.summaries import dataset_summary
-from promptopt.testing import ScriptedLM, field_value, last_user_message
+from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
 
-WORDS = [
-    "apple",
-    "berry",
-    "cider",
-    "dates",
-    "elder",
-    "figgy",
-    "grape",
-    "honey",
-    "icing",
-    "jelly",
-    "kiwis",
-    "lemon",
-    "mango",
-    "nutty",
-    "olive",
-    "peach",
-    "quinc",
-    "raspy",
-    "salty",
-    "tangy",
-]
-
-
-def data(n, offset=0):
-    return [
-        po.Example(_id=f"w{offset + i}", word=w, out=w.upper()).with_inputs("word")
-        for i, w in enumerate(WORDS[offset : offset + n])
-    ]
+data = toy_examples
 
 
 def metric(ex, pred, trace=None):

@@ -14,13 +14,12 @@ A cell key is ``<task>__<program>__<optimizer>__<lm>__s<seed>``; a baseline key 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from promptopt.core.files import file_lock
 from promptopt.core.program import write_json_atomic
 
 
@@ -70,17 +69,9 @@ class Store:
     def save_baseline(self, key: str, record: dict[str, Any]) -> Path:
         return write_json_atomic(self.baseline_path(key), record)
 
-    @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Hold ``key`` across processes (workers sharing one baseline compute it once)."""
-        path = self.root / "locks" / f"{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return file_lock(self.root / "locks" / f"{key}.lock")
 
     def save_spec(self, spec: dict[str, Any]) -> Path:
         return write_json_atomic(self.root / "spec.json", spec)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -28,12 +27,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
+from promptopt.core.files import file_lock
 from promptopt.lm.cache import default_cache_dir
 
 
@@ -113,17 +112,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def part_files(model: LocalModel) -> list[Path]:
     """The data files of the model's part packages, in order (code is never imported)."""
     files: list[Path] = []
@@ -201,7 +189,7 @@ def resolve_model_path(name: str | None = None, path: str | os.PathLike[str] | N
         return p
     target = models_dir() / f"{model.name}.gguf"
     tried: list[str] = []
-    with _file_lock(models_dir() / f".{model.name}.lock"):
+    with file_lock(models_dir() / f".{model.name}.lock"):
         if target.exists() and _verified(target, model.sha256):
             return target
         try:
@@ -326,7 +314,7 @@ class LocalServer:
 
     def ensure_running(self, *, keep_alive: bool = False, startup_timeout: float = 180.0) -> LocalServer:
         """Reuse a healthy server or start one; take a lease so it outlives nobody who needs it."""
-        with _file_lock(self.dir / "lock"):
+        with file_lock(self.dir / "lock"):
             state = self._read_state()
             if state and _pid_alive(state["pid"]) and self._usable(state["port"]):
                 self.port, self.pid = state["port"], state["pid"]
@@ -445,7 +433,7 @@ class LocalServer:
         if not self._leased:
             return
         self._leased = False
-        with _file_lock(self.dir / "lock"):
+        with file_lock(self.dir / "lock"):
             (self._lease_dir() / str(os.getpid())).unlink(missing_ok=True)
             state = self._read_state()
             if state and not state.get("keep_alive") and not self._live_leases():
@@ -454,7 +442,7 @@ class LocalServer:
 
     def stop(self) -> bool:
         """Stop the server whoever started it. Returns whether one was running."""
-        with _file_lock(self.dir / "lock"):
+        with file_lock(self.dir / "lock"):
             state = self._read_state()
             self.state_file.unlink(missing_ok=True)
             self.port = self.pid = None

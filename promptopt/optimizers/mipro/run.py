@@ -7,12 +7,10 @@ every worker (and a resumed run) sees the same numbers.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from optuna.trial import FrozenTrial, Trial
 
 from promptopt.core import settings
 from promptopt.core.example import Example
+from promptopt.core.files import file_lock
 from promptopt.core.program import ConfigurationError, Program
 from promptopt.lm.base import LanguageModel
 from promptopt.lm.usage import Usage, track_usage
@@ -37,20 +36,6 @@ from promptopt.optimizers.rundir import RunDir
 from promptopt.optimizers.stoppers import Progress, build_stoppers, first_reason
 
 RUN_FILES = (SETUP_FILE, "result.json", "best_program.json", "events.jsonl", "STOP")
-
-
-@contextlib.contextmanager
-def file_lock(path: Path | None) -> Iterator[None]:
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class MIPRORun:
