@@ -12,8 +12,8 @@ from promptopt.bench import peers
 from promptopt.optimizers.result import serialize_components
 from promptopt.testing import ScriptedLM
 
-WORDS = ["apple", "berry", "cider", "dates", "elder", "figgy"]
-WORDS += ["grape", "honey", "icing", "jelly", "kiwis", "lemon"]
+TOY_WORDS = ["apple", "berry", "cider", "dates", "elder", "figgy"]
+TOY_WORDS += ["grape", "honey", "icing", "jelly", "kiwis", "lemon"]
 
 
 def data(words, offset):
@@ -23,7 +23,7 @@ def data(words, offset):
     ]
 
 
-TRAIN, VAL = data(WORDS[:6], 0), data(WORDS[6:], 6)
+TRAIN, VAL = data(TOY_WORDS[:6], 0), data(TOY_WORDS[6:], 6)
 
 
 def metric(example, prediction, trace=None):

@@ -1,0 +1,102 @@
+"""promptopt.dspy.GEPA on a native DSPy program, run by DSPy on the real local model.
+
+Iris (20 train, 8 validation, 12 test) with a ``dspy.Predict`` over a class-based DSPy signature;
+the task LM is ``dspy_lm(po.LM("local"))`` configured with ``dspy.configure``, the reflection LM a
+dspy.LM on the same local model at temperature 0.7. A budget of 20 metric calls keeps the run to
+roughly 60 examples run by DSPy (a reply DSPy cannot parse costs a second, JSON-format call) and one
+or two reflections on the CPU-served 0.5B model: a few minutes when the server is not shared.
+Held-out scores before and after are printed; the assertions are the ones GEPA guarantees
+(validation never worse than the seed) and the ones the plug-in promises (a dspy module that runs,
+saves, loads and predicts alike).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import dspy
+import pytest
+
+import promptopt as po
+from langprobe import get_task
+from promptopt.dspy import GEPA
+from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
+
+
+class IrisSpecies(dspy.Signature):
+    """Given the measurements of an iris flower in centimetres, name its species."""
+
+    sepal_length: str = dspy.InputField()
+    sepal_width: str = dspy.InputField()
+    petal_length: str = dspy.InputField()
+    petal_width: str = dspy.InputField()
+    species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
+
+
+def held_out(program, examples, metric):
+    """Accuracy with DSPy's own evaluator; a reply DSPy cannot parse scores 0."""
+    evaluate = dspy.Evaluate(
+        devset=examples,
+        metric=lambda ex, pred, trace=None: float(metric(ex, pred).score),
+        num_threads=4,
+        display_progress=False,
+        max_errors=len(examples) + 1,
+    )
+    return evaluate(program).score / 100
+
+
+@pytest.mark.real_lm
+def test_promptopt_gepa_on_a_dspy_predict_with_the_local_model(tmp_path):
+    task = get_task("iris")
+    splits = task.splits(seed=0, sizes=(20, 8, 12))
+    train, val, test = (to_dspy_examples(s) for s in (splits.train, splits.val, splits.test))
+
+    def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        score = task.metric(gold, pred)
+        return dspy.Prediction(score=score.value, feedback=score.feedback)
+
+    task_lm = dspy_lm(po.LM("local", cache=False, max_tokens=64))
+    reflection_lm = dspy_lm(po.LM("local", cache=False, temperature=0.7, max_tokens=300))
+    student = dspy.Predict(IrisSpecies)
+    t0 = time.perf_counter()
+    with dspy.context(lm=task_lm):
+        before = held_out(student, test, metric)
+        optimizer = GEPA(
+            metric,
+            max_metric_calls=20,
+            reflection_lm=reflection_lm,
+            max_demos=2,
+            num_threads=4,
+            run_dir=tmp_path / "run",
+            progress=False,
+        )
+        compiled = optimizer.compile(student, trainset=train, valset=val)
+        after = held_out(compiled, test, metric)
+    elapsed = time.perf_counter() - t0
+    result = compiled.promptopt_result
+
+    assert type(compiled) is dspy.Predict and compiled is not student
+    assert result.best_score >= result.seed_score  # GEPA never returns a worse validation score
+    assert len(result.candidates[0].val_scores) == len(val)
+    assert result.budget.lm_calls >= result.budget.metric_calls > 0  # DSPy's calls are counted
+    # The run went past the seed's validation (unless the seed was already perfect there).
+    assert result.budget.metric_calls > len(val) or result.stop_reason.startswith("a candidate is perfect")
+    assert (tmp_path / "run" / "result.json").exists()
+
+    compiled.save(tmp_path / "iris.json")
+    loaded = dspy.Predict(IrisSpecies)
+    loaded.load(tmp_path / "iris.json")
+    assert loaded.signature.instructions == compiled.signature.instructions
+    assert [dict(d) for d in loaded.demos] == [d.toDict() for d in compiled.demos]
+    with dspy.context(lm=task_lm):
+        for ex in test[:2]:
+            assert loaded(**ex.inputs()).species == compiled(**ex.inputs()).species
+
+    print(
+        f"\npromptopt.dspy.GEPA on iris (local model): validation {result.seed_score:.3f} -> "
+        f"{result.best_score:.3f}; test {before:.3f} -> {after:.3f} ({len(test)} examples); "
+        f"{result.budget.metric_calls} metric calls, {result.budget.lm_calls} LM calls, "
+        f"{len(result.candidates)} candidates, stopped: {result.stop_reason}; {elapsed:.0f}s"
+    )
+    print(f"instruction: {compiled.signature.instructions!r}; {len(compiled.demos)} demos")
