@@ -23,6 +23,9 @@ from langprobe import get_task
 from promptopt.dspy import GEPA
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 
+# Minutes on the local model: run with `pytest -m slow` (CI does).
+pytestmark = pytest.mark.slow
+
 
 class IrisSpecies(dspy.Signature):
     """Given the measurements of an iris flower in centimetres, name its species."""

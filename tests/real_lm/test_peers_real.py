@@ -5,9 +5,14 @@ CPU-served 0.5B model."""
 
 from __future__ import annotations
 
+import pytest
+
 import promptopt as po
 from langprobe import get_task
 from promptopt.bench import peers
+
+# Minutes on the local model: run with `pytest -m slow` (CI does).
+pytestmark = pytest.mark.slow
 
 BUDGET = 20
 
