@@ -162,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--model", default=None, help="local model name or alias (default: the 0.5B)")
     lm.set_defaults(func=cmd_lm)
 
+    from promptopt.train.cli import add_subcommand as add_train
+
+    add_train(sub)
+
     try:
         from promptopt.bench.cli import add_subcommands
     except ImportError:

@@ -41,11 +41,16 @@ if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
   pip install -q "$wheel_dir"/llama_cpp_python-*.whl
 fi
 
-if ! "$VENV/bin/python" -c "import promptopt, langprobe, dspy, gepa, pytest" 2>/dev/null \
+# Weight training needs torch; the pinned release resolves to a CPU build where one is on offer
+# (a bare "torch" could pull a multi-GB CUDA build first).
+TORCH_VERSION="${PROMPTOPT_TORCH_VERSION:-2.13.0}"
+"$VENV/bin/python" -c "import torch" 2>/dev/null || pip install -q "torch==$TORCH_VERSION"
+
+if ! "$VENV/bin/python" -c "import promptopt, langprobe, dspy, gepa, pytest, trl, peft" 2>/dev/null \
    || [ pyproject.toml -nt "$VENV/.promptopt-installed" ]; then
   echo "setup: installing promptopt and its dependencies"
   pip install -q --upgrade pip
-  pip install -q -e ".[local,peers,dev]"
+  pip install -q -e ".[local,peers,train,dev]"
   touch "$VENV/.promptopt-installed"
 fi
 

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -45,7 +46,9 @@ class LM:
     """A language model reached through litellm.
 
     Args:
-        model: a litellm model string, ``"local"`` or ``"local/<name>"``.
+        model: a litellm model string, ``"local"`` or ``"local/<name>"`` (the llama.cpp server), or
+            ``"hf/<path>"``: a transformers model in this process (:mod:`promptopt.lm.hf`), such as
+            a LoRA adapter from ``promptopt train``.
         temperature, max_tokens: defaults for every call (overridable per call).
         cache: ``True`` (the shared on-disk cache), ``False``, a path, or a :class:`Cache`.
         num_retries: retries of transient failures, with exponential backoff.
@@ -76,6 +79,7 @@ class LM:
         self.timeout = timeout
         self.is_local = model == "local" or model.startswith("local/")
         self.local_name = model.split("/", 1)[1] if model.startswith("local/") else None
+        self.is_hf = model.startswith("hf/")
         if cache is True:
             self.cache: Cache | None = Cache()
         elif cache is False or cache is None:
@@ -84,7 +88,7 @@ class LM:
             self.cache = cache
         else:
             self.cache = Cache(cache)
-        self._slots = threading.BoundedSemaphore(max_concurrency or (1 if self.is_local else 8))
+        self._slots = threading.BoundedSemaphore(max_concurrency or (1 if self.is_local or self.is_hf else 8))
         self.usage = Usage()
         self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
         self._server: Any = None
@@ -127,6 +131,15 @@ class LM:
     # Routing -------------------------------------------------------------
     def _route(self) -> tuple[str, dict[str, Any], str]:
         """(litellm model, connection kwargs, model identity for the cache key)."""
+        if self.is_hf:
+            from promptopt.lm.hf import fingerprint, resolve_hf_path
+
+            with self._server_lock:
+                if self._server is None:
+                    folder = resolve_hf_path(self.model[3:])
+                    self._server = (folder, fingerprint(folder))
+            folder, fp = self._server
+            return str(folder), {}, f"hf/{folder.name}@{fp}"
         if not self.is_local:
             return self.model, dict(self.extra), self.model
         with self._server_lock:
@@ -185,6 +198,11 @@ class LM:
     def _request(
         self, model: str, conn: dict[str, Any], messages: list[dict[str, str]], params: dict[str, Any]
     ) -> Completion:
+        if self.is_hf:
+            from promptopt.lm.hf import HFEngine
+
+            with self._slots:
+                return HFEngine.get(Path(model)).complete(messages, params)
         import litellm
 
         litellm.suppress_debug_info = True  # its banner says nothing our LMError does not
