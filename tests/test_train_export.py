@@ -75,7 +75,14 @@ def test_sft_keeps_only_passing_traces_with_the_optimized_prompt(tmp_path):
     seed = program()
     train = toy_examples(20)  # 10 words before 'k' pass under the optimized instruction
     data = export_sft(
-        result_for(seed), seed, train, metric, tmp_path / "sft", lm=lm(), val_fraction=0.2, source={"run": "r1"}
+        result_for(seed),
+        seed,
+        train,
+        metric,
+        tmp_path / "sft",
+        lm=lm(),
+        val_fraction=0.2,
+        source={"run": "r1"},
     )
     rows = data.rows("train") + data.rows("val")
     assert len(rows) == 10
@@ -109,7 +116,9 @@ def test_sft_keeps_only_passing_traces_with_the_optimized_prompt(tmp_path):
 
 def test_sft_seed_prompt_distills_the_optimized_instruction_away(tmp_path):
     seed = program()
-    data = export_sft(result_for(seed), seed, toy_examples(20), metric, tmp_path / "d", lm=lm(), prompt="seed")
+    data = export_sft(
+        result_for(seed), seed, toy_examples(20), metric, tmp_path / "d", lm=lm(), prompt="seed"
+    )
     for row in data.rows("train"):
         system = row["messages"][0]["content"]
         assert SEED_INSTRUCTION in system and BETTER not in system
@@ -120,10 +129,16 @@ def test_sft_seed_prompt_distills_the_optimized_instruction_away(tmp_path):
 def test_sft_dedups_and_splits_by_example(tmp_path):
     seed = program()
     # Candidates 1 and 2 share their prompt, so the second copy of every row is a duplicate.
-    data = export_sft(result_for(seed), seed, toy_examples(20), metric, tmp_path / "d", lm=lm(), candidates=[1, 2])
+    data = export_sft(
+        result_for(seed), seed, toy_examples(20), metric, tmp_path / "d", lm=lm(), candidates=[1, 2]
+    )
     assert data.manifest["counts"]["rows"] == 20 and data.manifest["counts"]["duplicates"] == 10
-    train_ids = {json.loads(x)["example_id"] for x in (data.path / "train.provenance.jsonl").read_text().splitlines()}
-    val_ids = {json.loads(x)["example_id"] for x in (data.path / "val.provenance.jsonl").read_text().splitlines()}
+    train_ids = {
+        json.loads(x)["example_id"] for x in (data.path / "train.provenance.jsonl").read_text().splitlines()
+    }
+    val_ids = {
+        json.loads(x)["example_id"] for x in (data.path / "val.provenance.jsonl").read_text().splitlines()
+    }
     assert train_ids and val_ids and not train_ids & val_ids
 
 
@@ -158,7 +173,9 @@ def test_sft_rows_load_in_trl_as_conversations(tmp_path):
 
 def test_rl_export_and_metric_reward(tmp_path):
     seed = program()
-    data = export_rl(result_for(seed), seed, toy_examples(10), metric, tmp_path / "rl", lm=lm(), val_fraction=0.0)
+    data = export_rl(
+        result_for(seed), seed, toy_examples(10), metric, tmp_path / "rl", lm=lm(), val_fraction=0.0
+    )
     rows = data.rows("train")
     assert len(rows) == 10 and data.manifest["kind"] == "rl"
     row = rows[0]
@@ -172,7 +189,9 @@ def test_rl_export_and_metric_reward(tmp_path):
         [{"role": "assistant", "content": ""}],  # no parse
     ]
     examples = [json.dumps(row["example"])] * 3
-    assert reward(prompts=[row["prompt"]] * 3, completions=completions, example=examples, predictor=["self"] * 3) == [
+    assert reward(
+        prompts=[row["prompt"]] * 3, completions=completions, example=examples, predictor=["self"] * 3
+    ) == [
         1.0,
         0.0,
         0.0,
@@ -237,3 +256,54 @@ def test_local_backend_reports_a_failed_worker(tmp_path):
         backend.result(job_id)
     assert any("Traceback" in line for line in backend.logs(job_id))
     assert time.time() - os.path.getmtime(tmp_path / "bad" / "status.json") < 600
+
+
+def test_cli_training_examples_never_touch_validation_or_test():
+    from langprobe import get_task
+
+    from promptopt.train.cli import training_examples
+
+    task = get_task("iris")
+    splits = task.splits(seed=0, sizes=[10, 10, 30])
+    rows = training_examples(task, sizes=[10, 10, 30], split_seed=0, data_dir=None, extra=40)
+    ids = [e.id for e in rows]
+    assert ids[:10] == [e.id for e in splits.train] and len(ids) == len(set(ids)) == 50
+    held = {e.id for e in splits.val} | {e.id for e in splits.test}
+    assert not held & set(ids)
+
+
+def test_cli_train_sft_from_a_cell_run(tmp_path, monkeypatch, capsys):
+    """`promptopt train sft --from-run` reads the cell record, exports and submits (backend faked)."""
+    from promptopt.cli import main
+
+    out = tmp_path / "bench"
+    run_dir = out / "runs" / "iris__predict__gepa__local__s0"
+    run_dir.mkdir(parents=True)
+    from langprobe import get_task
+
+    seed = get_task("iris").program("predict")
+    comps = serialize_components(seed.components())
+    OptimizationResult("gepa", [Candidate(0, comps, val_scores={"a": 1.0})], best_id=0).save(
+        run_dir / "result.json"
+    )
+    (out / "cells").mkdir()
+    cfg = {"task": "iris", "program": "predict", "sizes": [10, 10, 30], "split_seed": 0, "lm": "scripted"}
+    (out / "cells" / f"{run_dir.name}.json").write_text(json.dumps({"config": cfg}))
+
+    def species_lm(messages):
+        return "species: setosa"
+
+    monkeypatch.setattr("promptopt.LM", lambda *a, **k: ScriptedLM(species_lm))
+    submitted = {}
+
+    def fake_submit(self, job, job_id=None):
+        submitted["job"], submitted["id"] = job, job_id
+        return job_id
+
+    monkeypatch.setattr("promptopt.train.local.LocalBackend.submit", fake_submit)
+    rc = main(["train", "sft", "--from-run", str(run_dir), "--root", str(tmp_path / "jobs"), "--detach"])
+    assert rc == 0
+    data = ExportedDataset.load(submitted["job"].data)
+    assert data.manifest["source"]["task"] == "iris" and data.manifest["counts"]["examples_run"] == 10
+    assert data.n_train + data.n_val == data.manifest["counts"]["runs_passing"] > 0  # the setosa rows
+    assert submitted["id"] == f"sft-{run_dir.name}" and "exported sft" in capsys.readouterr().out

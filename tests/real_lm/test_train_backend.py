@@ -59,7 +59,9 @@ def optimized_run():
         optimizer="gepa",
         candidates=[
             Candidate(0, comps, val_scores={"a": 0.0}),
-            Candidate(1, dict(comps, **{"self.instruction": "Repeat the word in capitals."}), val_scores={"a": 1.0}),
+            Candidate(
+                1, dict(comps, **{"self.instruction": "Repeat the word in capitals."}), val_scores={"a": 1.0}
+            ),
         ],
         best_id=1,
     )
@@ -72,7 +74,12 @@ def test_sft_stop_resume_and_serve(tiny_model, tmp_path):
     data = export_sft(result, seed, toy_examples(20), metric, tmp_path / "data", lm=lm, val_fraction=0.2)
     backend = LocalBackend(tmp_path / "jobs")
     job = TrainingJob(
-        kind="sft", data=str(data.path), base_model=str(tiny_model), max_steps=40, batch_size=2, save_steps=1000
+        kind="sft",
+        data=str(data.path),
+        base_model=str(tiny_model),
+        max_steps=40,
+        batch_size=2,
+        save_steps=1000,
     )
     job_id = backend.submit(job, "sft")
     deadline = time.monotonic() + 300
@@ -87,7 +94,9 @@ def test_sft_stop_resume_and_serve(tiny_model, tmp_path):
         assert list((tmp_path / "jobs" / "sft" / "checkpoints").glob("checkpoint-*"))
         assert backend.submit(job, "sft") == "sft"  # resumes from the checkpoint
         st = backend.wait(job_id, timeout=300)
-        steps = [json.loads(x)["step"] for x in (tmp_path / "jobs/sft/metrics.jsonl").read_text().splitlines()]
+        steps = [
+            json.loads(x)["step"] for x in (tmp_path / "jobs/sft/metrics.jsonl").read_text().splitlines()
+        ]
         assert steps.count(1) == 1  # step 1 was not trained twice
     assert st.state == "succeeded", list(backend.logs(job_id))[-30:]
     trained = backend.result(job_id)
