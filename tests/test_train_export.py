@@ -202,7 +202,6 @@ def test_resolve_metric_specs():
     m = resolve_metric("exact:out")
     assert m(po.Example(out="A"), po.Prediction(out="a")).value == 1.0
     from langprobe import get_task
-
     from promptopt.testing import toy_examples as toy
 
     assert resolve_metric("promptopt.testing:toy_examples") is toy
@@ -260,7 +259,6 @@ def test_local_backend_reports_a_failed_worker(tmp_path):
 
 def test_cli_training_examples_never_touch_validation_or_test():
     from langprobe import get_task
-
     from promptopt.train.cli import training_examples
 
     task = get_task("iris")
