@@ -39,7 +39,7 @@ from promptopt.optimizers.callbacks import Callback, Dispatcher, EventLog
 from promptopt.optimizers.evaluation import CandidateEvaluator, components_key
 from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
 from promptopt.optimizers.rundir import RunDir
-from promptopt.optimizers.stoppers import Progress, Stopper, build_stoppers, first_reason
+from promptopt.optimizers.stoppers import Progress, StopOptions, Stopper, build_stoppers, first_reason
 
 
 def predictor_names(program: Program) -> list[str]:
@@ -429,13 +429,14 @@ class BootstrapFewShotWithRandomSearch:
         self.metric = metric
         self.num_candidate_programs = num_candidate_programs
         self.max_metric_calls = max_metric_calls
-        self.stop_options = {
-            "max_seconds": max_seconds,
-            "max_tokens": max_tokens,
-            "max_cost": max_cost,
-            "score_threshold": score_threshold,
-        }
-        self.extra_stoppers = list(stoppers)
+        # No patience keyword here, so the saved config has no patience key either.
+        self.stop_options = StopOptions(
+            max_seconds=max_seconds,
+            max_tokens=max_tokens,
+            max_cost=max_cost,
+            score_threshold=score_threshold,
+            extra=tuple(stoppers),
+        )
         self.seed = seed
         self.num_threads = num_threads
         self.failure_score = failure_score
@@ -448,7 +449,7 @@ class BootstrapFewShotWithRandomSearch:
             "num_candidate_programs": self.num_candidate_programs,
             "max_metric_calls": self.max_metric_calls,
             "seed": self.seed,
-            **self.stop_options,
+            **{k: v for k, v in self.stop_options.to_dict().items() if k != "patience"},
         }
 
     def compile(
@@ -469,9 +470,7 @@ class BootstrapFewShotWithRandomSearch:
         names = predictor_names(program)
         train = check_dataset("trainset", trainset, who="BootstrapFewShotWithRandomSearch")
         val = check_dataset("valset", valset or train, who="BootstrapFewShotWithRandomSearch")
-        stoppers = build_stoppers(
-            max_metric_calls=self.max_metric_calls, extra=self.extra_stoppers, **self.stop_options
-        )
+        stoppers = self.stop_options.stoppers(max_metric_calls=self.max_metric_calls)
         session = _Session(
             "promptopt.BootstrapFewShotWithRandomSearch",
             program,

@@ -9,9 +9,10 @@ best program found so far.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 @dataclass
@@ -138,3 +139,54 @@ def build_stoppers(
         out.append(StopFile(stop_file))
     out.extend(extra or [])
     return out
+
+
+@dataclass(frozen=True)
+class StopOptions:
+    """The optional ways to stop that GEPA, MIPROv2 and BootstrapFewShotWithRandomSearch take.
+
+    Contract:
+
+    * Each field is the constructor keyword of the same name (``extra`` is the ``stoppers``
+      keyword); ``None`` turns that way to stop off. BootstrapFewShotWithRandomSearch has no
+      ``patience`` keyword: its ``patience`` stays ``None`` and its config leaves the key out.
+    * The metric-call budget and the ``RUN_DIR/STOP`` file are not options here: each optimizer
+      resolves them itself (GEPA from ``auto``, for one) and passes them to :meth:`stoppers`.
+    * :meth:`to_dict` gives the five limits, always all five and in this order, ``None`` included,
+      under the keys a saved ``result.config`` uses; ``extra`` (callables) is left out.
+    * :meth:`from_dict` reads those keys from any mapping (a whole saved config will do): missing
+      ones are ``None``, other keys are ignored, and ``extra`` is given separately, so
+      ``StopOptions.from_dict(o.to_dict(), extra=o.extra) == o``.
+    * :meth:`stoppers` is ``build_stoppers(...)`` with these options: the same stoppers in the same
+      order (metric calls, seconds, tokens, cost, patience, score, stop file, then ``extra``).
+    """
+
+    max_seconds: float | None = None
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    patience: int | None = None
+    score_threshold: float | None = None
+    extra: tuple[Stopper, ...] = ()
+
+    LIMITS: ClassVar[tuple[str, ...]] = (
+        "max_seconds",
+        "max_tokens",
+        "max_cost",
+        "patience",
+        "score_threshold",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.LIMITS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, extra: Sequence[Stopper] = ()) -> StopOptions:
+        return cls(**{k: data.get(k) for k in cls.LIMITS}, extra=tuple(extra))
+
+    def stoppers(
+        self, *, max_metric_calls: int | None = None, stop_file: str | Path | None = None
+    ) -> list[Stopper]:
+        """The stoppers of these options, with the caller's metric-call budget and stop file."""
+        return build_stoppers(
+            max_metric_calls=max_metric_calls, stop_file=stop_file, extra=list(self.extra), **self.to_dict()
+        )

@@ -44,7 +44,7 @@ from promptopt.optimizers.gepa.reflection import (
 from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
 from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
 from promptopt.optimizers.rundir import RunDir
-from promptopt.optimizers.stoppers import Progress, Stopper, build_stoppers, first_reason
+from promptopt.optimizers.stoppers import Progress, StopOptions, Stopper, first_reason
 
 log = logging.getLogger("promptopt.gepa")
 
@@ -173,14 +173,14 @@ class GEPA:
         self.seed = seed
         self.max_stalled_iterations = max_stalled_iterations
         self.failure_score = failure_score
-        self.stop_options = {
-            "max_seconds": max_seconds,
-            "max_tokens": max_tokens,
-            "max_cost": max_cost,
-            "patience": patience,
-            "score_threshold": score_threshold,
-        }
-        self.extra_stoppers = list(stoppers)
+        self.stop_options = StopOptions(
+            max_seconds=max_seconds,
+            max_tokens=max_tokens,
+            max_cost=max_cost,
+            patience=patience,
+            score_threshold=score_threshold,
+            extra=tuple(stoppers),
+        )
         self.callbacks = list(callbacks)
         self.progress = progress
 
@@ -209,7 +209,7 @@ class GEPA:
         ]
         cfg = {k: getattr(self, k) for k in keys}
         cfg["proposer"] = self.proposer if isinstance(self.proposer, str) else type(self.proposer).__name__
-        cfg.update(self.stop_options)
+        cfg.update(self.stop_options.to_dict())
         return cfg
 
     # ------------------------------------------------------------------
@@ -272,9 +272,7 @@ class _Run:
             callbacks.append(ProgressLine("GEPA", self.budget))
         self.events = Dispatcher(callbacks)
         stop_file = self.rundir.stop_file if self.rundir else None
-        self.stoppers = build_stoppers(
-            max_metric_calls=self.budget, stop_file=stop_file, extra=opt.extra_stoppers, **opt.stop_options
-        )
+        self.stoppers = opt.stop_options.stoppers(max_metric_calls=self.budget, stop_file=stop_file)
         pred_names = [n for n, _ in program.named_predictors()]
         if not pred_names:
             raise ValueError("The program has no predictors to optimize.")

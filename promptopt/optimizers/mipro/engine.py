@@ -48,7 +48,7 @@ from promptopt.lm.base import LanguageModel
 from promptopt.optimizers.bootstrap import check_limits
 from promptopt.optimizers.callbacks import Callback
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.optimizers.stoppers import Stopper
+from promptopt.optimizers.stoppers import StopOptions, Stopper
 
 # auto presets: (num_candidates, num_trials). With one predictor and demo search there are
 # num_candidates**2 combinations; the trials cover roughly a third (light) to all (heavy) of them,
@@ -166,14 +166,14 @@ class MIPROv2:
         self.storage = storage
         self.study_name = study_name
         self.max_metric_calls = max_metric_calls
-        self.stop_options = {
-            "max_seconds": max_seconds,
-            "max_tokens": max_tokens,
-            "max_cost": max_cost,
-            "patience": patience,
-            "score_threshold": score_threshold,
-        }
-        self.extra_stoppers = list(stoppers)
+        self.stop_options = StopOptions(
+            max_seconds=max_seconds,
+            max_tokens=max_tokens,
+            max_cost=max_cost,
+            patience=patience,
+            score_threshold=score_threshold,
+            extra=tuple(stoppers),
+        )
         self.seed = seed
         self.num_threads = num_threads
         self.failure_score = failure_score
@@ -206,7 +206,7 @@ class MIPROv2:
         ]
         cfg = {k: getattr(self, k) for k in keys}
         cfg["storage"] = _redact(self.storage)
-        cfg.update(self.stop_options)
+        cfg.update(self.stop_options.to_dict())
         return cfg
 
     def compile(

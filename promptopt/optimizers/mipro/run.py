@@ -33,7 +33,7 @@ from promptopt.optimizers.mipro.space import SpaceBuilder
 from promptopt.optimizers.mipro.state import SETUP_FILE, Setup
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.rundir import RunDir
-from promptopt.optimizers.stoppers import Progress, build_stoppers, first_reason
+from promptopt.optimizers.stoppers import Progress, first_reason
 
 RUN_FILES = (SETUP_FILE, "result.json", "best_program.json", "events.jsonl", "STOP")
 
@@ -75,11 +75,8 @@ class MIPRORun:
         if opt.progress:
             callbacks.append(ProgressLine("MIPROv2", opt.max_metric_calls))
         self.events = Dispatcher(callbacks)
-        self.stoppers = build_stoppers(
-            max_metric_calls=opt.max_metric_calls,
-            stop_file=self.rundir.stop_file if self.rundir else None,
-            extra=opt.extra_stoppers,
-            **opt.stop_options,
+        self.stoppers = opt.stop_options.stoppers(
+            max_metric_calls=opt.max_metric_calls, stop_file=self.rundir.stop_file if self.rundir else None
         )
         self.evaluator = CandidateEvaluator(
             program, opt.metric, num_threads=opt.num_threads, failure_score=opt.failure_score, lm=self.task_lm
