@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import typing
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dspy
 import pytest
@@ -25,7 +23,7 @@ from promptopt.integrations.dspy import (
     to_dspy_example,
     to_dspy_examples,
 )
-from promptopt.testing import ScriptedLM
+from promptopt.testing import FakeOpenAIServer, ScriptedLM
 
 
 def demo(**fields):
@@ -264,56 +262,26 @@ def test_dspy_lm_through_promptopt_counts_usage_and_passes_options():
     assert scripted.calls[0]["messages"][0]["role"] == "system"
 
 
-class _FakeOpenAI(BaseHTTPRequestHandler):
-    requests: typing.ClassVar[list[dict]] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append({"path": self.path, "body": body})
-        reply = {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "[[ ## answer ## ]]\nserved"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def fake_server():
-    _FakeOpenAI.requests = []
-    server = HTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    with FakeOpenAIServer("[[ ## answer ## ]]\nserved", prompt_tokens=11, completion_tokens=2) as server:
+        yield server
 
 
 def test_dspy_lm_direct_reaches_the_same_endpoint_with_the_same_settings(fake_server):
     ours = po.LM(
-        "openai/tiny", api_base=fake_server, api_key="sk-test", temperature=0.2, max_tokens=33, cache=False
+        "openai/tiny",
+        api_base=fake_server.base_url,
+        api_key="sk-test",
+        temperature=0.2,
+        max_tokens=33,
+        cache=False,
     )
     lm = dspy_lm(ours)
     assert lm.model == "openai/tiny" and lm.cache is False
     with dspy.context(lm=lm):
         assert dspy.Predict("question -> answer")(question="?").answer == "served"
-    (req,) = _FakeOpenAI.requests
+    (req,) = fake_server.requests
     assert req["path"].endswith("/chat/completions")
     assert (
         req["body"]["model"] == "tiny"
@@ -328,7 +296,7 @@ def test_dspy_lm_for_a_local_model_uses_the_server_api_base(monkeypatch, fake_se
 
     class Server:
         spec = local.get_model(None)
-        api_base = fake_server
+        api_base = fake_server.base_url
         model_sha256 = "0" * 64
         started = 0
 
@@ -339,11 +307,11 @@ def test_dspy_lm_for_a_local_model_uses_the_server_api_base(monkeypatch, fake_se
     monkeypatch.setattr(local.LocalServer, "for_model", classmethod(lambda cls, name=None: Server()))
     lm = dspy_lm(po.LM("local", cache=False, max_tokens=9))
     assert Server.started == 1
-    assert lm.model == f"openai/{local.DEFAULT_MODEL}" and lm.kwargs["api_base"] == fake_server
+    assert lm.model == f"openai/{local.DEFAULT_MODEL}" and lm.kwargs["api_base"] == fake_server.base_url
     with dspy.context(lm=lm):
         dspy.Predict("question -> answer")(question="?")
-    assert _FakeOpenAI.requests[0]["body"]["model"] == local.DEFAULT_MODEL
-    assert _FakeOpenAI.requests[0]["body"]["max_tokens"] == 9
+    assert fake_server.requests[0]["body"]["model"] == local.DEFAULT_MODEL
+    assert fake_server.requests[0]["body"]["max_tokens"] == 9
 
 
 # --- DSPy modules as promptopt programs ----------------------------------------------

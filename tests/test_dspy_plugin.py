@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import typing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dspy
 import pytest
@@ -15,7 +12,7 @@ import promptopt as po
 from promptopt.dspy import GEPA, MIPROv2, metric_form, promptopt_metric
 from promptopt.integrations.dspy import dspy_lm, dspy_metric
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.testing import ScriptedLM
+from promptopt.testing import FakeOpenAIServer, ScriptedLM
 
 # --- the task: the answer must be LOUD, which the LM writes only when told to SHOUT ----------------
 
@@ -327,52 +324,21 @@ def test_mipro_compiles_dspy_modules(kind, tmp_path):
 # --- DSPy's own LM calls are counted --------------------------------------------------------------
 
 
-class _ChatServer(BaseHTTPRequestHandler):
-    """An OpenAI-compatible endpoint answering like task_reply (and reflection_reply to reflections)."""
-
-    requests: typing.ClassVar[list[dict]] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append(body)
-        messages = body["messages"]
-        reflection = "Current instruction" in messages[-1]["content"]
-        text = reflection_reply(messages) if reflection else task_reply(messages)
-        data = json.dumps(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def chat_reply(messages):
+    """What the chat server answers: reflection_reply to reflections, task_reply to the rest."""
+    reflection = "Current instruction" in messages[-1]["content"]
+    return reflection_reply(messages) if reflection else task_reply(messages)
 
 
 @pytest.fixture
 def chat_server():
-    _ChatServer.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    with FakeOpenAIServer(chat_reply, prompt_tokens=100, completion_tokens=10) as server:
+        yield server
 
 
 def test_calls_of_dspy_lms_are_counted_in_the_budget(chat_server):
     def lm(**kw):
-        return dspy.LM("openai/tiny", api_base=chat_server, api_key="sk-test", cache=False, **kw)
+        return dspy.LM("openai/tiny", api_base=chat_server.base_url, api_key="sk-test", cache=False, **kw)
 
     task, reflection = lm(), lm(temperature=1.0)
     with dspy.context(lm=task):
@@ -381,9 +347,11 @@ def test_calls_of_dspy_lms_are_counted_in_the_budget(chat_server):
         ).compile(dspy.Predict("question -> answer"), trainset=data(3), valset=data(3, offset=5))
     assert "SHOUT" in compiled.signature.instructions
     budget = compiled.promptopt_result.budget
-    n_reflections = sum("Current instruction" in r["messages"][-1]["content"] for r in _ChatServer.requests)
+    n_reflections = sum(
+        "Current instruction" in r["body"]["messages"][-1]["content"] for r in chat_server.requests
+    )
     assert n_reflections >= 1 and budget.proposer_lm_calls == n_reflections
-    assert budget.lm_calls == len(_ChatServer.requests) > budget.metric_calls  # each call counted once
+    assert budget.lm_calls == len(chat_server.requests) > budget.metric_calls  # each call counted once
     assert budget.prompt_tokens == 100 * budget.lm_calls and budget.completion_tokens == 10 * budget.lm_calls
     assert len(reflection.history) == n_reflections  # the reflections went through the user's dspy.LM
 
