@@ -400,6 +400,30 @@ class LocalServer:
                 "log": str(self.log_file),
             }
         )
+        if not keep_alive:
+            self._start_watchdog(proc.pid)
+
+    def _start_watchdog(self, pid: int) -> None:
+        """Stop this server if every leaseholder dies without releasing it (see promptopt.lm.watchdog)."""
+        grace = os.environ.get("PROMPTOPT_SERVER_GRACE", "30")
+        with open(self.dir / "watchdog.log", "ab") as log:
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "promptopt.lm.watchdog",
+                    "--server-dir",
+                    str(self.dir),
+                    "--pid",
+                    str(pid),
+                    "--grace",
+                    grace,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def _log_tail(self, n: int = 20) -> str:
         try:
