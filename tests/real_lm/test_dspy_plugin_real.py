@@ -103,3 +103,85 @@ def test_promptopt_gepa_on_a_dspy_predict_with_the_local_model(tmp_path):
         f"{len(result.candidates)} candidates, stopped: {result.stop_reason}; {elapsed:.0f}s"
     )
     print(f"instruction: {compiled.signature.instructions!r}; {len(compiled.demos)} demos")
+
+
+class Describe(dspy.Signature):
+    """Describe the flower's petals in a few words (short or long, narrow or wide)."""
+
+    petal_length: str = dspy.InputField()
+    petal_width: str = dspy.InputField()
+    description: str = dspy.OutputField()
+
+
+class Classify(dspy.Signature):
+    """Name the iris species from the petal description and the sepal measurements."""
+
+    description: str = dspy.InputField()
+    sepal_length: str = dspy.InputField()
+    sepal_width: str = dspy.InputField()
+    species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
+
+
+class TwoStep(dspy.Module):
+    """A two-module pipeline: a Predict whose output feeds a ChainOfThought."""
+
+    def __init__(self):
+        super().__init__()
+        self.describe = dspy.Predict(Describe)
+        self.classify = dspy.ChainOfThought(Classify)
+
+    def forward(self, sepal_length, sepal_width, petal_length, petal_width):
+        d = self.describe(petal_length=petal_length, petal_width=petal_width).description
+        return self.classify(description=d, sepal_length=sepal_length, sepal_width=sepal_width)
+
+
+@pytest.mark.real_lm
+def test_promptopt_mipro_on_cot_and_a_two_module_pipeline(tmp_path):
+    """Both DSPy modules of a pipeline (one of them a ChainOfThought) become components, are
+    optimized by promptopt.dspy.MIPROv2 on the local model, and come back as a TwoStep that saves,
+    loads and predicts alike."""
+    from promptopt.dspy import MIPROv2
+
+    task = get_task("iris")
+    splits = task.splits(seed=1, sizes=(12, 6, 6))
+    train, val, test = (to_dspy_examples(s) for s in (splits.train, splits.val, splits.test))
+
+    def accuracy(example, pred, trace=None):
+        return task.metric(example, pred).value
+
+    task_lm = dspy_lm(po.LM("local", max_tokens=200))
+    student = TwoStep()
+    with dspy.context(lm=task_lm):
+        before = held_out(student, test, lambda ex, pred: dspy.Prediction(score=accuracy(ex, pred)))
+        compiled = MIPROv2(
+            accuracy,
+            auto=None,
+            num_candidates=2,
+            num_trials=2,
+            minibatch_size=3,
+            max_bootstrapped_demos=1,
+            max_labeled_demos=1,
+            num_threads=2,
+            run_dir=tmp_path / "run",
+            progress=False,
+        ).compile(student, trainset=train, valset=val)
+        after = held_out(compiled, test, lambda ex, pred: dspy.Prediction(score=accuracy(ex, pred)))
+    result = compiled.promptopt_result
+    comps = result.candidates[0].components
+    assert type(compiled) is TwoStep and compiled is not student
+    assert any(k.startswith("describe") for k in comps) and any(k.startswith("classify") for k in comps)
+    assert result.best_score >= result.seed_score
+    compiled.save(tmp_path / "two.json")
+    loaded = TwoStep()
+    loaded.load(tmp_path / "two.json")
+    for name, pred in compiled.named_predictors():
+        other = dict(loaded.named_predictors())[name]
+        assert other.signature.instructions == pred.signature.instructions
+        assert len(other.demos) == len(pred.demos)
+    with dspy.context(lm=task_lm):
+        ex = test[0]
+        assert loaded(**ex.inputs()).species == compiled(**ex.inputs()).species
+    print(
+        f"\npromptopt.dspy.MIPROv2 on a two-module iris pipeline: validation {result.seed_score:.3f} -> "
+        f"{result.best_score:.3f}; test {before:.3f} -> {after:.3f}; components {sorted(comps)}"
+    )
