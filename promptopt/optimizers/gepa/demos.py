@@ -66,21 +66,44 @@ class DemoPool:
         return len(self.data.get(predictor, []))
 
     def propose(
-        self, predictor: str, current: Sequence[dict[str, Any]], k: int, rng: random.Random
+        self,
+        predictor: str,
+        current: Sequence[dict[str, Any]],
+        k: int,
+        rng: random.Random,
+        *,
+        max_chars: int | None = None,
     ) -> list[dict[str, Any]] | None:
-        """A new demo list of up to ``k``: keep some current demos, bring in new ones (traces first,
-        then labeled examples), spread over the output values the kept demos lack."""
+        """A new demo list of up to ``k`` demos (and ``max_chars`` characters of field values).
+
+        An empty list is filled up to ``k``. A non-empty one either grows (every demo kept, new ones
+        added up to ``k``) or has about half of its demos swapped for new ones, with even odds while
+        it can still grow: small models often gain more from a few more examples than from better
+        ones, and the search should be able to find out which. New demos come from successful traces
+        first, then labeled examples, spread over the output values the kept demos lack.
+        """
         current_keys = {_key(_fields(d)) for d in current}
         traces = [d for d in self.data.get(predictor, []) if _key(d) not in current_keys]
         labeled = [d for d in self.labeled.get(predictor, []) if _key(d) not in current_keys]
-        if not traces and not labeled:
+        available = len(traces) + len(labeled)
+        if not available:
             return None
-        kept = [_fields(d) for d in current]
+        kept = [_fields(d) for d in current][:k]
         rng.shuffle(kept)
-        n_new = min(len(traces) + len(labeled), max(1, k // 2) if kept else k, k)
-        kept = kept[: k - n_new]
+        if not kept:
+            n_new = min(available, k)
+        elif len(kept) < k and rng.random() < 0.5:
+            n_new = min(available, k - len(kept))
+        else:
+            n_new = min(available, max(1, len(kept) // 2))
+            kept = kept[: max(0, len(kept) - n_new)]
         chosen = self._spread(predictor, traces, labeled, kept, n_new, rng)
-        return [Example(**d).to_dict() for d in kept + chosen]
+        demos = kept + chosen
+        if max_chars is not None:
+            demos = _within(demos, max_chars)
+        if not demos or {_key(d) for d in demos} == current_keys:
+            return None
+        return [Example(**d).to_dict() for d in demos]
 
     def _spread(
         self,
@@ -113,6 +136,19 @@ class DemoPool:
 
     def to_dict(self) -> dict[str, list[dict[str, Any]]]:
         return self.data
+
+
+def _within(demos: list[dict[str, Any]], max_chars: int) -> list[dict[str, Any]]:
+    """The longest prefix whose field values fit in ``max_chars`` (long demos would overflow the context)."""
+    out: list[dict[str, Any]] = []
+    total = 0
+    for d in demos:
+        size = sum(len(str(v)) for v in d.values())
+        if total + size > max_chars:
+            continue  # a shorter one further on may still fit
+        out.append(d)
+        total += size
+    return out
 
 
 def _fields(demo: dict[str, Any]) -> dict[str, Any]:

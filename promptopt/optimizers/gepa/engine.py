@@ -86,7 +86,10 @@ class GEPA:
             ``"rules"``, or any callable ``(ProposalRequest, lm) -> Proposal``.
         component_selector: ``"round_robin"`` (one component per iteration) or ``"all"``.
         evolve_demos: also evolve each predictor's demos from successful training traces.
-        max_demos: demos per predictor when evolving them.
+        max_demos: the most demos per predictor when evolving them; a demo mutation grows a list
+            toward this or swaps part of it (see :meth:`DemoPool.propose`).
+        max_demo_chars: the most characters of demo field values per predictor, so demos of
+            long-input tasks cannot overflow a small model's context.
         demo_threshold: the score a training run needs for its trace to become a demo.
         labeled_demos: also draw demos from training examples that hold a predictor's fields.
         use_merge, max_merge_invocations, merge_subsample: system-aware merge settings.
@@ -117,7 +120,8 @@ class GEPA:
         proposer: str | Proposer = "auto",
         component_selector: str = "round_robin",
         evolve_demos: bool = True,
-        max_demos: int = 3,
+        max_demos: int = 8,
+        max_demo_chars: int | None = 6000,
         demo_threshold: float = 1.0,
         labeled_demos: bool = True,
         use_merge: bool = True,
@@ -157,6 +161,7 @@ class GEPA:
         self.component_selector = component_selector
         self.evolve_demos = evolve_demos
         self.max_demos = max_demos
+        self.max_demo_chars = max_demo_chars
         self.demo_threshold = demo_threshold
         self.labeled_demos = labeled_demos
         self.use_merge = use_merge
@@ -191,6 +196,7 @@ class GEPA:
             "component_selector",
             "evolve_demos",
             "max_demos",
+            "max_demo_chars",
             "demo_threshold",
             "labeled_demos",
             "use_merge",
@@ -554,7 +560,13 @@ class _Run:
         for comp in self._pick_components(parent):
             pred, _, kind = comp.rpartition(".")
             if kind == "demos":
-                demos = self.pool.propose(pred, parent.components[comp], self.opt.max_demos, self.rng)
+                demos = self.pool.propose(
+                    pred,
+                    parent.components[comp],
+                    self.opt.max_demos,
+                    self.rng,
+                    max_chars=self.opt.max_demo_chars,
+                )
                 self.events.emit(
                     "proposal",
                     iteration=self.state.iteration,
