@@ -12,7 +12,8 @@ SIG = po.Signature.parse("x -> label")
 def pool(n=12):
     p = DemoPool()
     labels = ["a", "b", "c"]
-    p.add_labeled("self", SIG, [po.Example(x=f"x{i}", label=labels[i % 3]).with_inputs("x") for i in range(n)])
+    rows = [po.Example(x=f"x{i}", label=labels[i % 3]).with_inputs("x") for i in range(n)]
+    p.add_labeled("self", SIG, rows)
     return p
 
 
