@@ -157,6 +157,11 @@ class LM:
 
         For a local model this starts (or joins) its server, so other clients can reach the same model.
         """
+        if self.is_hf:
+            raise LMError(
+                f"{self.model} runs inside this process and has no HTTP endpoint for other clients "
+                "(DSPy, litellm); call it through promptopt, or convert the model to GGUF and serve it."
+            )
         model, conn, _ = self._route()
         return model, conn
 
