@@ -13,6 +13,9 @@ Steps (each is skipped when its output exists, so a rerun continues after an int
 Usage::
 
     python experiments/train_local.py --task iris --sizes 60,15,45
+    # start from a finished LangProBe cell instead (its splits; more training rows from its train pool):
+    python experiments/train_local.py --extra-train 80 --prompt seed \
+        --from-run results/peers-local/runs/iris__predict__bootstrap_fewshot__local__s0
 
 Writes ``results/train/<task>-<program>.json`` and ``.md`` (scores, paired bootstrap intervals, data
 sizes, training time) and ``-curve.png`` (training loss).
@@ -36,6 +39,7 @@ from promptopt.evaluate import EvaluationResult, bootstrap_ci
 from promptopt.optimizers import GEPA, BootstrapFewShot, MIPROv2
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.train import LocalBackend, TrainingJob, export_sft
+from promptopt.train.cli import cell_record, training_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,29 +76,46 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--from-run", help="a LangProBe cell's run folder: use its result and splits")
+    ap.add_argument("--extra-train", type=int, default=0, help="more training rows from the train pool")
     args = ap.parse_args()
 
+    cell_cfg = None
+    if args.from_run:
+        record = cell_record(Path(args.from_run))
+        if record is None:
+            raise SystemExit(f"{args.from_run} is not a LangProBe cell run folder (no cells/<name>.json).")
+        cell_cfg = record["config"]
+        args.task, args.program, args.optimizer = cell_cfg["task"], cell_cfg["program"], cell_cfg["optimizer"]
+        args.sizes, args.split_seed = ",".join(map(str, cell_cfg["sizes"])), cell_cfg["split_seed"]
     task = get_task(args.task)
     program_name = args.program or next(iter(task.programs))
     sizes = tuple(int(x) for x in args.sizes.split(","))
     splits = task.splits(seed=args.split_seed, sizes=sizes)
+    trainset = training_examples(
+        task, sizes=sizes, split_seed=args.split_seed, data_dir=None, extra=args.extra_train
+    )
     name = f"{args.task}-{program_name}"
-    tag = f"{args.optimizer}-{args.prompt}"
+    tag = f"{args.optimizer}-{args.prompt}" + ("-cell" if args.from_run else "")
     work = ROOT / "runs" / "train-exp" / name
     out = ROOT / "results" / "train" / f"{name}-{tag}.json"
     work.mkdir(parents=True, exist_ok=True)
     seed_program = task.programs[program_name]()
     server_lm = po.LM("local")
 
-    # 1. optimize
+    # 1. optimize (or take a finished cell's result)
     t0 = time.time()
-    opt_file = work / f"opt-{args.optimizer}" / "result.json"
-    optimizer = optimizer_for(args.optimizer, task.metric, args.budget, args.threads)
-    result = optimizer.compile(
-        seed_program, splits.train, splits.val, lm=server_lm, run_dir=opt_file.parent, resume=True
-    )
-    result.save(opt_file)
-    optimized = result.best_program or OptimizationResult.load(opt_file).program_for(seed_program)
+    if args.from_run:
+        opt_file = Path(args.from_run) / "result.json"
+        result = OptimizationResult.load(opt_file)
+    else:
+        opt_file = work / f"opt-{args.optimizer}" / "result.json"
+        optimizer = optimizer_for(args.optimizer, task.metric, args.budget, args.threads)
+        result = optimizer.compile(
+            seed_program, splits.train, splits.val, lm=server_lm, run_dir=opt_file.parent, resume=True
+        )
+        result.save(opt_file)
+    optimized = result.program_for(seed_program)
     print(result.summary())
     opt_seconds = time.time() - t0
 
@@ -104,7 +125,7 @@ def main() -> None:
         data = export_sft(
             result,
             seed_program,
-            splits.train,
+            trainset,
             task.metric,
             data_dir,
             prompt=args.prompt,
@@ -157,6 +178,8 @@ def main() -> None:
         "model": "qwen2.5-coder-0.5b (GGUF dequantized to float32, transformers on CPU)",
         "split_seed": args.split_seed,
         "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "training_examples": len(trainset),
+        "from_run": args.from_run,
         "split_ids": splits.ids(),
         "optimization": {
             "val_seed": result.seed_score,
@@ -191,7 +214,7 @@ def main() -> None:
         f"# Prompt optimization + LoRA SFT on {args.task} ({program_name})",
         "",
         f"Optimizer: {args.optimizer}; SFT prompt: {args.prompt}; "
-        f"{data.n_train} train / {data.n_val} val rows from {len(splits.train)} training examples; "
+        f"{data.n_train} train / {data.n_val} val rows from {len(trainset)} training examples; "
         f"{trained.steps} steps in {trained.seconds / 60:.1f} min on the CPU.",
         "",
         f"| system | test ({len(splits.test)}) | lift vs base+seed [95% CI] | errors |",

@@ -20,7 +20,7 @@ from promptopt.core.example import Example
 from promptopt.optimizers.result import OptimizationResult
 
 
-def _cell_record(run_dir: Path) -> dict[str, Any] | None:
+def cell_record(run_dir: Path) -> dict[str, Any] | None:
     cell = run_dir.parent.parent / "cells" / f"{run_dir.name}.json"
     return json.loads(cell.read_text()) if cell.exists() else None
 
@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not result_file.exists():
         raise SystemExit(f"{run_dir} has no result.json: point --from-run at a finished optimization run.")
     result = OptimizationResult.load(result_file)
-    cell = _cell_record(run_dir)
+    cell = cell_record(run_dir)
     cfg = (cell or {}).get("config", {})
     task_name = args.task or cfg.get("task")
     if not task_name:
