@@ -63,6 +63,17 @@ def scored(path: Path, program, data, metric, lm) -> EvaluationResult:
     return res
 
 
+def _top_predictions(res: EvaluationResult, n: int = 3) -> list[tuple[str, int]]:
+    """The most frequent answers (the last output field): a model stuck on one label shows here."""
+    from collections import Counter
+
+    answers = Counter(
+        "(error)" if r.prediction is None else str(list(r.prediction.to_dict().values())[-1])[:40]
+        for r in res.results
+    )
+    return answers.most_common(n)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="iris")
@@ -200,6 +211,7 @@ def main() -> None:
                 "errors": len(res.errors),
                 "lift_vs_base_seed": res.score - scores["base+seed"].score,
                 "lift_ci95": list(bootstrap_ci([b - a for a, b in zip(ref, res.scores, strict=True)])),
+                "top_predictions": _top_predictions(res),
             }
             for label, res in scores.items()
         },
@@ -217,14 +229,16 @@ def main() -> None:
         f"{data.n_train} train / {data.n_val} val rows from {len(trainset)} training examples; "
         f"{trained.steps} steps in {trained.seconds / 60:.1f} min on the CPU.",
         "",
-        f"| system | test ({len(splits.test)}) | lift vs base+seed [95% CI] | errors |",
-        "| --- | --- | --- | --- |",
+        f"| system | test ({len(splits.test)}) | lift vs base+seed [95% CI] | errors | top answers |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for label, row in report["test"].items():
         lo, hi = row["lift_ci95"]
         lines.append(
             f"| {label} | {100 * row['score']:.1f} | {100 * row['lift_vs_base_seed']:+.1f} "
-            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {row['errors']} |"
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {row['errors']} | "
+            + ", ".join(f"{k} ({v})" for k, v in row["top_predictions"])
+            + " |"
         )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
