@@ -217,9 +217,15 @@ class MIPRORun:
     def _search(self) -> tuple[str, bool]:
         """Run trials until ``num_trials`` are done or a stopper fires; (reason, finished)."""
         while True:
-            reason = first_reason(self.stoppers, self._progress())
+            progress = self._progress()
+            reason = first_reason(self.stoppers, progress)
             if reason:
                 return reason, False
+            budget = self.opt.max_metric_calls
+            if budget is not None and progress.metric_calls + self.minibatch_size + len(self.val) > budget:
+                # Keep what the final full evaluation needs: a trial never fully evaluated is wasted,
+                # and the returned program is chosen from full evaluations only.
+                return f"metric-call budget of {budget} spent (the final full evaluation kept)", True
             trial = self.study.ask()
             if trial is None:
                 return f"all {self.opt.num_trials} trials run", True
