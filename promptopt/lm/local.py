@@ -241,6 +241,17 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def live_leases(lease_dir: Path, *, prune: bool = False) -> list[int]:
+    """Pids of the live processes holding a lease in ``lease_dir``; ``prune`` deletes dead ones."""
+    live = []
+    for f in lease_dir.glob("*") if lease_dir.exists() else []:
+        if f.name.isdigit() and _pid_alive(int(f.name)):
+            live.append(int(f.name))
+        elif prune:
+            f.unlink(missing_ok=True)
+    return live
+
+
 class LocalServer:
     """One llama.cpp server per local model, shared by threads and processes."""
 
@@ -444,13 +455,7 @@ class LocalServer:
         atexit.register(self.release)
 
     def _live_leases(self) -> list[int]:
-        live = []
-        for f in self._lease_dir().glob("*") if self._lease_dir().exists() else []:
-            if f.name.isdigit() and _pid_alive(int(f.name)):
-                live.append(int(f.name))
-            else:
-                f.unlink(missing_ok=True)
-        return live
+        return live_leases(self._lease_dir(), prune=True)
 
     def release(self) -> None:
         """Drop this process's lease; stop the server if nobody else holds one."""

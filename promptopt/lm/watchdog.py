@@ -19,17 +19,9 @@ from pathlib import Path
 from promptopt.core.files import file_lock
 
 
-def _live_leases(lease_dir: Path) -> list[int]:
-    from promptopt.lm.local import _pid_alive
-
-    if not lease_dir.exists():
-        return []
-    return [int(f.name) for f in lease_dir.glob("*") if f.name.isdigit() and _pid_alive(int(f.name))]
-
-
 def watch(server_dir: Path, pid: int, *, grace: float = 30.0, poll: float = 5.0) -> str:
     """Block until the server ends or is stopped for want of leases; returns what happened."""
-    from promptopt.lm.local import LocalServer, _pid_alive
+    from promptopt.lm.local import LocalServer, _pid_alive, live_leases
 
     state_file = server_dir / "server.json"
     idle_since: float | None = None
@@ -42,13 +34,13 @@ def watch(server_dir: Path, pid: int, *, grace: float = 30.0, poll: float = 5.0)
             state = None
         if state is None or state.get("pid") != pid:
             return "server replaced"  # someone else stopped it or started another
-        if state.get("keep_alive") or _live_leases(server_dir / "leases"):
+        if state.get("keep_alive") or live_leases(server_dir / "leases"):
             idle_since = None
         elif idle_since is None:
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since >= grace:
             with file_lock(server_dir / "lock"):
-                if not _live_leases(server_dir / "leases"):
+                if not live_leases(server_dir / "leases"):
                     LocalServer._stop_pid(pid)
                     state_file.unlink(missing_ok=True)
                     return "stopped: no leaseholder left"
