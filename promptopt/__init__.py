@@ -16,6 +16,7 @@ from promptopt.core.program import (
     ConfigurationError,
     Predict,
     Program,
+    TextComponent,
     load_program,
 )
 from promptopt.core.settings import configure, context
@@ -44,6 +45,7 @@ __all__ = [
     "Program",
     "Score",
     "Signature",
+    "TextComponent",
     "Trace",
     "TraceEntry",
     "Usage",

@@ -60,6 +60,7 @@ from promptopt.integrations.dspy import (
     DspyProgram,
     from_dspy,
     from_dspy_example,
+    react_tools,
     to_dspy_example,
 )
 from promptopt.lm.base import Completion, LanguageModel
@@ -348,17 +349,28 @@ def _demo_fields(demo: Any) -> dict[str, Any]:
 
 
 def apply_components(module: dspy.Module, components: Mapping[str, Any]) -> dspy.Module:
-    """Set ``'<predictor>.instruction'`` / ``'<predictor>.demos'`` components (DSPy predictor names,
-    as :class:`~promptopt.integrations.dspy.DspyProgram` names them) on a module's predictors, in
-    place; demos equal to a predictor's current ones are left as they are. Returns the module."""
+    """Set ``'<predictor>.instruction'`` / ``'<predictor>.demos'`` / ``'<agent>.tool[<name>]'``
+    components (named as :class:`~promptopt.integrations.dspy.DspyProgram` names them) on a
+    module's predictors and ReAct tools, in place; demos equal to a predictor's current ones are
+    left as they are. Returns the module."""
     comps = deserialize_components(dict(components))
     preds = dict(module.named_predictors())
-    unknown = sorted({key.rpartition(".")[0] for key in comps} - set(preds))
+    tools = react_tools(module)
+    unknown = sorted({key.rpartition(".")[0] for key in comps if key not in tools} - set(preds))
     if unknown:
         raise KeyError(f"No DSPy predictors named {unknown}; the module has {sorted(preds)}.")
+    tool_lines: dict[str, list[tuple[str, str]]] = {}
+    for key, (owner, tool) in tools.items():
+        desc = comps.get(key)
+        if desc is not None and desc != tool.desc:
+            before = str(tool)
+            tool.desc = desc
+            tool_lines.setdefault(owner, []).append((before, str(tool)))
     for name, pred in preds.items():
-        instruction = comps.get(f"{name}.instruction")
-        if instruction is not None and instruction != pred.signature.instructions:
+        instruction = comps.get(f"{name}.instruction", pred.signature.instructions)
+        for before, after in tool_lines.get(name, []):
+            instruction = instruction.replace(before, after)
+        if instruction != pred.signature.instructions:
             pred.signature = pred.signature.with_instructions(instruction)
         demos = comps.get(f"{name}.demos")
         if demos is not None and [dict(d.items()) for d in demos] != [_demo_fields(d) for d in pred.demos]:

@@ -390,3 +390,86 @@ def test_mipro_compile_options_and_teacher(tmp_path):
             optimizer.compile(
                 dspy.Predict("question -> answer"), trainset=data(4), teacher=Pipeline(), num_trials=1
             )
+
+
+# --- ReAct: tool descriptions are components -------------------------------------------------------
+
+
+def lookup(query: str) -> str:
+    """Looks something up."""
+    return "LOUD"
+
+
+def react_reply(messages):
+    """The agent calls `lookup` only when its description says ALWAYS; the answer is in what it returns."""
+    system, last = messages[0]["content"], messages[-1]["content"]
+    if "next_tool_name" not in _output_fields(system):
+        return task_reply(messages)
+    call = "ALWAYS" in system and "observation_0" not in last
+    name, args = ("lookup", '{"query": "q"}') if call else ("finish", "{}")
+    return (
+        f"[[ ## next_thought ## ]]\nthinking\n\n[[ ## next_tool_name ## ]]\n{name}\n\n"
+        f"[[ ## next_tool_args ## ]]\n{args}\n\n[[ ## completed ## ]]"
+    )
+
+
+def tool_reflection_reply(messages):
+    prompt = messages[-1]["content"]
+    if "the description of the tool `lookup`" in prompt:
+        return "```\nALWAYS call this first: it returns the answer.\n```"
+    return "```\nAnswer the question.\n```"
+
+
+def test_react_tool_descriptions_are_components():
+    from promptopt.dspy import apply_components
+    from promptopt.integrations.dspy import from_dspy
+
+    agent = dspy.ReAct("question -> answer", tools=[lookup])
+    program = from_dspy(agent)
+    comps = program.components()
+    assert comps["react.tool[lookup]"] == "Looks something up."
+    assert "react.tool[finish]" not in comps  # ReAct's own finish tool is not the user's
+    (text,) = program.text_components().values()
+    assert text.predictor == "react" and "`lookup`" in text.subject
+
+    tuned = program.with_components({"react.tool[lookup]": "Returns the answer."})
+    assert tuned.components()["react.tool[lookup]"] == "Returns the answer."
+    assert program.components()["react.tool[lookup]"] == "Looks something up."  # a copy was changed
+    instruction = tuned.module.react.signature.instructions
+    assert "<desc>Returns the answer.</desc>" in instruction and "Looks something up." not in instruction
+    assert tuned.module.tools["lookup"].desc == "Returns the answer."
+    assert from_dspy(agent).load_state(tuned.dump_state()).components() == tuned.components()
+
+    module = agent.deepcopy()
+    apply_components(module, {"react.tool[lookup]": "Returns the answer."})
+    assert module.react.signature.instructions == instruction
+    assert agent.tools["lookup"].desc == "Looks something up."
+    with pytest.raises(TypeError, match="takes a str"):
+        program.with_components({"react.tool[lookup]": ["not", "text"]})
+
+
+def test_gepa_evolves_a_react_tool_description(tmp_path):
+    lm = dspy_lm(ScriptedLM(react_reply))
+    reflector = ScriptedLM(tool_reflection_reply)
+    student = dspy.ReAct("question -> answer", tools=[lookup])
+    optimizer = GEPA(
+        metric, max_metric_calls=60, reflection_lm=reflector, component_selector="round_robin", progress=False
+    )
+    with dspy.context(lm=lm):
+        compiled = optimizer.compile(student, trainset=data(4), valset=data(3, offset=10))
+        assert student(question="new?").answer == "quiet"
+        assert compiled(question="new?").answer == "LOUD"
+    result = compiled.promptopt_result
+    assert result.seed_score == 0.0 and result.best_score == 1.0
+    assert result.best_candidate.components["react.tool[lookup]"].startswith("ALWAYS")
+    assert compiled.tools["lookup"].desc.startswith("ALWAYS")
+    assert "ALWAYS call this first" in compiled.react.signature.instructions
+    assert student.tools["lookup"].desc == "Looks something up."
+    prompts = [c["messages"][-1]["content"] for c in reflector.calls]
+    assert any("the description of the tool `lookup`" in p for p in prompts)
+    # DSPy saves the agent's instruction, tool lines included; a fresh agent loads and behaves the same.
+    compiled.save(tmp_path / "react.json")
+    fresh = dspy.ReAct("question -> answer", tools=[lookup])
+    fresh.load(tmp_path / "react.json")
+    with dspy.context(lm=lm):
+        assert fresh(question="new?").answer == "LOUD"

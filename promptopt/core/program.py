@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,20 @@ from promptopt.core.trace import TraceEntry, record
 from promptopt.lm.base import LanguageModel
 
 FORMAT = "promptopt.program/1"
+
+
+@dataclass(frozen=True)
+class TextComponent:
+    """A free-text component other than a predictor's instruction, e.g. a tool's description.
+
+    ``predictor`` names the predictor whose traces show the text at work (reflection reads them);
+    ``subject`` says what the text is, in words, for the reflection prompt
+    ("the description of the tool `search`").
+    """
+
+    text: str
+    predictor: str
+    subject: str
 
 
 class ConfigurationError(RuntimeError):
@@ -80,6 +95,13 @@ class Program:
             out[f"{n}.instruction"] = p.signature.instruction
             out[f"{n}.demos"] = list(p.demos)
         return out
+
+    def text_components(self) -> dict[str, TextComponent]:
+        """Components beyond instructions and demos, by name (none here; see ``DspyProgram``).
+
+        They are included in :meth:`components` and set by :meth:`with_components`.
+        """
+        return {}
 
     def with_components(self, components: Mapping[str, Any]) -> Program:
         """A deep copy with some components replaced (names as in :meth:`components`)."""

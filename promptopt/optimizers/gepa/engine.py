@@ -286,6 +286,9 @@ class _Run:
         self.components = [f"{n}.instruction" for n in pred_names]
         if opt.evolve_demos:
             self.components += [f"{n}.demos" for n in pred_names]
+        # Free texts the program exposes beside its instructions (a DSPy ReAct's tool descriptions).
+        self.texts = program.text_components()
+        self.components += list(self.texts)
 
     def _make_proposer(self, spec: str | Proposer) -> Proposer:
         if not isinstance(spec, str):
@@ -547,7 +550,7 @@ class _Run:
 
     def _pick_components(self, parent: Candidate) -> list[str]:
         if self.opt.component_selector == "all":
-            return [c for c in self.components if c.endswith(".instruction")]
+            return [c for c in self.components if c.endswith(".instruction") or c in self.texts]
         key = str(parent.id)
         idx = self.state.next_component.get(key, 0)
         order = [self.components[(idx + k) % len(self.components)] for k in range(len(self.components))]
@@ -559,7 +562,16 @@ class _Run:
         changed: list[str] = []
         for comp in self._pick_components(parent):
             pred, _, kind = comp.rpartition(".")
-            if kind == "demos":
+            if comp in self.texts:
+                text = self._reflect(
+                    self.texts[comp].predictor, parent.components[comp], recs, comp, self.texts[comp].subject
+                )
+                if text is None:
+                    if self.opt.component_selector == "all":
+                        continue
+                    return None, []
+                child[comp] = text
+            elif kind == "demos":
                 demos = self.pool.propose(
                     pred,
                     parent.components[comp],
@@ -590,11 +602,14 @@ class _Run:
                 break
         return (child, changed) if changed else (None, [])
 
-    def _reflect(self, pred: str, instruction: str, recs: list[Record]) -> str | None:
+    def _reflect(
+        self, pred: str, instruction: str, recs: list[Record], comp: str | None = None, subject: str = ""
+    ) -> str | None:
+        """A new text for ``comp`` (default: ``pred``'s instruction) from ``pred``'s traces, or None."""
         examples = reflective_dataset(
             pred, recs, max_examples=self.opt.max_reflection_examples, max_chars=self.opt.max_reflection_chars
         )
-        comp = f"{pred}.instruction"
+        comp = comp or f"{pred}.instruction"
         if not examples:
             self.events.emit(
                 "proposal",
@@ -605,10 +620,9 @@ class _Run:
                 reason="the predictor left no trace on this minibatch",
             )
             return None
-        request = ProposalRequest(comp, instruction, self.signatures[pred], examples)
-        lm = functools.partial(
-            self.reflection_lm, rollout_id=f"gepa-{self.opt.seed}-{self.state.iteration}-{pred}"
-        )
+        request = ProposalRequest(comp, instruction, self.signatures[pred], examples, subject)
+        rollout = f"gepa-{self.opt.seed}-{self.state.iteration}-{comp if subject else pred}"
+        lm = functools.partial(self.reflection_lm, rollout_id=rollout)
         with track_usage() as used:
             try:
                 proposal = self.proposer(request, lm)

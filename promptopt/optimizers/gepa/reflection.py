@@ -93,10 +93,18 @@ def reflective_dataset(
 
 @dataclass
 class ProposalRequest:
+    """What a proposer improves: ``instruction`` is the component's current text.
+
+    ``subject`` is empty for a predictor's instruction; for another text component it says what
+    the text is ("the description of the tool `search`"), and ``signature`` and ``examples`` are
+    those of the predictor that reads it.
+    """
+
     component: str
     instruction: str
     signature: Signature
     examples: list[ReflectiveExample]
+    subject: str = ""
 
 
 @dataclass
@@ -145,12 +153,16 @@ class RewriteProposer:
 
     def __call__(self, request: ProposalRequest, lm: LanguageModel) -> Proposal:
         ins, outs = _io_summary(request.signature)
-        prompt = self.template.format(
-            instruction=request.instruction,
-            inputs=ins,
-            outputs=outs,
-            examples="\n\n".join(x.render(i + 1) for i, x in enumerate(request.examples)),
-        )
+        fields = {
+            "instruction": request.instruction,
+            "inputs": ins,
+            "outputs": outs,
+            "examples": "\n\n".join(x.render(i + 1) for i, x in enumerate(request.examples)),
+        }
+        if request.subject:
+            prompt = REWRITE_TEXT_TEMPLATE.format(subject=request.subject, **fields)
+        else:
+            prompt = self.template.format(**fields)
         completion = lm([{"role": "user", "content": prompt}])
         raw = completion.text or ""
         if completion.truncated:
@@ -180,7 +192,9 @@ class RulesProposer:
             if rules
             else ""
         )
-        prompt = self.template.format(
+        template = RULES_TEXT_TEMPLATE if request.subject else self.template
+        prompt = template.format(
+            subject=request.subject,
             instruction=base,
             known_rules=known,
             inputs=ins,
@@ -247,3 +261,30 @@ RULES_TEMPLATE = """An AI step follows this instruction:
 
 What general rules would have made these outputs correct? Write 1 to 3 new rules, each on its own line
 starting with "- ". Each rule is one short sentence that also helps with new inputs."""
+
+REWRITE_TEXT_TEMPLATE = """You are improving {subject}, which one step of an AI program reads.
+
+Current text:
+```
+{instruction}
+```
+
+The step reads {inputs} and writes {outputs}.
+
+Here are examples of the step at work, each with feedback on its output:
+
+{examples}
+
+Write an improved version of the text that would have led the step to correct outputs, and keeps what
+works. State facts and rules generally: the examples will not be shown again.
+Reply with the new text only, inside ``` fences."""
+
+RULES_TEXT_TEMPLATE = """An AI step reads {subject}:
+"{instruction}"
+
+{known_rules}The step reads {inputs} and writes {outputs}. Here are some of its outputs, with feedback:
+
+{examples}
+
+What general rules, added to that text, would have made these outputs correct? Write 1 to 3 new rules,
+each on its own line starting with "- ". Each rule is one short sentence that also helps with new inputs."""
