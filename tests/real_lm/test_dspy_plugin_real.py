@@ -49,15 +49,22 @@ def held_out(program, examples, metric):
     return evaluate(program).score / 100
 
 
-@pytest.mark.real_lm
-def test_promptopt_gepa_on_a_dspy_predict_with_the_local_model(tmp_path):
+def iris_data(seed, sizes):
+    """Iris splits as dspy.Examples and the task's metric in dspy.GEPA's feedback form."""
     task = get_task("iris")
-    splits = task.splits(seed=0, sizes=(20, 8, 12))
+    splits = task.splits(seed=seed, sizes=sizes)
     train, val, test = (to_dspy_examples(s) for s in (splits.train, splits.val, splits.test))
 
     def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
         score = task.metric(gold, pred)
         return dspy.Prediction(score=score.value, feedback=score.feedback)
+
+    return train, val, test, metric
+
+
+@pytest.mark.real_lm
+def test_promptopt_gepa_on_a_dspy_predict_with_the_local_model(tmp_path):
+    train, val, test, metric = iris_data(seed=0, sizes=(20, 8, 12))
 
     task_lm = dspy_lm(po.LM("local", cache=False, max_tokens=64))
     reflection_lm = dspy_lm(po.LM("local", cache=False, temperature=0.7, max_tokens=300))
@@ -184,4 +191,55 @@ def test_promptopt_mipro_on_cot_and_a_two_module_pipeline(tmp_path):
     print(
         f"\npromptopt.dspy.MIPROv2 on a two-module iris pipeline: validation {result.seed_score:.3f} -> "
         f"{result.best_score:.3f}; test {before:.3f} -> {after:.3f}; components {sorted(comps)}"
+    )
+
+
+def petal_size(petal_length: float, petal_width: float) -> str:
+    """Describes petals."""
+    length, width = float(petal_length), float(petal_width)
+    if length < 2.5:
+        return "small petals, as setosa has"
+    return "large petals, as virginica has" if width >= 1.7 else "medium petals, as versicolor has"
+
+
+@pytest.mark.real_lm
+def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
+    """A dspy.ReAct agent with one tool: its instruction and the tool's description are components,
+    and GEPA's reflection on the local model proposes a new description from the agent's traces."""
+    train, val, test, metric = iris_data(seed=2, sizes=(8, 4, 4))
+
+    proposals = []
+
+    class Proposals:
+        def on_event(self, event, **data):
+            if event == "proposal":
+                proposals.append(data)
+
+    task_lm = dspy_lm(po.LM("local", max_tokens=200))
+    reflection_lm = dspy_lm(po.LM("local", temperature=0.7, max_tokens=300))
+    student = dspy.ReAct(IrisSpecies, tools=[petal_size], max_iters=3)
+    with dspy.context(lm=task_lm):
+        compiled = GEPA(
+            metric,
+            max_metric_calls=12,
+            reflection_lm=reflection_lm,
+            component_selector="all",
+            evolve_demos=False,
+            callbacks=[Proposals()],
+            num_threads=2,
+            progress=False,
+        ).compile(student, trainset=train, valset=val)
+        prediction = compiled(**test[0].inputs())
+    result = compiled.promptopt_result
+    assert "react.tool[petal_size]" in result.candidates[0].components
+    assert result.candidates[0].components["react.tool[petal_size]"] == "Describes petals."
+    assert any(p["component"] == "react.tool[petal_size]" for p in proposals)
+    assert result.best_score >= result.seed_score
+    assert type(compiled) is dspy.ReAct and prediction.species in ("setosa", "versicolor", "virginica")
+    tool_line = f"<desc>{compiled.tools['petal_size'].desc}</desc>"
+    assert tool_line.replace("\n", "  ") in compiled.react.signature.instructions
+    print(
+        f"\npromptopt.dspy.GEPA on a ReAct agent: validation {result.seed_score:.3f} -> "
+        f"{result.best_score:.3f}; "
+        f"tool proposals: {[p['text'] for p in proposals if p['component'].startswith('react.tool')]}"
     )
