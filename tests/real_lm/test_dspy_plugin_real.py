@@ -206,7 +206,7 @@ def petal_size(petal_length: float, petal_width: float) -> str:
 def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
     """A dspy.ReAct agent with one tool: its instruction and the tool's description are components,
     and GEPA's reflection on the local model proposes a new description from the agent's traces."""
-    train, val, test, metric = iris_data(seed=2, sizes=(8, 4, 4))
+    train, val, test, metric = iris_data(seed=2, sizes=(6, 3, 2))
 
     proposals = []
 
@@ -217,11 +217,11 @@ def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
 
     task_lm = dspy_lm(po.LM("local", max_tokens=200))
     reflection_lm = dspy_lm(po.LM("local", temperature=0.7, max_tokens=300))
-    student = dspy.ReAct(IrisSpecies, tools=[petal_size], max_iters=3)
+    student = dspy.ReAct(IrisSpecies, tools=[petal_size], max_iters=2)
     with dspy.context(lm=task_lm):
         compiled = GEPA(
             metric,
-            max_metric_calls=12,
+            max_metric_calls=9,
             reflection_lm=reflection_lm,
             component_selector="all",
             evolve_demos=False,
