@@ -112,3 +112,31 @@ def test_choice_contained_in_another_choice(text, want):
 def test_emphasis_is_removed_but_bullets_stay(reply, want):
     sig = Signature.parse("prompt -> response")
     assert ChatAdapter().parse(sig, reply)["response"] == want
+
+
+@pytest.mark.parametrize(
+    ("reply", "want"),
+    [
+        ("reasoning: 72 + 72 + 54 = 198.\n\nThe answer to the problem is \\(\\boxed{198}\\).", "198"),
+        ("reasoning: 3 times 4 makes 12, so the final answer is 12.", "12"),
+        ("reasoning: Add them.\nThe answer is: $5$", "5"),
+        ("reasoning: Halve it: \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ],
+)
+def test_a_chain_of_thought_that_states_its_answer_fills_the_last_field(reply, want):
+    s = sig("question -> reasoning, answer")
+    out = A.parse(s, reply)
+    assert out["answer"] == want and out["reasoning"].startswith(reply.split(": ", 1)[1][:8])
+
+
+def test_a_stated_answer_is_typed_and_only_rescues_the_last_field():
+    s = Signature.parse("question -> reasoning, answer: float")
+    assert A.parse(s, "reasoning: 6 * 7. The answer is 42.") == {
+        "reasoning": "6 * 7. The answer is 42.",
+        "answer": 42.0,
+    }
+    with pytest.raises(ParseError, match="lacks"):
+        A.parse(s, "reasoning: The answer is:")  # nothing stated
+    two = sig("question -> reasoning, answer, confidence")
+    with pytest.raises(ParseError, match="lacks"):
+        A.parse(two, "reasoning: The answer is 4.")  # two fields missing: not guessed

@@ -3,9 +3,11 @@
 The format is deliberately plain (``field: value`` lines) because small local
 models follow it far more reliably than bracketed or JSON formats. Parsing is
 tolerant of what such models actually write: markdown bold or headings around
-field names, DSPy's ``[[ ## field ## ]]`` markers, a JSON object, or a bare
-answer when the signature has a single output. What still cannot be read
-raises :class:`ParseError`, which the predictor records in the trace.
+field names, DSPy's ``[[ ## field ## ]]`` markers, a JSON object, a bare
+answer when the signature has a single output, and a chain of thought that
+ends in a stated answer (``\\boxed{42}``, "The answer is 42.") instead of its
+last field's line. What still cannot be read raises :class:`ParseError`,
+which the predictor records in the trace.
 """
 
 from __future__ import annotations
@@ -125,6 +127,12 @@ class ChatAdapter:
             # A single required output and no field names: the whole reply is the answer.
             spans = {required[0]: _strip_value(text)}
         missing = [n for n in required if n not in spans]
+        if spans and missing == [signature.output_names[-1]]:
+            # Small models often end their reasoning with the answer in prose or LaTeX and stop
+            # there; the answer they state is the one they meant to write in the last field.
+            stated = _stated_answer(text)
+            if stated is not None:
+                spans[missing.pop()] = stated
         if missing:
             raise ParseError(
                 f"The reply lacks the output field(s) {missing}; expected lines starting with "
@@ -178,6 +186,27 @@ def _json_fields(names: Sequence[str], text: str) -> dict[str, str]:
         return {}
     lowered = {str(k).lower(): v for k, v in obj.items()}
     return {n: v if isinstance(v, str) else json.dumps(v) for n in names if (v := lowered.get(n)) is not None}
+
+
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*)\}")
+_STATED = re.compile(
+    r"\b(?:final\s+answer|answer)\b(?:\s+to\s+[^\n:]{0,60}?)?\s*(?:is\s*:?|:|=)[ \t]*(\S.*)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _stated_answer(text: str) -> str | None:
+    """The answer a reply states in closing: its last ``\\boxed{...}``, else its last "answer is ..."."""
+    boxed = _BOXED.findall(text)
+    if boxed:
+        return boxed[-1].strip()
+    stated = _STATED.findall(text)
+    if not stated:
+        return None
+    value = stated[-1].strip()
+    value = re.sub(r"^\\\(|\\\)\.?$|^\$+|\$+\.?$", "", value).strip()  # \( 42 \), $42$
+    value = _strip_value(value.rstrip(".").strip())
+    return value if re.search(r"\w", value) else None
 
 
 _END_MARKERS = re.compile(r"\[\[\s*##\s*completed\s*##\s*\]\]\s*$", re.IGNORECASE)
