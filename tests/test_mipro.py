@@ -349,6 +349,24 @@ def test_stoppers_and_in_memory_runs(tmp_path):
     assert "stop file" in res.stop_reason and len(res.trials) == 2
 
 
+def test_minibatch_size_fits_the_budget_unless_given():
+    from promptopt.optimizers.mipro.engine import fitted_minibatch_size
+
+    assert fitted_minibatch_size(None, 100, None, 12) == 25  # no budget: the default
+    assert fitted_minibatch_size(None, 15, None, 12) == 15  # capped at the validation set
+    assert fitted_minibatch_size(None, 15, 60, 12) == 3  # (60 - 2 * 15) // 12 = 2, never under 3
+    assert fitted_minibatch_size(None, 40, 400, 12) == 25  # room enough for the default
+    assert fitted_minibatch_size(None, 40, 200, 12) == 10
+    assert fitted_minibatch_size(8, 15, 60, 12) == 8  # an explicit size is kept
+    # A budgeted run with no size given runs many small trials, not one validation-sized one.
+    train, val = data(6), data(10, offset=10)
+    res = mipro(minibatch_size=None, num_trials=8, max_metric_calls=44).compile(
+        program(), train, val, lm=task_lm()
+    )
+    assert res.config["minibatch_size_used"] == 3 and len(res.trials) >= 4
+    assert res.budget.metric_calls <= 44
+
+
 WORKER = textwrap.dedent(
     """
     import json, sys, time

@@ -60,6 +60,25 @@ AUTO_PRESETS: dict[str, tuple[int, int]] = {
 }
 
 
+DEFAULT_MINIBATCH = 25
+MIN_FITTED_MINIBATCH = 3
+
+
+def fitted_minibatch_size(requested: int | None, n_val: int, budget: int | None, num_trials: int) -> int:
+    """Validation examples per trial.
+
+    ``requested`` when given; else 25, or less when a metric-call budget could not otherwise pay
+    for ``num_trials`` trials besides two full evaluations (the seed's and the final one): with 15
+    validation examples and 60 calls, 25-example trials (capped at 15) leave room for one trial,
+    3-example ones for about ten. Never under 3 (noisier minibatches mislead the search more than
+    fewer trials do). A function of the configuration only, so a resumed run and every worker agree.
+    """
+    size = DEFAULT_MINIBATCH if requested is None else requested
+    if requested is None and budget is not None:
+        size = min(size, max(MIN_FITTED_MINIBATCH, (budget - 2 * n_val) // max(1, num_trials)))
+    return max(1, min(size, n_val))
+
+
 class MIPROv2:
     """Joint instruction and few-shot search (see the module docstring for the algorithm).
 
@@ -78,7 +97,9 @@ class MIPROv2:
         data_aware, program_aware, tip_aware, fewshot_aware, history_aware: which grounding the
             proposer prompt gets.
         summary_batches, summary_batch_size: training batches the dataset summary is written from.
-        minibatch_size: validation examples per trial (capped at the validation set's size).
+        minibatch_size: validation examples per trial (capped at the validation set's size). By
+            default 25, or fewer with ``max_metric_calls`` so that the budget pays for the trials
+            after the seed's and the final full evaluation (see :func:`fitted_minibatch_size`).
         minibatch_full_eval_steps: a full evaluation after every this many completed trials.
         storage: an Optuna storage URL (default: SQLite in ``run_dir``; in memory without one).
         study_name: the study's name in the storage.
@@ -114,7 +135,7 @@ class MIPROv2:
         history_aware: bool = True,
         summary_batches: int = 2,
         summary_batch_size: int = 5,
-        minibatch_size: int = 25,
+        minibatch_size: int | None = None,
         minibatch_full_eval_steps: int = 10,
         storage: str | None = None,
         study_name: str = "mipro",
@@ -140,7 +161,7 @@ class MIPROv2:
         self.num_trials = num_trials if num_trials is not None else preset[1]
         if self.num_candidates < 1 or self.num_trials < 1:
             raise ValueError("num_candidates and num_trials must be at least 1.")
-        if minibatch_size < 1 or minibatch_full_eval_steps < 1:
+        if (minibatch_size is not None and minibatch_size < 1) or minibatch_full_eval_steps < 1:
             raise ValueError("minibatch_size and minibatch_full_eval_steps must be at least 1.")
         if proposer_lm is not None and prompt_model is not None and proposer_lm is not prompt_model:
             raise ValueError("Give the proposer LM once: proposer_lm=... or prompt_model=..., not both.")

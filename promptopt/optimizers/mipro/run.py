@@ -26,7 +26,7 @@ from promptopt.optimizers.baselines import predictor_names
 from promptopt.optimizers.bootstrap import check_dataset
 from promptopt.optimizers.callbacks import Dispatcher, EventLog, ProgressLine
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, components_key
-from promptopt.optimizers.mipro.engine import MIPROv2
+from promptopt.optimizers.mipro.engine import MIPROv2, fitted_minibatch_size
 from promptopt.optimizers.mipro.report import build_result, mean, usage_sum
 from promptopt.optimizers.mipro.search import SharedStudy, combo_key, default_storage, delete_study
 from promptopt.optimizers.mipro.space import SpaceBuilder
@@ -68,7 +68,9 @@ class MIPRORun:
             raise ValueError("resume=True needs the run_dir of the run to continue.")
         self.resume = resume
         self.storage = opt.storage or default_storage(self.rundir.path if self.rundir else None)
-        self.minibatch_size = min(opt.minibatch_size, len(self.val))
+        self.minibatch_size = fitted_minibatch_size(
+            opt.minibatch_size, len(self.val), opt.max_metric_calls, opt.num_trials
+        )
         callbacks = list(opt.callbacks)
         if self.rundir:
             callbacks.append(EventLog(self.rundir.events_file))
