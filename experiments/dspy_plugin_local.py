@@ -1,15 +1,16 @@
 """promptopt's optimizers on a native DSPy program, run by DSPy on the local model, scored on held-out data.
 
-A ``dspy.Predict`` over a class-based DSPy signature (iris: four measurements -> species) is compiled by
+A DSPy program over a class-based DSPy signature (iris: a ``dspy.Predict`` from four measurements to
+the species; gsm8k: a ``dspy.ChainOfThought`` from question to numeric answer) is compiled by
 ``promptopt.dspy.GEPA`` and ``promptopt.dspy.MIPROv2`` (optionally also by ``dspy.GEPA`` and
 ``dspy.MIPROv2``) on the LangProBe split used by ``experiments/peers_local.toml`` (15 train,
 15 validation, 40 test, split seed 0) with the same metric-call budget, and every returned module is
 scored on the test split with ``dspy.Evaluate``. Usage (resumable: promptopt runs keep their state in
-``runs/dspy-plugin/``, DSPy caches its LM calls)::
+``runs/dspy-plugin/<task>/``, DSPy caches its LM calls)::
 
     python experiments/dspy_plugin_local.py --optimizers gepa,mipro --budget 60
 
-Writes ``results/dspy-plugin/iris-predict.json``: per optimizer the test accuracy with a paired
+Writes ``results/dspy-plugin/<task>-<predict|cot>.json``: per optimizer the test accuracy with a paired
 bootstrap interval of the lift over the uncompiled module, validation scores, metric calls and wall
 time; optimizers already in the file are not rerun (``--fresh`` reruns them).
 """
@@ -47,8 +48,23 @@ class IrisSpecies(dspy.Signature):
     species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
 
 
+class MathWordProblem(dspy.Signature):
+    """Solve the math word problem. Give the final answer as a number."""
+
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField(desc="the final numeric answer only")
+
+
+# task -> (the DSPy program's name, a factory building it, its max_tokens)
+PROGRAMS = {
+    "iris": ("dspy.Predict(IrisSpecies)", lambda: dspy.Predict(IrisSpecies), 64),
+    "gsm8k": ("dspy.ChainOfThought(MathWordProblem)", lambda: dspy.ChainOfThought(MathWordProblem), 512),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="iris", choices=sorted(PROGRAMS))
     ap.add_argument("--optimizers", default="gepa,mipro", help="of gepa, mipro, dspy_gepa, dspy_mipro")
     ap.add_argument("--budget", type=int, default=60, help="metric calls")
     ap.add_argument("--sizes", default="15,15,40")
@@ -57,15 +73,17 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="rerun optimizers already in the results file")
     args = ap.parse_args()
 
-    task = get_task("iris")
+    task = get_task(args.task)
+    program_name, make_program, max_tokens = PROGRAMS[args.task]
     sizes = tuple(int(x) for x in args.sizes.split(","))
     splits = task.splits(seed=args.seed, sizes=sizes)
     train, val, test = (to_dspy_examples(s) for s in (splits.train, splits.val, splits.test))
-    out = ROOT / "results" / "dspy-plugin" / "iris-predict.json"
+    kind = "predict" if args.task == "iris" else "cot"
+    out = ROOT / "results" / "dspy-plugin" / f"{args.task}-{kind}.json"
     report = json.loads(out.read_text()) if out.exists() else {}
     report.update(
-        task="iris",
-        program="dspy.Predict(IrisSpecies)",
+        task=args.task,
+        program=program_name,
         task_lm="local",
         reflection_lm="local (temperature 0.7)",
         split_seed=args.seed,
@@ -82,7 +100,7 @@ def main() -> None:
         score = task.metric(gold, pred)
         return dspy.Prediction(score=score.value, feedback=score.feedback)
 
-    task_lm = dspy_lm(po.LM("local", max_tokens=64))
+    task_lm = dspy_lm(po.LM("local", max_tokens=max_tokens))
     reflection_lm = dspy_lm(po.LM("local", temperature=0.7, max_tokens=300))
     dspy.configure(lm=task_lm)
 
@@ -97,13 +115,13 @@ def main() -> None:
         )
         return [float(score) for _, _, score in evaluate(program).results]
 
-    seed = dspy.Predict(IrisSpecies)
+    seed = make_program()
     if "seed" not in report or args.fresh:
         report["seed"] = {"test_scores": test_scores(seed)}
         write_json_atomic(out, report)
     base = report["seed"]["test_scores"]
 
-    run_root = ROOT / "runs" / "dspy-plugin"
+    run_root = ROOT / "runs" / "dspy-plugin" / args.task
     n_trials = max(1, (args.budget - len(val)) // 5)  # minibatches of 5 after the seed's full evaluation
     builders = {
         "gepa": lambda: po_dspy.GEPA(
