@@ -185,8 +185,8 @@ def main() -> None:
             "seed_test": sum(base) / len(base),
             "lift_ci95": [lo, hi],
             "test_scores": scores,
-            "instruction": compiled.signature.instructions,
-            "demos": len(compiled.demos),
+            "instruction": compiled.predictors()[0].signature.instructions,
+            "demos": len(compiled.predictors()[0].demos),
             "optimize_seconds": seconds,
         }
         result = getattr(compiled, "promptopt_result", None)
