@@ -1,5 +1,6 @@
 """GEPA: reflective Pareto evolution of prompts."""
 
+from promptopt.optimizers.gepa.adaptive import AdaptiveProposer
 from promptopt.optimizers.gepa.engine import GEPA, auto_budget
 from promptopt.optimizers.gepa.reflection import (
     Proposal,
@@ -11,6 +12,7 @@ from promptopt.optimizers.gepa.reflection import (
 
 __all__ = [
     "GEPA",
+    "AdaptiveProposer",
     "Proposal",
     "ProposalRequest",
     "Proposer",

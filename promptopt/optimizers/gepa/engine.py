@@ -30,6 +30,7 @@ from promptopt.lm.usage import Usage, track_usage
 from promptopt.optimizers.callbacks import Callback, Dispatcher, EventLog, ProgressLine
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record
 from promptopt.optimizers.gepa import pareto
+from promptopt.optimizers.gepa.adaptive import AdaptiveProposer, auto_proposer
 from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import find_merge
 from promptopt.optimizers.gepa.reflection import (
@@ -38,7 +39,6 @@ from promptopt.optimizers.gepa.reflection import (
     Proposer,
     RewriteProposer,
     RulesProposer,
-    auto_proposer,
     reflective_dataset,
 )
 from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
@@ -82,8 +82,11 @@ class GEPA:
         max_metric_calls: the budget, in (candidate, example) evaluations.
         reflection_lm: the LM that proposes instructions (default: the larger local model when
             installed, else the local model).
-        proposer: ``"auto"`` (rules for local reflectors, rewrites otherwise), ``"rewrite"``,
-            ``"rules"``, or any callable ``(ProposalRequest, lm) -> Proposal``.
+        proposer: ``"auto"`` (for local reflectors ``"adaptive"``, rewrites otherwise), ``"rewrite"``,
+            ``"rules"``, ``"adaptive"`` (rewrites and rules, chosen by how their children fare), or
+            any callable ``(ProposalRequest, lm) -> Proposal``; one with ``observe(improved)``,
+            ``state_dict()`` and ``load_state_dict(d)`` hears each outcome and keeps its state in
+            the run state.
         component_selector: ``"round_robin"`` (one component per iteration) or ``"all"``.
         evolve_demos: also evolve each predictor's demos from successful training traces.
         max_demos: the most demos per predictor when evolving them; a demo mutation grows a list
@@ -297,6 +300,7 @@ class _Run:
             "auto": lambda: auto_proposer(self.reflection_lm),
             "rewrite": RewriteProposer,
             "rules": RulesProposer,
+            "adaptive": lambda: AdaptiveProposer({"rewrite": RewriteProposer(), "rules": RulesProposer()}),
         }
         if spec not in choices:
             raise ValueError(f"proposer must be one of {sorted(choices)} or a callable, not {spec!r}.")
@@ -327,6 +331,9 @@ class _Run:
 
     def _save(self) -> None:
         self.state.rng = rng_to_json(self.rng)
+        dump = getattr(self.proposer, "state_dict", None)
+        if callable(dump):
+            self.state.proposer_state = dump()
         self.state.records = self.evaluator.records
         self.state.demo_pool = self.pool.to_dict()
         self.state.progress = self._progress()
@@ -364,6 +371,9 @@ class _Run:
         self.state, resumed = self._load_or_init()
         self.rng = rng_from_json(self.state.rng)
         self.pool = DemoPool(self.state.demo_pool)
+        load = getattr(self.proposer, "load_state_dict", None)
+        if callable(load):
+            load(self.state.proposer_state)
         if self.opt.labeled_demos:
             for name, sig in self.signatures.items():
                 self.pool.add_labeled(name, sig, list(self.train.values()))
@@ -519,6 +529,7 @@ class _Run:
             more_recs = self.evaluator.run(child, more)
             self.pool.add(more_recs, self.opt.demo_threshold)
             after += sum(r.score for r in more_recs)
+        self._observe(after > before)
         if after <= before:
             self.events.emit(
                 "candidate_rejected",
@@ -532,6 +543,15 @@ class _Run:
             return
         self._accept(child, [parent_id], "reflection:" + ",".join(changed))
         st.merges_due += 1
+
+    def _proposer_stats(self) -> dict[str, Any]:
+        """How each proposer of an adaptive one fared (its tallies), for the result's config."""
+        return {"proposer_state": self.state.proposer_state} if self.state.proposer_state else {}
+
+    def _observe(self, improved: bool) -> None:
+        observe = getattr(self.proposer, "observe", None)
+        if callable(observe):
+            observe(improved)
 
     def _perfect(self, recs: list[Record]) -> bool:
         return all(r.score >= self.opt.perfect_score for r in recs)
@@ -637,6 +657,8 @@ class _Run:
             )
         if text is not None and text.strip() == instruction.strip():
             text, reason = None, "unchanged: identical to the current instruction"
+        if text is None:
+            self._observe(False)
         self.events.emit(
             "proposal",
             iteration=self.state.iteration,
@@ -645,6 +667,7 @@ class _Run:
             accepted=text is not None,
             reason=reason,
             raw=proposal.raw,
+            proposer=proposal.extras.get("proposer"),
         )
         return text
 
@@ -715,7 +738,7 @@ class _Run:
             budget=budget,
             learning_curve=[(int(a), float(b)) for a, b in st.learning_curve],
             stop_reason=st.stop_reason or "unknown",
-            config={**self.opt.config(), "budget": self.budget},
+            config={**self.opt.config(), "budget": self.budget, **self._proposer_stats()},
         )
         result.best_program = result.program_for(self.program)
         return result

@@ -230,11 +230,6 @@ def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
 
 
-def auto_proposer(lm: Any) -> Proposer:
-    """Rules for small local reflectors, full rewrites for everything else."""
-    return RulesProposer() if getattr(lm, "is_local", False) else RewriteProposer()
-
-
 REWRITE_TEMPLATE = """You are improving the instruction of one step of an AI program.
 
 Current instruction:

@@ -42,6 +42,7 @@ class GEPAState:
     progress: Progress = field(default_factory=Progress)
     usage: dict[str, Any] = field(default_factory=dict)
     proposer_calls: int = 0
+    proposer_state: dict[str, Any] = field(default_factory=dict)
     stalled_iterations: int = 0
     stop_reason: str = ""
     finished: bool = False
