@@ -48,6 +48,27 @@ class IrisSpecies(dspy.Signature):
     species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
 
 
+class HeartDiagnosis(dspy.Signature):
+    """Given a patient's clinical measurements, decide whether heart disease is present."""
+
+    age: str = dspy.InputField(desc="Age in years.")
+    sex: str = dspy.InputField()
+    chest_pain_type: str = dspy.InputField()
+    resting_blood_pressure: str = dspy.InputField(desc="mm Hg on admission")
+    serum_cholesterol: str = dspy.InputField(desc="mg/dl")
+    fasting_blood_sugar_over_120: str = dspy.InputField(
+        desc="Whether fasting blood sugar is above 120 mg/dl."
+    )
+    resting_ecg: str = dspy.InputField()
+    max_heart_rate: str = dspy.InputField(desc="Maximum heart rate achieved during exercise.")
+    exercise_induced_angina: str = dspy.InputField()
+    st_depression: str = dspy.InputField(desc="ST depression induced by exercise relative to rest.")
+    st_slope: str = dspy.InputField(desc="Slope of the peak exercise ST segment.")
+    major_vessels: str = dspy.InputField(desc="Number of major vessels (0-3) coloured by fluoroscopy.")
+    thalassemia: str = dspy.InputField(desc="Thallium stress test result.")
+    diagnosis: Literal["present", "absent"] = dspy.OutputField()
+
+
 class MathWordProblem(dspy.Signature):
     """Solve the math word problem. Give the final answer as a number."""
 
@@ -58,6 +79,7 @@ class MathWordProblem(dspy.Signature):
 # task -> (the DSPy program's name, a factory building it, its max_tokens)
 PROGRAMS = {
     "iris": ("dspy.Predict(IrisSpecies)", lambda: dspy.Predict(IrisSpecies), 64),
+    "heartdisease": ("dspy.Predict(HeartDiagnosis)", lambda: dspy.Predict(HeartDiagnosis), 64),
     "gsm8k": ("dspy.ChainOfThought(MathWordProblem)", lambda: dspy.ChainOfThought(MathWordProblem), 512),
 }
 
@@ -70,6 +92,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="15,15,40")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reflection-lm", default="local", help="GEPA's reflector and MIPROv2's proposer")
+    ap.add_argument("--tag", default="", help="appended to the results file's name")
     ap.add_argument("--fresh", action="store_true", help="rerun optimizers already in the results file")
     args = ap.parse_args()
 
@@ -78,14 +102,14 @@ def main() -> None:
     sizes = tuple(int(x) for x in args.sizes.split(","))
     splits = task.splits(seed=args.seed, sizes=sizes)
     train, val, test = (to_dspy_examples(s) for s in (splits.train, splits.val, splits.test))
-    kind = "predict" if args.task == "iris" else "cot"
-    out = ROOT / "results" / "dspy-plugin" / f"{args.task}-{kind}.json"
+    kind = "cot" if "ChainOfThought" in program_name else "predict"
+    out = ROOT / "results" / "dspy-plugin" / f"{args.task}-{kind}{args.tag}.json"
     report = json.loads(out.read_text()) if out.exists() else {}
     report.update(
         task=args.task,
         program=program_name,
         task_lm="local",
-        reflection_lm="local (temperature 0.7)",
+        reflection_lm=f"{args.reflection_lm} (temperature 0.7)",
         split_seed=args.seed,
         sizes=dict(zip(("train", "val", "test"), sizes, strict=True)),
         split_ids=splits.ids(),
@@ -101,7 +125,7 @@ def main() -> None:
         return dspy.Prediction(score=score.value, feedback=score.feedback)
 
     task_lm = dspy_lm(po.LM("local", max_tokens=max_tokens))
-    reflection_lm = dspy_lm(po.LM("local", temperature=0.7, max_tokens=300))
+    reflection_lm = dspy_lm(po.LM(args.reflection_lm, temperature=0.7, max_tokens=700))
     dspy.configure(lm=task_lm)
 
     def test_scores(program: dspy.Module) -> list[float]:
@@ -121,7 +145,7 @@ def main() -> None:
         write_json_atomic(out, report)
     base = report["seed"]["test_scores"]
 
-    run_root = ROOT / "runs" / "dspy-plugin" / args.task
+    run_root = ROOT / "runs" / "dspy-plugin" / f"{args.task}{args.tag}"
     n_trials = max(1, (args.budget - len(val)) // 5)  # minibatches of 5 after the seed's full evaluation
     builders = {
         "gepa": lambda: po_dspy.GEPA(

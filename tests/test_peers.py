@@ -119,8 +119,35 @@ def test_gepa_library_from_our_seed_resumes_from_its_run_dir(tmp_path):
         max_metric_calls=30,
         run_dir=tmp_path,
     )
-    assert again.budget.proposer_lm_calls == 0  # the saved state had spent the budget
+    # The saved state had spent the budget: no new proposal, and the first run's spending is counted
+    # (gepa rescores a few pairs when it loads its state; those are counted too).
+    assert again.budget.metric_calls >= result.budget.metric_calls
+    assert again.budget.proposer_lm_calls == result.budget.proposer_lm_calls
+    assert again.config["resumed_after_metric_calls"] == result.budget.metric_calls
     assert [c.components for c in again.candidates] == [c.components for c in result.candidates]
+
+
+def test_gepa_library_resumed_after_a_kill_counts_the_killed_process(tmp_path):
+    class Killed(BaseException):
+        pass
+
+    calls = {"n": 0}
+
+    def dying(ex, pred, trace=None):
+        calls["n"] += 1
+        if calls["n"] == 16:
+            raise Killed()
+        return metric(ex, pred, trace)
+
+    kw = dict(task_lm=task_lm(), max_metric_calls=40, run_dir=tmp_path)
+    with pytest.raises(Killed):
+        peers.run_gepa_library(seed_program(), dying, TRAIN, VAL, reflection_lm=reflector(), **kw)
+    spent_before = json.loads((tmp_path / "gepa" / "promptopt_accounting.json").read_text())["metric_calls"]
+    assert spent_before >= len(VAL)
+    resumed = peers.run_gepa_library(seed_program(), metric, TRAIN, VAL, reflection_lm=reflector(), **kw)
+    assert resumed.config["resumed_after_metric_calls"] == spent_before
+    assert resumed.budget.metric_calls > spent_before
+    assert resumed.best_score == 1.0
 
 
 def test_dspy_gepa_from_our_seed():

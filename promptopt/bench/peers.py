@@ -21,13 +21,15 @@ What each peer is given and how its spending is counted:
 ``Budget.metric_calls`` counts the scoring calls the peer actually made (a counting metric wrapper;
 dspy.GEPA's extra per-predictor feedback requests are reported apart in ``config``), and LM calls
 are counted on the DSPy LMs (callbacks) or, for the gepa library, by ``promptopt.track_usage``.
-DSPy's response cache is off, so every DSPy LM call reaches the model. A run resumed from its
-``run_dir`` (dspy.GEPA, the gepa library) counts the calls of the resumed process; the peer's own
-cumulative count is ``config['peer_reported_metric_calls']``.
+DSPy's response cache is off, so every DSPy LM call reaches the model. A gepa-library run resumed
+from its ``run_dir`` adds what its earlier processes spent (a ledger beside gepa's state), as gepa
+itself counts them toward the budget; a resumed dspy.GEPA counts the calls of the resumed process.
+The peer's own cumulative count is ``config['peer_reported_metric_calls']``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -38,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.core.example import Example
-from promptopt.core.program import Program
+from promptopt.core.program import Program, write_json_atomic
 from promptopt.lm.base import LanguageModel
-from promptopt.lm.usage import track_usage
+from promptopt.lm.usage import Usage, track_usage
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
@@ -587,10 +589,17 @@ class ProgramAdapter:
 
     propose_new_texts = None  # gepa's default proposer writes the new instructions
 
-    def __init__(self, program: Program, evaluator: CandidateEvaluator, max_chars: int = 2000) -> None:
+    def __init__(
+        self,
+        program: Program,
+        evaluator: CandidateEvaluator,
+        max_chars: int = 2000,
+        on_evaluated: Callable[[], None] | None = None,
+    ) -> None:
         self.program = program
         self.evaluator = evaluator
         self.max_chars = max_chars
+        self.on_evaluated = on_evaluated
         self.seed_components = serialize_components(program.components())
         self.predictors = [n for n, _ in program.named_predictors()]
 
@@ -607,6 +616,8 @@ class ProgramAdapter:
         from gepa import EvaluationBatch
 
         recs = self.evaluator.run(self.components(candidate), batch)
+        if self.on_evaluated is not None:
+            self.on_evaluated()
         return EvaluationBatch(
             outputs=[r.prediction for r in recs],
             scores=[r.score for r in recs],
@@ -658,6 +669,40 @@ class _Reflector:
         return self.lm(messages).text or ""
 
 
+class _Ledger:
+    """What earlier processes of one resumable gepa run spent, kept beside gepa's own state.
+
+    gepa resumes from its run directory and counts the metric calls of every process toward
+    ``max_metric_calls``; the evaluator of a resumed process only sees its own. The ledger is
+    rewritten after every evaluation, so a killed process loses nothing of its account.
+    """
+
+    def __init__(self, run_dir: str | None) -> None:
+        self.path = None if run_dir is None else Path(run_dir) / "promptopt_accounting.json"
+        data = {}
+        if self.path is not None and self.path.exists():
+            data = json.loads(self.path.read_text())
+        self.metric_calls = int(data.get("metric_calls", 0))
+        self.seconds = float(data.get("seconds", 0.0))
+        self.usage = Usage.from_dict(data.get("usage", {}))
+        self.reflection_calls = int(data.get("reflection_calls", 0))
+
+    def save(self, metric_calls: int, seconds: float, usage: Usage, reflection_calls: int) -> None:
+        if self.path is None:
+            return
+        total = Usage.from_dict(self.usage.to_dict())
+        total.merge(usage)
+        write_json_atomic(
+            self.path,
+            {
+                "metric_calls": self.metric_calls + metric_calls,
+                "seconds": self.seconds + seconds,
+                "usage": total.to_dict(),
+                "reflection_calls": self.reflection_calls + reflection_calls,
+            },
+        )
+
+
 class _LogAdapter:
     def log(self, message: str) -> None:
         log.info(message)
@@ -691,10 +736,16 @@ def run_gepa_library(
     train, val = list(trainset), list(valset)
     _check_data(train, val)
     evaluator = CandidateEvaluator(program, metric, num_threads=num_threads, lm=task_lm)
-    adapter = ProgramAdapter(program, evaluator)
+    gepa_dir = _subdir(run_dir, "gepa")
+    ledger = _Ledger(gepa_dir)
     reflector = _Reflector(reflection_lm)
     start = time.perf_counter()
     with track_usage() as usage:
+
+        def account() -> None:
+            ledger.save(evaluator.metric_calls, time.perf_counter() - start, usage, reflector.calls)
+
+        adapter = ProgramAdapter(program, evaluator, on_evaluated=account)
         found = gepa.optimize(
             seed_candidate=adapter.seed_candidate(),
             trainset=train,
@@ -704,14 +755,17 @@ def run_gepa_library(
             max_metric_calls=max_metric_calls,
             use_merge=use_merge,
             reflection_minibatch_size=reflection_minibatch_size,
-            run_dir=_subdir(run_dir, "gepa"),
+            run_dir=gepa_dir,
             logger=_LogAdapter(),
             seed=seed,
             track_best_outputs=False,
             display_progress_bar=False,
             **gepa_options,
         )
+        account()
     seconds = time.perf_counter() - start
+    total = Usage.from_dict(ledger.usage.to_dict())
+    total.merge(usage)
     val_ids = [e.id for e in val]
     candidates = []
     for i, cand in enumerate(found.candidates):
@@ -729,17 +783,18 @@ def run_gepa_library(
         )
     best_id = int(found.best_idx)
     budget = Budget(
-        metric_calls=evaluator.metric_calls,
-        lm_calls=usage.calls,
-        uncached_lm_calls=usage.uncached_calls,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cost=usage.cost,
-        seconds=seconds,
-        proposer_lm_calls=reflector.calls,
+        metric_calls=ledger.metric_calls + evaluator.metric_calls,
+        lm_calls=total.calls,
+        uncached_lm_calls=total.uncached_calls,
+        prompt_tokens=total.prompt_tokens,
+        completion_tokens=total.completion_tokens,
+        cost=total.cost,
+        seconds=ledger.seconds + seconds,
+        proposer_lm_calls=ledger.reflection_calls + reflector.calls,
     )
     config = {
         "max_metric_calls": max_metric_calls,
+        "resumed_after_metric_calls": ledger.metric_calls,
         "seed": seed,
         "num_threads": num_threads,
         "use_merge": use_merge,
