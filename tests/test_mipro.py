@@ -455,3 +455,20 @@ def test_multi_step_programs_get_one_dimension_per_predictor_and_a_program_summa
     # labeled examples lack the intermediate field `mid`, so they are shown to neither step
     assert all("Examples of the step's inputs" not in p for p in proposal_prompts)
     assert res.best_score == 1.0
+
+
+def test_a_proposal_that_fills_the_output_field_is_an_example_not_an_instruction():
+    import random
+
+    from promptopt.optimizers.mipro.proposer import filled_output_field
+
+    sig = program().signature  # word -> out
+    assert filled_output_field("word: kiwi\nout: KIWI", sig) == "out"
+    assert filled_output_field("**Out:** KIWI", sig) == "out"
+    assert filled_output_field("Write the output in capitals; the out field holds one word.", sig) is None
+    assert filled_output_field("Repeat the word.\nOutput: the word in capitals.", sig) is None
+
+    proposer = GroundedProposer(ScriptedLM(["word: kiwi\nout: KIWI", "proposed_instruction: Use capitals."]))
+    texts, logs = proposer.propose("self", sig, "Repeat the word.", 1, rng=random.Random(0))
+    assert texts == ["Use capitals."]
+    assert "fills the output field `out`" in logs[0].reason and not logs[0].accepted

@@ -97,6 +97,18 @@ def parse_proposal(
     return text, how
 
 
+def filled_output_field(text: str, signature: Signature) -> str | None:
+    """The output field a proposal fills on a line of its own (``label: SUPPORTED``), if any.
+
+    Small proposers sometimes answer with one of the shown examples instead of an instruction;
+    adopted, such a text reads to the task model as a worked example with a fixed answer.
+    """
+    for f in signature.outputs:
+        if re.search(rf"^\s*[*#_ ]*{re.escape(f.name)}[*_ ]*:\s*\S", text, re.IGNORECASE | re.MULTILINE):
+            return f.name
+    return None
+
+
 def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
@@ -232,6 +244,8 @@ class GroundedProposer:
                 text, reason = parse_proposal(raw, finish, max_chars=self.max_chars)
             except Exception as exc:  # a failed call costs one attempt, not the run
                 raw, text, reason = "", None, f"proposer call failed: {type(exc).__name__}: {exc}"
+            if text is not None and (filled := filled_output_field(text, signature)):
+                text, reason = None, f"an example, not an instruction: it fills the output field `{filled}`"
             if text is not None and normalize(text) in seen:
                 text, reason = None, "duplicate of an earlier instruction"
             if text is not None:
