@@ -60,6 +60,26 @@ class ScriptedLM:
         return self
 
 
+class Killed(BaseException):
+    """Stands in for SIGKILL in resume tests: no ``except Exception`` catches it, nothing after it runs."""
+
+
+def dies_at(metric: Callable[..., Any], call: int) -> Callable[..., Any]:
+    """``metric``, killing the run (:class:`Killed`) on its ``call``-th call, counted from 1."""
+    calls = 0
+    lock = threading.Lock()
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        with lock:
+            calls += 1
+            if calls == call:
+                raise Killed()
+        return metric(*args, **kwargs)
+
+    return dying
+
+
 def last_user_message(messages: list[dict[str, str]]) -> str:
     return next(m["content"] for m in reversed(messages) if m["role"] == "user")
 

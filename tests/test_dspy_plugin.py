@@ -12,7 +12,7 @@ import promptopt as po
 from promptopt.dspy import GEPA, MIPROv2, metric_form, promptopt_metric
 from promptopt.integrations.dspy import dspy_lm, dspy_metric
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.testing import FakeOpenAIServer, ScriptedLM
+from promptopt.testing import FakeOpenAIServer, Killed, ScriptedLM, dies_at
 
 # --- the task: the answer must be LOUD, which the LM writes only when told to SHOUT ----------------
 
@@ -221,10 +221,6 @@ def test_gepa_uses_the_task_lm_for_reflection_by_default_and_predictor_lms():
     assert any("Current instruction" in c["messages"][-1]["content"] for c in scripted.calls)
 
 
-class Killed(BaseException):
-    """Stands in for a kill: nothing catches it."""
-
-
 def test_gepa_resumes_from_its_run_dir(tmp_path):
     def optimizer(the_metric, **kw):
         return GEPA(
@@ -241,13 +237,7 @@ def test_gepa_resumes_from_its_run_dir(tmp_path):
     with dspy.context(lm=dspy_lm(full_lm)):
         full = optimizer(metric).compile(Pipeline(), trainset=data(4), valset=data(3, offset=10))
 
-    calls = {"n": 0}
-
-    def dying(example, pred, trace=None):
-        calls["n"] += 1
-        if calls["n"] == 5:  # in the first iteration, after the seed was scored and saved
-            raise Killed()
-        return metric(example, pred, trace)
+    dying = dies_at(metric, 5)  # in the first iteration, after the seed was scored and saved
 
     run_dir = tmp_path / "run"
     with dspy.context(lm=dspy_lm(task_lm())), pytest.raises(Killed):

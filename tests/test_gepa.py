@@ -10,7 +10,7 @@ from promptopt.optimizers import GEPA, Callback
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.merge import find_merge, merge_components
 from promptopt.optimizers.result import Candidate, OptimizationResult
-from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
+from promptopt.testing import Killed, ScriptedLM, dies_at, field_value, last_user_message, toy_examples
 
 data = toy_examples
 
@@ -352,10 +352,6 @@ def test_config_errors_say_what_to_do():
         )
 
 
-class Killed(BaseException):
-    """Stands in for SIGKILL: nothing catches it, nothing after it runs."""
-
-
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     def kw():
         return dict(
@@ -372,13 +368,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
         program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "full"
     )
 
-    calls = {"n": 0}
-
-    def dying_metric(ex, pred, trace=None):
-        calls["n"] += 1
-        if calls["n"] == 40:
-            raise Killed()
-        return metric(ex, pred, trace)
+    dying_metric = dies_at(metric, 40)
 
     with pytest.raises(Killed):
         GEPA(dying_metric, **kw()).compile(

@@ -8,7 +8,7 @@ import promptopt as po
 from promptopt.optimizers import GEPA, Callback
 from promptopt.optimizers.gepa import AdaptiveProposer, RewriteProposer, RulesProposer
 from promptopt.optimizers.gepa.adaptive import auto_proposer
-from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
+from promptopt.testing import Killed, ScriptedLM, dies_at, field_value, last_user_message, toy_examples
 
 data = toy_examples
 
@@ -135,17 +135,7 @@ def test_adaptive_run_resumes_exactly(tmp_path):
     full = compile_with(ScriptedLM(reflect), seed=5, budget=90, run_dir=tmp_path / "full", lm=noisy_lm())
     assert "budget" in full.stop_reason and len(full.candidates) > 1, (full.stop_reason, full.config)
 
-    class Killed(BaseException):
-        pass
-
-    calls = {"n": 0}
-    original = metric
-
-    def dying(ex, pred, trace=None):
-        calls["n"] += 1
-        if calls["n"] == 40:
-            raise Killed()
-        return original(ex, pred, trace)
+    dying = dies_at(metric, 40)
 
     gepa = GEPA(
         dying,

@@ -13,7 +13,7 @@ import promptopt as po
 from promptopt.optimizers import Callback, MIPROv2
 from promptopt.optimizers.mipro import AUTO_PRESETS, GroundedProposer, parse_proposal, program_summary
 from promptopt.optimizers.mipro.summaries import dataset_summary
-from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
+from promptopt.testing import Killed, ScriptedLM, dies_at, field_value, last_user_message, toy_examples
 
 data = toy_examples
 
@@ -273,10 +273,6 @@ class InterruptAfter(Callback):
             raise KeyboardInterrupt
 
 
-class Killed(BaseException):
-    """Stands in for SIGKILL: nothing catches it."""
-
-
 def test_interrupt_and_kill_then_resume_from_the_study(tmp_path):
     run_dir = tmp_path / "r"
     train, val = data(6), data(6, offset=10)
@@ -286,13 +282,7 @@ def test_interrupt_and_kill_then_resume_from_the_study(tmp_path):
     assert first.stop_reason == "interrupted (Ctrl-C)" and len(first.trials) == 3
     assert first.best_program is not None and first.candidates[0].origin == "seed"
 
-    calls = {"n": 0}
-
-    def dying(ex, pred, trace=None):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Killed()
-        return metric(ex, pred, trace)
+    dying = dies_at(metric, 2)
 
     with pytest.raises(Killed):
         MIPROv2(

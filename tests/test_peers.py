@@ -10,7 +10,7 @@ import pytest
 import promptopt as po
 from promptopt.bench import peers
 from promptopt.optimizers.result import serialize_components
-from promptopt.testing import ScriptedLM
+from promptopt.testing import Killed, ScriptedLM, dies_at
 
 TOY_WORDS = ["apple", "berry", "cider", "dates", "elder", "figgy"]
 TOY_WORDS += ["grape", "honey", "icing", "jelly", "kiwis", "lemon"]
@@ -128,16 +128,8 @@ def test_gepa_library_from_our_seed_resumes_from_its_run_dir(tmp_path):
 
 
 def test_gepa_library_resumed_after_a_kill_counts_the_killed_process(tmp_path):
-    class Killed(BaseException):
-        pass
 
-    calls = {"n": 0}
-
-    def dying(ex, pred, trace=None):
-        calls["n"] += 1
-        if calls["n"] == 16:
-            raise Killed()
-        return metric(ex, pred, trace)
+    dying = dies_at(metric, 16)
 
     kw = dict(task_lm=task_lm(), max_metric_calls=40, run_dir=tmp_path)
     with pytest.raises(Killed):
