@@ -40,9 +40,11 @@ class Collect(Callback):
         self.events.append((event, data))
 
 
-def compile_with(reflector, seed=1, budget=60, run_dir=None, resume=False, lm=None, callbacks=()):
+def compile_with(
+    reflector, seed=1, budget=60, run_dir=None, resume=False, lm=None, callbacks=(), the_metric=metric
+):
     gepa = GEPA(
-        metric,
+        the_metric,
         max_metric_calls=budget,
         reflection_lm=reflector,
         proposer="adaptive",
@@ -135,25 +137,14 @@ def test_adaptive_run_resumes_exactly(tmp_path):
     full = compile_with(ScriptedLM(reflect), seed=5, budget=90, run_dir=tmp_path / "full", lm=noisy_lm())
     assert "budget" in full.stop_reason and len(full.candidates) > 1, (full.stop_reason, full.config)
 
-    dying = dies_at(metric, 40)
-
-    gepa = GEPA(
-        dying,
-        max_metric_calls=90,
-        reflection_lm=ScriptedLM(reflect),
-        proposer="adaptive",
-        progress=False,
-        evolve_demos=False,
-        use_merge=False,
-        seed=5,
-    )
     with pytest.raises(Killed):
-        gepa.compile(
-            po.Predict("word -> out", "Repeat the word."),
-            data(8),
-            data(6, offset=10),
-            lm=noisy_lm(),
+        compile_with(
+            ScriptedLM(reflect),
+            seed=5,
+            budget=90,
             run_dir=tmp_path / "resumed",
+            lm=noisy_lm(),
+            the_metric=dies_at(metric, 40),
         )
     state = json.loads((tmp_path / "resumed" / "state.json").read_text())
     assert state["iteration"] > 0 and sum(state["proposer_state"]["tries"].values()) > 0
