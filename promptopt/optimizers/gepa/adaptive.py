@@ -83,10 +83,15 @@ class AdaptiveProposer:
         return ", ".join(f"{n} {self.wins[n]}/{self.tries[n]}" for n in self.proposers)
 
 
+def rewrite_or_rules() -> AdaptiveProposer:
+    """GEPA's ``proposer="adaptive"``: full rewrites and appended rules, tried in that order."""
+    return AdaptiveProposer({"rewrite": RewriteProposer(), "rules": RulesProposer()})
+
+
 def auto_proposer(lm: Any) -> Proposer:
     """Full rewrites for capable (API) reflectors, as in the GEPA paper; for small local reflectors,
     which often only rephrase a prompt they are asked to rewrite, rewrites and rules side by side,
     chosen by their results (:class:`AdaptiveProposer`)."""
     if getattr(lm, "is_local", False):
-        return AdaptiveProposer({"rewrite": RewriteProposer(), "rules": RulesProposer()})
+        return rewrite_or_rules()
     return RewriteProposer()

@@ -30,7 +30,7 @@ from promptopt.lm.usage import Usage, track_usage
 from promptopt.optimizers.callbacks import Callback, Dispatcher, EventLog, ProgressLine
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record
 from promptopt.optimizers.gepa import pareto
-from promptopt.optimizers.gepa.adaptive import AdaptiveProposer, auto_proposer
+from promptopt.optimizers.gepa.adaptive import auto_proposer, rewrite_or_rules
 from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import find_merge
 from promptopt.optimizers.gepa.reflection import (
@@ -300,7 +300,7 @@ class _Run:
             "auto": lambda: auto_proposer(self.reflection_lm),
             "rewrite": RewriteProposer,
             "rules": RulesProposer,
-            "adaptive": lambda: AdaptiveProposer({"rewrite": RewriteProposer(), "rules": RulesProposer()}),
+            "adaptive": rewrite_or_rules,
         }
         if spec not in choices:
             raise ValueError(f"proposer must be one of {sorted(choices)} or a callable, not {spec!r}.")
