@@ -687,20 +687,21 @@ class _Ledger:
         self.usage = Usage.from_dict(data.get("usage", {}))
         self.reflection_calls = int(data.get("reflection_calls", 0))
 
-    def save(self, metric_calls: int, seconds: float, usage: Usage, reflection_calls: int) -> None:
-        if self.path is None:
-            return
-        total = Usage.from_dict(self.usage.to_dict())
-        total.merge(usage)
-        write_json_atomic(
-            self.path,
-            {
-                "metric_calls": self.metric_calls + metric_calls,
-                "seconds": self.seconds + seconds,
-                "usage": total.to_dict(),
-                "reflection_calls": self.reflection_calls + reflection_calls,
-            },
-        )
+    def total(self, metric_calls: int, seconds: float, usage: Usage, reflection_calls: int) -> dict[str, Any]:
+        """This process's spending added to the earlier processes'."""
+        both = Usage.from_dict(self.usage.to_dict())
+        both.merge(usage)
+        return {
+            "metric_calls": self.metric_calls + metric_calls,
+            "seconds": self.seconds + seconds,
+            "usage": both.to_dict(),
+            "reflection_calls": self.reflection_calls + reflection_calls,
+        }
+
+    def save(self, totals: dict[str, Any]) -> dict[str, Any]:
+        if self.path is not None:
+            write_json_atomic(self.path, totals)
+        return totals
 
 
 class _LogAdapter:
@@ -742,8 +743,9 @@ def run_gepa_library(
     start = time.perf_counter()
     with track_usage() as usage:
 
-        def account() -> None:
-            ledger.save(evaluator.metric_calls, time.perf_counter() - start, usage, reflector.calls)
+        def account() -> dict[str, Any]:
+            spent = (evaluator.metric_calls, time.perf_counter() - start, usage, reflector.calls)
+            return ledger.save(ledger.total(*spent))
 
         adapter = ProgramAdapter(program, evaluator, on_evaluated=account)
         found = gepa.optimize(
@@ -762,10 +764,8 @@ def run_gepa_library(
             display_progress_bar=False,
             **gepa_options,
         )
-        account()
-    seconds = time.perf_counter() - start
-    total = Usage.from_dict(ledger.usage.to_dict())
-    total.merge(usage)
+        totals = account()
+    total = Usage.from_dict(totals["usage"])
     val_ids = [e.id for e in val]
     candidates = []
     for i, cand in enumerate(found.candidates):
@@ -783,14 +783,14 @@ def run_gepa_library(
         )
     best_id = int(found.best_idx)
     budget = Budget(
-        metric_calls=ledger.metric_calls + evaluator.metric_calls,
+        metric_calls=totals["metric_calls"],
         lm_calls=total.calls,
         uncached_lm_calls=total.uncached_calls,
         prompt_tokens=total.prompt_tokens,
         completion_tokens=total.completion_tokens,
         cost=total.cost,
-        seconds=ledger.seconds + seconds,
-        proposer_lm_calls=ledger.reflection_calls + reflector.calls,
+        seconds=totals["seconds"],
+        proposer_lm_calls=totals["reflection_calls"],
     )
     config = {
         "max_metric_calls": max_metric_calls,
