@@ -73,6 +73,24 @@ def proposal_lm() -> dspy.LM:
     return dspy_lm(po.LM(TASK_MODEL, temperature=0.7, max_tokens=400))
 
 
+def small_mipro(metric, tmp_path) -> MIPROv2:
+    """The MIPROv2 both ChainOfThought tests compile with: 3 candidates, 5 trials, up to 6 demos."""
+    return MIPROv2(
+        metric,
+        auto=None,
+        num_candidates=3,
+        num_trials=5,
+        minibatch_size=5,
+        minibatch_full_eval_steps=5,
+        max_bootstrapped_demos=3,
+        max_labeled_demos=3,
+        prompt_model=proposal_lm(),
+        num_threads=2,
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
+
+
 def held_out(program, examples, metric):
     """Accuracy with DSPy's own evaluator; a reply DSPy cannot parse scores 0."""
     evaluate = dspy.Evaluate(
@@ -173,20 +191,7 @@ def test_promptopt_mipro_improves_a_dspy_chain_of_thought_on_held_out_data(tmp_p
     t0 = time.perf_counter()
     with dspy.context(lm=lm):
         before = held_out(student, test, accuracy)
-        compiled = MIPROv2(
-            accuracy,
-            auto=None,
-            num_candidates=3,
-            num_trials=5,
-            minibatch_size=5,
-            minibatch_full_eval_steps=5,
-            max_bootstrapped_demos=3,
-            max_labeled_demos=3,
-            prompt_model=proposal_lm(),
-            num_threads=2,
-            run_dir=tmp_path / "run",
-            progress=False,
-        ).compile(student, trainset=train, valset=val)
+        compiled = small_mipro(accuracy, tmp_path).compile(student, trainset=train, valset=val)
         after = held_out(compiled, test, accuracy)
     result = compiled.promptopt_result
     report(
@@ -249,20 +254,7 @@ def test_promptopt_mipro_improves_a_two_module_dspy_pipeline_on_held_out_data(tm
     t0 = time.perf_counter()
     with dspy.context(lm=lm):
         before = held_out(student, test, accuracy)
-        compiled = MIPROv2(
-            accuracy,
-            auto=None,
-            num_candidates=3,
-            num_trials=5,
-            minibatch_size=5,
-            minibatch_full_eval_steps=5,
-            max_bootstrapped_demos=3,
-            max_labeled_demos=3,
-            prompt_model=proposal_lm(),
-            num_threads=2,
-            run_dir=tmp_path / "run",
-            progress=False,
-        ).compile(student, trainset=train, valset=val)
+        compiled = small_mipro(accuracy, tmp_path).compile(student, trainset=train, valset=val)
         after = held_out(compiled, test, accuracy)
     result = compiled.promptopt_result
     report(
