@@ -24,7 +24,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Literal
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -33,49 +32,12 @@ import dspy
 import promptopt as po
 import promptopt.dspy as po_dspy
 from langprobe import get_task
+from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, MathWordProblem
 from promptopt.core.program import write_json_atomic
 from promptopt.evaluate import bootstrap_ci
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class IrisSpecies(dspy.Signature):
-    """Given the measurements of an iris flower in centimetres, name its species."""
-
-    sepal_length: str = dspy.InputField()
-    sepal_width: str = dspy.InputField()
-    petal_length: str = dspy.InputField()
-    petal_width: str = dspy.InputField()
-    species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
-
-
-class HeartDiagnosis(dspy.Signature):
-    """Given a patient's clinical measurements, decide whether heart disease is present."""
-
-    age: str = dspy.InputField(desc="Age in years.")
-    sex: str = dspy.InputField()
-    chest_pain_type: str = dspy.InputField()
-    resting_blood_pressure: str = dspy.InputField(desc="mm Hg on admission")
-    serum_cholesterol: str = dspy.InputField(desc="mg/dl")
-    fasting_blood_sugar_over_120: str = dspy.InputField(
-        desc="Whether fasting blood sugar is above 120 mg/dl."
-    )
-    resting_ecg: str = dspy.InputField()
-    max_heart_rate: str = dspy.InputField(desc="Maximum heart rate achieved during exercise.")
-    exercise_induced_angina: str = dspy.InputField()
-    st_depression: str = dspy.InputField(desc="ST depression induced by exercise relative to rest.")
-    st_slope: str = dspy.InputField(desc="Slope of the peak exercise ST segment.")
-    major_vessels: str = dspy.InputField(desc="Number of major vessels (0-3) coloured by fluoroscopy.")
-    thalassemia: str = dspy.InputField(desc="Thallium stress test result.")
-    diagnosis: Literal["present", "absent"] = dspy.OutputField()
-
-
-class MathWordProblem(dspy.Signature):
-    """Solve the math word problem. Give the final answer as a number."""
-
-    question: str = dspy.InputField()
-    answer: str = dspy.OutputField(desc="the final numeric answer only")
 
 
 # task -> (the DSPy program's name, a factory building it, its max_tokens)

@@ -18,13 +18,13 @@ balanced demos, 30 test examples), which is what these tests need the optimizers
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 import dspy
 import pytest
 
 import promptopt as po
 from langprobe import get_task
+from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, PetalsThenSpecies
 from promptopt.dspy import GEPA, MIPROv2
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 
@@ -32,37 +32,6 @@ from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 pytestmark = pytest.mark.slow
 
 TASK_MODEL = "local/large"
-
-
-class IrisSpecies(dspy.Signature):
-    """Given the measurements of an iris flower in centimetres, name its species."""
-
-    sepal_length: str = dspy.InputField()
-    sepal_width: str = dspy.InputField()
-    petal_length: str = dspy.InputField()
-    petal_width: str = dspy.InputField()
-    species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
-
-
-class HeartDiagnosis(dspy.Signature):
-    """Given a patient's clinical measurements, decide whether heart disease is present."""
-
-    age: str = dspy.InputField(desc="Age in years.")
-    sex: str = dspy.InputField()
-    chest_pain_type: str = dspy.InputField()
-    resting_blood_pressure: str = dspy.InputField(desc="mm Hg on admission")
-    serum_cholesterol: str = dspy.InputField(desc="mg/dl")
-    fasting_blood_sugar_over_120: str = dspy.InputField(
-        desc="Whether fasting blood sugar is above 120 mg/dl."
-    )
-    resting_ecg: str = dspy.InputField()
-    max_heart_rate: str = dspy.InputField(desc="Maximum heart rate achieved during exercise.")
-    exercise_induced_angina: str = dspy.InputField()
-    st_depression: str = dspy.InputField(desc="ST depression induced by exercise relative to rest.")
-    st_slope: str = dspy.InputField(desc="Slope of the peak exercise ST segment.")
-    major_vessels: str = dspy.InputField(desc="Number of major vessels (0-3) coloured by fluoroscopy.")
-    thalassemia: str = dspy.InputField(desc="Thallium stress test result.")
-    diagnosis: Literal["present", "absent"] = dspy.OutputField()
 
 
 def task_lm(max_tokens: int = 64) -> dspy.LM:
@@ -73,10 +42,10 @@ def proposal_lm() -> dspy.LM:
     return dspy_lm(po.LM(TASK_MODEL, temperature=0.7, max_tokens=400))
 
 
-def small_mipro(metric, tmp_path) -> MIPROv2:
-    """The MIPROv2 both ChainOfThought tests compile with: 3 candidates, 5 trials, up to 6 demos."""
-    return MIPROv2(
-        metric,
+def small_mipro(metric, tmp_path, **overrides) -> MIPROv2:
+    """The MIPROv2 the ChainOfThought and pipeline tests compile with: 3 candidates per predictor,
+    5 trials on minibatches of 5, up to 3 bootstrapped + 3 labelled demos; ``overrides`` replace any."""
+    options = dict(
         auto=None,
         num_candidates=3,
         num_trials=5,
@@ -89,6 +58,7 @@ def small_mipro(metric, tmp_path) -> MIPROv2:
         run_dir=tmp_path / "run",
         progress=False,
     )
+    return MIPROv2(metric, **{**options, **overrides})
 
 
 def held_out(program, examples, metric):
@@ -213,48 +183,23 @@ def test_promptopt_mipro_improves_a_dspy_chain_of_thought_on_held_out_data(tmp_p
     )
 
 
-class Describe(dspy.Signature):
-    """Describe the flower's petals in a few words (short or long, narrow or wide)."""
-
-    petal_length: str = dspy.InputField()
-    petal_width: str = dspy.InputField()
-    description: str = dspy.OutputField()
-
-
-class Classify(dspy.Signature):
-    """Name the iris species from the petal description and the sepal measurements."""
-
-    description: str = dspy.InputField()
-    sepal_length: str = dspy.InputField()
-    sepal_width: str = dspy.InputField()
-    species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
-
-
-class TwoStep(dspy.Module):
-    """A two-module pipeline: a Predict whose output feeds a ChainOfThought."""
-
-    def __init__(self):
-        super().__init__()
-        self.describe = dspy.Predict(Describe)
-        self.classify = dspy.ChainOfThought(Classify)
-
-    def forward(self, sepal_length, sepal_width, petal_length, petal_width):
-        d = self.describe(petal_length=petal_length, petal_width=petal_width).description
-        return self.classify(description=d, sepal_length=sepal_length, sepal_width=sepal_width)
-
-
 @pytest.mark.real_lm
 def test_promptopt_mipro_improves_a_two_module_dspy_pipeline_on_held_out_data(tmp_path):
-    """Both DSPy modules of a pipeline (one a ChainOfThought) become components, are optimized
-    together, and come back as a TwoStep that scores higher on held-out data, saves, loads and
-    predicts alike."""
+    """Both DSPy modules of a pipeline (petals described in words, then the species named from the
+    description and the sepals) become components, are optimized together, and come back as the
+    user's module class that scores higher on held-out data, saves, loads and predicts alike.
+
+    Measured on this split with the 1.5B model: the seed pipeline 46.7% on the 30 test examples,
+    dspy.BootstrapFewShot with 3 + 3 demos per module 56.7%: demos for both modules are what the
+    search has to find (the describer learns which lengths count as short or long)."""
     train, val, test, accuracy, _ = data("iris", seed=1, sizes=(15, 10, 30))
-    lm = task_lm(max_tokens=200)
-    student = TwoStep()
+    lm = task_lm(max_tokens=100)
+    student = PetalsThenSpecies()
     t0 = time.perf_counter()
     with dspy.context(lm=lm):
         before = held_out(student, test, accuracy)
-        compiled = small_mipro(accuracy, tmp_path).compile(student, trainset=train, valset=val)
+        mipro = small_mipro(accuracy, tmp_path, num_trials=6, minibatch_full_eval_steps=3)
+        compiled = mipro.compile(student, trainset=train, valset=val)
         after = held_out(compiled, test, accuracy)
     result = compiled.promptopt_result
     report(
@@ -268,11 +213,13 @@ def test_promptopt_mipro_improves_a_two_module_dspy_pipeline_on_held_out_data(tm
     )
 
     comps = result.candidates[0].components
-    assert type(compiled) is TwoStep and compiled is not student
-    assert {"describe.instruction", "classify.predict.instruction"} <= set(comps)
+    assert type(compiled) is PetalsThenSpecies and compiled is not student
+    assert {"describe.instruction", "describe.demos", "classify.instruction", "classify.demos"} <= set(comps)
     assert result.best_score >= result.seed_score
     assert after > before, f"held-out accuracy did not improve: {before:.3f} -> {after:.3f}"
-    assert_saves_loads_and_predicts_alike(compiled, TwoStep, test[:3], "species", lm, tmp_path / "t.json")
+    assert_saves_loads_and_predicts_alike(
+        compiled, PetalsThenSpecies, test[:3], "species", lm, tmp_path / "t.json"
+    )
 
 
 def petal_size(petal_length: float, petal_width: float) -> str:
