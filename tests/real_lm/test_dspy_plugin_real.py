@@ -190,9 +190,11 @@ def test_promptopt_mipro_improves_a_two_module_dspy_pipeline_on_held_out_data(tm
     description and the sepals) become components, are optimized together, and come back as the
     user's module class that scores higher on held-out data, saves, loads and predicts alike.
 
-    Measured on this split with the 1.5B model: the seed pipeline 46.7% on the 30 test examples,
-    dspy.BootstrapFewShot with 3 + 3 demos per module 56.7%: demos for both modules are what the
-    search has to find (the describer learns which lengths count as short or long)."""
+    Measured on this split with the 1.5B model: dspy.BootstrapFewShot with 3 + 3 demos per module
+    lifts the seed pipeline from 46.7% to 56.7% on the 30 test examples (max_tokens 200): demos for
+    both modules are what the search has to find (the describer learns which lengths count as short
+    or long). This test's run here: 50.0% -> 56.7%, validation 0.30 -> 0.40, 3 + 3 demos adopted,
+    65 metric calls, 17 minutes."""
     train, val, test, accuracy, _ = data("iris", seed=1, sizes=(15, 10, 30))
     lm = task_lm(max_tokens=100)
     student = PetalsThenSpecies()
