@@ -81,10 +81,10 @@ class PetalsThenSpecies(dspy.Module):
     """A two-module iris pipeline: one module describes the petals in words, a second names the species
     from that description and the sepal measurements (it never sees the petal numbers)."""
 
-    def __init__(self, classifier: type[dspy.Module] = dspy.Predict):
+    def __init__(self) -> None:
         super().__init__()
         self.describe = dspy.Predict(DescribePetals)
-        self.classify = classifier(Classify)
+        self.classify = dspy.Predict(Classify)
 
     def forward(self, sepal_length, sepal_width, petal_length, petal_width):
         description = self.describe(petal_length=petal_length, petal_width=petal_width).description
