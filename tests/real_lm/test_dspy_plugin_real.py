@@ -115,34 +115,37 @@ def report(name, result, before, after, n, seconds, compiled):
     )
 
 
+def optimize_and_score(name, student, optimizer, train, val, test, accuracy, lm):
+    """Scores ``student`` on ``test``, compiles it with ``optimizer``, scores the compiled module,
+    prints the run; returns (compiled, before, after)."""
+    t0 = time.perf_counter()
+    with dspy.context(lm=lm):
+        before = held_out(student, test, accuracy)
+        compiled = optimizer.compile(student, trainset=train, valset=val)
+        after = held_out(compiled, test, accuracy)
+    seconds = time.perf_counter() - t0
+    report(name, compiled.promptopt_result, before, after, len(test), seconds, compiled)
+    return compiled, before, after
+
+
 @pytest.mark.real_lm
 def test_promptopt_gepa_improves_a_dspy_predict_on_held_out_data(tmp_path):
     train, val, test, accuracy, with_feedback = data("heartdisease", seed=0, sizes=(15, 10, 30))
     lm = task_lm()
     student = dspy.Predict(HeartDiagnosis)
-    t0 = time.perf_counter()
-    with dspy.context(lm=lm):
-        before = held_out(student, test, accuracy)
-        compiled = GEPA(
-            with_feedback,
-            max_metric_calls=40,
-            reflection_lm=proposal_lm(),
-            max_demos=6,
-            num_threads=2,
-            run_dir=tmp_path / "run",
-            progress=False,
-        ).compile(student, trainset=train, valset=val)
-        after = held_out(compiled, test, accuracy)
-    result = compiled.promptopt_result
-    report(
-        "promptopt.dspy.GEPA, dspy.Predict, heart disease",
-        result,
-        before,
-        after,
-        len(test),
-        time.perf_counter() - t0,
-        compiled,
+    gepa = GEPA(
+        with_feedback,
+        max_metric_calls=40,
+        reflection_lm=proposal_lm(),
+        max_demos=6,
+        num_threads=2,
+        run_dir=tmp_path / "run",
+        progress=False,
     )
+    compiled, before, after = optimize_and_score(
+        "promptopt.dspy.GEPA, dspy.Predict, heart disease", student, gepa, train, val, test, accuracy, lm
+    )
+    result = compiled.promptopt_result
 
     assert type(compiled) is dspy.Predict and compiled is not student
     assert student.demos == [] and compiled.signature.instructions  # the student is left untouched
@@ -159,21 +162,17 @@ def test_promptopt_mipro_improves_a_dspy_chain_of_thought_on_held_out_data(tmp_p
     train, val, test, accuracy, _ = data("iris", seed=0, sizes=(15, 10, 30))
     lm = task_lm(max_tokens=200)
     student = dspy.ChainOfThought(IrisSpecies)
-    t0 = time.perf_counter()
-    with dspy.context(lm=lm):
-        before = held_out(student, test, accuracy)
-        compiled = small_mipro(accuracy, tmp_path).compile(student, trainset=train, valset=val)
-        after = held_out(compiled, test, accuracy)
-    result = compiled.promptopt_result
-    report(
+    compiled, before, after = optimize_and_score(
         "promptopt.dspy.MIPROv2, dspy.ChainOfThought, iris",
-        result,
-        before,
-        after,
-        len(test),
-        time.perf_counter() - t0,
-        compiled,
+        student,
+        small_mipro(accuracy, tmp_path),
+        train,
+        val,
+        test,
+        accuracy,
+        lm,
     )
+    result = compiled.promptopt_result
 
     assert type(compiled) is dspy.ChainOfThought and compiled is not student
     assert set(result.candidates[0].components) == {"predict.instruction", "predict.demos"}
@@ -202,22 +201,17 @@ def test_promptopt_mipro_on_a_two_module_dspy_pipeline(tmp_path):
     train, val, test, accuracy, _ = data("iris", seed=1, sizes=(15, 10, 30))
     lm = task_lm(max_tokens=100)
     student = PetalsThenSpecies()
-    t0 = time.perf_counter()
-    with dspy.context(lm=lm):
-        before = held_out(student, test, accuracy)
-        mipro = small_mipro(accuracy, tmp_path, num_trials=6, minibatch_full_eval_steps=3)
-        compiled = mipro.compile(student, trainset=train, valset=val)
-        after = held_out(compiled, test, accuracy)
-    result = compiled.promptopt_result
-    report(
+    compiled, before, after = optimize_and_score(
         "promptopt.dspy.MIPROv2, two-module pipeline, iris",
-        result,
-        before,
-        after,
-        len(test),
-        time.perf_counter() - t0,
-        compiled,
+        student,
+        small_mipro(accuracy, tmp_path, num_trials=6, minibatch_full_eval_steps=3),
+        train,
+        val,
+        test,
+        accuracy,
+        lm,
     )
+    result = compiled.promptopt_result
 
     comps = result.candidates[0].components
     assert type(compiled) is PetalsThenSpecies and compiled is not student
