@@ -117,9 +117,10 @@ def report(name, result, before, after, n, seconds, compiled):
     )
 
 
-def optimize_and_score(name, student, optimizer, train, val, test, accuracy, lm):
-    """Scores ``student`` on ``test``, compiles it with ``optimizer``, scores the compiled module,
-    prints the run; returns (compiled, before, after)."""
+def optimize_and_score(name, student, optimizer, splits, accuracy, lm):
+    """With ``splits = (train, val, test)``: scores ``student`` on ``test``, compiles it with
+    ``optimizer``, scores the compiled module, prints the run; returns (compiled, before, after)."""
+    train, val, test = splits
     t0 = time.perf_counter()
     with dspy.context(lm=lm):
         before = held_out(student, test, accuracy)
@@ -155,7 +156,7 @@ def test_promptopt_gepa_improves_a_dspy_predict_on_held_out_data(tmp_path):
         progress=False,
     )
     compiled, before, after = optimize_and_score(
-        "promptopt.dspy.GEPA, dspy.Predict, heart disease", student, gepa, train, val, test, accuracy, lm
+        "promptopt.dspy.GEPA, dspy.Predict, heart disease", student, gepa, (train, val, test), accuracy, lm
     )
     result = compiled.promptopt_result
 
@@ -182,9 +183,7 @@ def test_promptopt_mipro_on_a_dspy_chain_of_thought(tmp_path):
         "promptopt.dspy.MIPROv2, dspy.ChainOfThought, iris",
         student,
         small_mipro(accuracy, tmp_path),
-        train,
-        val,
-        test,
+        (train, val, test),
         accuracy,
         lm,
     )
@@ -221,9 +220,7 @@ def test_promptopt_mipro_on_a_two_module_dspy_pipeline(tmp_path):
         "promptopt.dspy.MIPROv2, two-module pipeline, iris",
         student,
         small_mipro(accuracy, tmp_path, num_trials=6, minibatch_full_eval_steps=3),
-        train,
-        val,
-        test,
+        (train, val, test),
         accuracy,
         lm,
     )
