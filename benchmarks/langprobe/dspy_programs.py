@@ -69,17 +69,19 @@ class DescribePetals(dspy.Signature):
 
 
 class Classify(dspy.Signature):
-    """Name the iris species from the petal description and the sepal measurements."""
+    """Name the iris species from the flower's measurements and a description of its petals."""
 
-    description: str = dspy.InputField()
     sepal_length: str = dspy.InputField()
     sepal_width: str = dspy.InputField()
+    petal_length: str = dspy.InputField()
+    petal_width: str = dspy.InputField()
+    description: str = dspy.InputField()
     species: Literal["setosa", "versicolor", "virginica"] = dspy.OutputField()
 
 
 class PetalsThenSpecies(dspy.Module):
     """A two-module iris pipeline: one module describes the petals in words, a second names the species
-    from that description and the sepal measurements (it never sees the petal numbers)."""
+    from the four measurements and that description."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,4 +90,10 @@ class PetalsThenSpecies(dspy.Module):
 
     def forward(self, sepal_length, sepal_width, petal_length, petal_width):
         description = self.describe(petal_length=petal_length, petal_width=petal_width).description
-        return self.classify(description=description, sepal_length=sepal_length, sepal_width=sepal_width)
+        return self.classify(
+            sepal_length=sepal_length,
+            sepal_width=sepal_width,
+            petal_length=petal_length,
+            petal_width=petal_width,
+            description=description,
+        )
