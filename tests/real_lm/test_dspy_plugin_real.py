@@ -5,7 +5,7 @@ Each test takes a DSPy program exactly as a DSPy user writes it (a ``dspy.Predic
 ``promptopt.dspy.MIPROv2`` and scores the uncompiled and the compiled module on a held-out test split
 with ``dspy.Evaluate``: the compiled one must score higher, and it must save, load and predict alike.
 MIPROv2 selects on 20 validation examples: with 10 its held-out gain came in one run of two (one
-example of difference on 10 is noise); with 20 it came in every run measured here (see each test).
+example of difference on 10 is noise); with 20 it came in every run measured here (see MIPRO_CASES).
 
 The task LM is a ``dspy.LM`` pointed at the local llama.cpp server of the 1.5B model
 (``LM("local/large")``, installed by scripts/setup.sh), at temperature 0; the reflection / proposal
@@ -44,11 +44,12 @@ def proposal_lm() -> dspy.LM:
     return dspy_lm(po.LM(TASK_MODEL, temperature=0.7, max_tokens=400))
 
 
-def small_mipro(metric, tmp_path, **overrides) -> MIPROv2:
-    """The MIPROv2 the ChainOfThought and pipeline tests compile with: 4 candidates per predictor,
-    8 trials on minibatches of 5 with a full validation every 4, up to 3 bootstrapped + 3 labelled
-    demos; ``overrides`` replace any."""
-    options = dict(
+def small_mipro(metric, tmp_path) -> MIPROv2:
+    """The MIPROv2 of the ChainOfThought and pipeline cases (experiments/dspy_mipro_repeats.py
+    repeats it): 4 candidates per predictor, 8 trials on minibatches of 5 with a full validation
+    every 4, up to 3 bootstrapped + 3 labelled demos."""
+    return MIPROv2(
+        metric,
         auto=None,
         num_candidates=4,
         num_trials=8,
@@ -61,7 +62,6 @@ def small_mipro(metric, tmp_path, **overrides) -> MIPROv2:
         run_dir=tmp_path / "run",
         progress=False,
     )
-    return MIPROv2(metric, **{**options, **overrides})
 
 
 def held_out(program, examples, metric):
