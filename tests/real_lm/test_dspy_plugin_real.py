@@ -172,9 +172,10 @@ MIPRO_CASES = {
         200,
     ),
     # The petals described in words, then the species named from the measurements and the
-    # description. Here: test 60.0% -> 66.7%, validation 0.45 -> 0.60 with 3 + 3 demos adopted
-    # (111 metric calls, 24 minutes). An earlier pipeline whose classifier saw only the description
-    # kept 53.3% -> 53.3% under the same optimizer: the words lost what the species depends on.
+    # description. Two runs here: test 60.0% -> 66.7% both times, validation 0.45 -> 0.60 with
+    # 3 + 3 demos adopted (111 metric calls, 24 minutes each). An earlier pipeline whose classifier
+    # saw only the description kept 53.3% -> 53.3% under the same optimizer: the words lost what the
+    # species depends on.
     "two_module_pipeline": (
         PetalsThenSpecies,
         PetalsThenSpecies,
