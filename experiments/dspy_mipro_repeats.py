@@ -28,7 +28,7 @@ import dspy
 
 import promptopt as po
 from langprobe import get_task
-from langprobe.dspy_programs import IrisSpecies, PetalsThenSpecies
+from langprobe.dspy_programs import IrisSpecies, PetalsThenSpecies, scores_on
 from promptopt.dspy import MIPROv2
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 
@@ -60,15 +60,8 @@ def main() -> None:
         return task.metric(example, pred).value
 
     def held_out(program: dspy.Module) -> float:
-        evaluate = dspy.Evaluate(
-            devset=test,
-            metric=lambda ex, pred, trace=None: float(accuracy(ex, pred)),
-            num_threads=2,
-            display_progress=False,
-            max_errors=len(test) + 1,
-            failure_score=0.0,
-        )
-        return evaluate(program).score / 100
+        scores = scores_on(program, test, accuracy)
+        return sum(scores) / len(scores)
 
     done = set()
     if args.out.exists():

@@ -32,7 +32,7 @@ import dspy
 import promptopt as po
 import promptopt.dspy as po_dspy
 from langprobe import get_task
-from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, MathWordProblem
+from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, MathWordProblem, scores_on
 from promptopt.core.program import write_json_atomic
 from promptopt.evaluate import bootstrap_ci
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
@@ -94,15 +94,7 @@ def main() -> None:
     dspy.configure(lm=task_lm)
 
     def test_scores(program: dspy.Module) -> list[float]:
-        evaluate = dspy.Evaluate(
-            devset=test,
-            metric=accuracy,
-            num_threads=args.threads,
-            display_progress=False,
-            max_errors=len(test) + 1,  # a reply DSPy cannot parse scores 0
-            failure_score=0.0,
-        )
-        return [float(score) for _, _, score in evaluate(program).results]
+        return scores_on(program, test, accuracy, num_threads=args.threads)
 
     seed = make_program()
     if "seed" not in report or args.fresh:

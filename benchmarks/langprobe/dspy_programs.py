@@ -8,7 +8,8 @@ feeds them directly and the task's metric reads their predictions. Used by the D
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import dspy
 
@@ -19,7 +20,27 @@ __all__ = [
     "IrisSpecies",
     "MathWordProblem",
     "PetalsThenSpecies",
+    "scores_on",
 ]
+
+
+def scores_on(
+    program: dspy.Module,
+    examples: Sequence[dspy.Example],
+    metric: Callable[..., Any],
+    num_threads: int = 2,
+) -> list[float]:
+    """Per-example scores of ``program`` with DSPy's own evaluator, in ``examples``' order; a reply
+    DSPy cannot parse (or any other error) scores 0 instead of stopping the evaluation."""
+    evaluate = dspy.Evaluate(
+        devset=list(examples),
+        metric=lambda example, pred, trace=None: float(metric(example, pred)),
+        num_threads=num_threads,
+        display_progress=False,
+        max_errors=len(examples) + 1,
+        failure_score=0.0,
+    )
+    return [float(score) for _, _, score in evaluate(program).results]
 
 
 class IrisSpecies(dspy.Signature):

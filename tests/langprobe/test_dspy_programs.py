@@ -14,6 +14,7 @@ from langprobe.dspy_programs import (  # noqa: E402
     IrisSpecies,
     MathWordProblem,
     PetalsThenSpecies,
+    scores_on,
 )
 from langprobe.registry import get_task  # noqa: E402
 from langprobe.task import mirror_dir  # noqa: E402
@@ -60,3 +61,19 @@ def test_the_iris_pipeline_hands_the_description_on_and_the_metric_scores_it():
     assert "short and narrow petals" in seen[0]
     assert re.search(r"petal_length.*\n.*" + re.escape(setosa.petal_length), seen[0])  # and the numbers
     assert task.metric(setosa, right).value == 1.0 and task.metric(other, wrong).value == 0.0
+
+
+def test_scores_on_keeps_the_examples_order_and_scores_an_unparseable_reply_zero():
+    task = get_task("iris")
+    examples = to_dspy_examples(task.splits(seed=0, sizes=(30, 1, 1)).train)
+    setosa = next(ex for ex in examples if ex.species == "setosa")
+    other = next(ex for ex in examples if ex.species != "setosa")
+
+    def reply(messages):
+        if f"[[ ## petal_length ## ]]\n{setosa.petal_length}\n" in messages[-1]["content"]:
+            return "[[ ## species ## ]]\nsetosa\n\n[[ ## completed ## ]]"
+        return "no fields at all"
+
+    with dspy.context(lm=dspy_lm(ScriptedLM(reply))):
+        scores = scores_on(dspy.Predict(IrisSpecies), [other, setosa, other], task.metric)
+    assert scores == [0.0, 1.0, 0.0]

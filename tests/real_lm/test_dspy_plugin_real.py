@@ -26,7 +26,7 @@ import pytest
 
 import promptopt as po
 from langprobe import get_task
-from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, PetalsThenSpecies
+from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, PetalsThenSpecies, scores_on
 from promptopt.dspy import GEPA, MIPROv2
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 
@@ -66,15 +66,8 @@ def small_mipro(metric, tmp_path) -> MIPROv2:
 
 def held_out(program, examples, metric):
     """Accuracy with DSPy's own evaluator; a reply DSPy cannot parse scores 0."""
-    evaluate = dspy.Evaluate(
-        devset=examples,
-        metric=lambda ex, pred, trace=None: float(metric(ex, pred)),
-        num_threads=2,
-        display_progress=False,
-        max_errors=len(examples) + 1,
-        failure_score=0.0,
-    )
-    return evaluate(program).score / 100
+    scores = scores_on(program, examples, metric)
+    return sum(scores) / len(scores)
 
 
 def data(task_name, seed, sizes):
