@@ -6,7 +6,8 @@ Examples:
     python -m promptopt.bench langprobe --tasks iris,scone --programs predict,cot \\
         --optimizers baseline,gepa,mipro --lm local --reflection-lm local --budget 200 --seeds 0,1
     python -m promptopt.bench langprobe --config experiments/x.toml --workers 2
-    python -m promptopt.bench report --out results/langprobe
+    python -m promptopt.bench report --out runs/langprobe/quick
+    python -m promptopt.bench reproduce --out runs/langprobe/quick --cells iris__predict__gepa__local__s0
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from typing import Any
 
 from promptopt.bench.optimizers import OPTIMIZERS
-from promptopt.bench.spec import PRESETS, ExperimentSpec, SpecError, preset
+from promptopt.bench.spec import PRESETS, ExperimentSpec, SpecError, default_out, preset
 
 # flag -> spec key, for flags that override a preset or a --config file when given.
 _LIST_FLAGS = {"tasks": str, "programs": str, "optimizers": str, "lm": str, "seeds": int}
@@ -71,6 +72,9 @@ def spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
         data["sizes"] = _parse_sizes(args.sizes)
     if "tasks" not in data:
         raise SpecError("Give --tasks (e.g. --tasks iris,scone), --preset quick|full or --config FILE.toml.")
+    if not data.get("out"):
+        # A run's own folder, which git ignores: results/ holds committed evidence, not a cache.
+        data["out"] = default_out(data.get("name"))
     if data.get("programs") == []:
         data["programs"] = None
     return ExperimentSpec.from_dict(data, source=source)
@@ -92,24 +96,25 @@ def cmd_langprobe(args: argparse.Namespace) -> int:
         from promptopt.bench.runner import plan
         from promptopt.bench.store import Store
 
-        try:
-            todo, done = plan(spec, Store(spec.out))
-        except SpecError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        todo_plan = plan(spec, Store(spec.out), fresh=args.fresh)
         for cell in spec.cells():
-            state = "done" if cell.key in done else "to run"
+            if cell.key in todo_plan.reused:
+                state = "reuse"
+            else:
+                state = "to run" + (
+                    f" ({todo_plan.reasons[cell.key]})" if cell.key in todo_plan.reasons else ""
+                )
             why = availability(cell.optimizer)
-            print(f"{cell.key}: {state}" + (f" ({why})" if why else ""))
+            print(f"{cell.key}: {state}" + (f" [{why}]" if why else ""))
         print(
-            f"{len(todo)} to run, {len(done)} finished; sizes "
+            f"{todo_plan.summary()}; sizes "
             + ", ".join(f"{t}={'/'.join(map(str, spec.sizes_for(t)))}" for t in spec.tasks)
         )
         return 0
     t0 = time.perf_counter()
     interrupted = False
     try:
-        outcome = run_matrix(spec, executor=executor, progress=not args.quiet)
+        outcome = run_matrix(spec, executor=executor, progress=not args.quiet, fresh=args.fresh)
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -126,10 +131,12 @@ def cmd_langprobe(args: argparse.Namespace) -> int:
         )
         return 130
     assert outcome is not None
+    reran = len(outcome.rerun_reasons)
     print(
-        f"{len(outcome.ran)} cells run ({len(outcome.failed)} failed), {len(outcome.skipped)} already "
-        f"finished, in {elapsed:.0f}s. Report: {files.markdown} ({len(files.charts)} charts in "
-        f"{files.markdown.parent / 'charts'})"
+        f"{len(outcome.ran)} cells run ({len(outcome.failed)} failed; {reran} of them stored before with "
+        f"another identity or failed), {len(outcome.skipped)} reused as the same experiment, in "
+        f"{elapsed:.0f}s.\nReport: {files.markdown}\nCharts: {files.markdown.parent / 'charts'} "
+        f"({len(files.charts)} files, summary: {files.markdown.parent / 'charts' / 'summary.png'})"
     )
     return 1 if outcome.failed and args.strict else 0
 
@@ -173,21 +180,51 @@ def _add_langprobe(sub: Any) -> None:
     src.add_argument("--max-tokens", type=int, help="task LM max tokens (default: 512)")
     src.add_argument("--num-threads", type=int, help="parallel examples per evaluation (default: 4)")
     src.add_argument("--data-dir", help="data mirror (default: $PROMPTOPT_DATA_DIR or shared/data)")
-    src.add_argument("--out", help="output directory (default: results/langprobe)")
+    src.add_argument("--out", help="output directory (default: runs/langprobe/<name>)")
     src.add_argument("--name", help="experiment name shown in the report")
     run = p.add_argument_group("how to run")
     run.add_argument("--executor", choices=["local", "ray"], default="local")
     run.add_argument("--workers", type=int, default=1, help="local executor: cells in parallel processes")
     run.add_argument("--ray-address", help="ray executor: cluster address (default: local Ray)")
     run.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    run.add_argument(
+        "--fresh", action="store_true", help="run every cell again, even those stored as the same experiment"
+    )
     run.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
     run.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_langprobe)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from promptopt.bench.reproduce import reproduce_cells
+
+    keys = _split(args.cells, str) if args.cells else None
+    try:
+        outcomes = reproduce_cells(args.out, keys, progress=not args.quiet)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    for outcome in outcomes:
+        print(outcome.describe())
+    exact = sum(o.exact for o in outcomes)
+    print(f"{exact} of {len(outcomes)} cells reproduced exactly from the LM cache")
+    return 0 if exact == len(outcomes) else 1
+
+
+def _add_reproduce(sub: Any) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="rerun stored cells from the LM cache and check that their numbers come back exactly",
+    )
+    p.add_argument("--out", required=True, help="the experiment's output directory (its cells/ folder)")
+    p.add_argument("--cells", help="comma-separated cell keys (default: every finished cell)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
+
+
 def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="rebuild report.md, report.csv and charts from stored cells")
-    p.add_argument("--out", default="results/langprobe", help="the experiment's output directory")
+    p.add_argument("--out", required=True, help="the experiment's output directory (its cells/ folder)")
     p.set_defaults(func=cmd_report)
 
 
@@ -197,6 +234,7 @@ def add_subcommands(subparsers: Any) -> None:
     sub = bench.add_subparsers(dest="bench_command", required=True)
     _add_langprobe(sub)
     _add_report(sub)
+    _add_reproduce(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="bench_command", required=True)
     _add_langprobe(sub)
     _add_report(sub)
+    _add_reproduce(sub)
     return parser
 
 

@@ -5,14 +5,17 @@ optimizer with a budget in metric calls inside its own run directory (``resume=T
 interrupted cell continues), scores the optimized program on the same test examples and
 records the paired lift. A cell that raises is stored with its error and the matrix goes on;
 Ctrl-C stops the matrix and leaves every finished cell in place. Rerunning the same command
-skips finished cells and retries failed ones.
+skips finished cells that are the same experiment (same config, data, LMs and code: see
+:mod:`promptopt.bench.identity`), reruns those that are not, and retries failed ones.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import platform
+import shutil
 import sys
 import threading
 import time
@@ -22,15 +25,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from promptopt.bench.identity import CellIdentity, code_identity, data_identity
 from promptopt.bench.optimizers import OptimizerUnavailableError, RunContext, availability, run_optimizer
-from promptopt.bench.spec import Cell, ExperimentSpec, SpecError
+from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.stats import paired_bootstrap
 from promptopt.bench.store import Store
 from promptopt.evaluate import evaluate
+from promptopt.lm.identity import lm_identity
 from promptopt.lm.usage import track_usage
 from promptopt.optimizers.result import serialize_components
+from promptopt.provenance import collect
 
-SCHEMA = 1
+# 2: cells carry their identity and provenance.
+SCHEMA = 2
 
 
 @dataclass
@@ -41,6 +48,7 @@ class LMs:
     reflection: Any = None
     proposer: Any = None
     _built: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _identities: dict[Any, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _build(self, role: str, model: str, **kwargs: Any) -> Any:
@@ -65,6 +73,26 @@ class LMs:
         if spec.proposer_lm is None:
             return self.reflection_lm(spec)
         return self._build("proposer", spec.proposer_lm, temperature=0.7, max_tokens=700)
+
+    def identities(self, cell: Cell, spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
+        """Role -> identity of each LM the cell calls (the seed-only baseline calls the task LM only).
+
+        Identities come from the spec's strings, or from the injected objects, without building an
+        LM or starting a server."""
+        reflection = self.reflection if self.reflection is not None else spec.reflection_lm
+        out = {"task": self._identity(self.task if self.task is not None else cell.lm)}
+        if cell.optimizer != "baseline":
+            proposer = self.proposer if self.proposer is not None else (spec.proposer_lm or reflection)
+            out["reflection"] = self._identity(reflection)
+            out["proposer"] = self._identity(proposer)
+        return out
+
+    def _identity(self, lm: Any) -> dict[str, Any]:
+        with self._lock:
+            key = lm if isinstance(lm, str) else id(lm)
+            if key not in self._identities:
+                self._identities[key] = lm_identity(lm)
+            return dict(self._identities[key])
 
 
 class _CountingMetric:
@@ -116,15 +144,43 @@ def baseline_config(spec: ExperimentSpec, cell: Cell) -> dict[str, Any]:
     return {k: cfg[k] for k in keep}
 
 
+def _data_identity(spec: ExperimentSpec, cell: Cell) -> dict[str, Any]:
+    cfg = spec.cell_config(cell)
+    return data_identity(cell.task, spec.data_dir, cfg["split_seed"], tuple(cfg["sizes"]))
+
+
+def cell_identity(spec: ExperimentSpec, cell: Cell, lms: LMs) -> CellIdentity:
+    """Everything the cell's numbers depend on (see :mod:`promptopt.bench.identity`)."""
+    return CellIdentity(
+        config=spec.cell_config(cell),
+        data=_data_identity(spec, cell),
+        lms=lms.identities(cell, spec),
+        code=code_identity(),
+    )
+
+
+def baseline_identity(spec: ExperimentSpec, cell: Cell, lms: LMs) -> CellIdentity:
+    return CellIdentity(
+        config=baseline_config(spec, cell),
+        data=_data_identity(spec, cell),
+        lms={"task": lms.identities(cell, spec)["task"]},
+        code=code_identity(),
+    )
+
+
+def _provenance(identity: CellIdentity) -> dict[str, Any]:
+    return collect(lms=identity.lms, data={identity.data["task"]: identity.data})
+
+
 def ensure_baseline(
     spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool
 ) -> dict[str, Any]:
     """The seed program's val and test scores for the cell's (task, program, lm, seed), computed once."""
     key = cell.baseline_key
-    config = baseline_config(spec, cell)
+    identity = baseline_identity(spec, cell, lms)
     with store.lock(key):
         found = store.load_baseline(key)
-        if found is not None and found.get("config") == config:
+        if found is not None and not identity.changed_parts(found.get("identity")):
             return found
         task, splits = _splits(spec, cell)
         lm = lms.task_lm(cell.lm, spec)
@@ -138,7 +194,9 @@ def ensure_baseline(
         record = {
             "schema": SCHEMA,
             "key": key,
-            "config": config,
+            "config": identity.config,
+            "identity": identity.to_dict(),
+            "provenance": _provenance(identity),
             "splits": splits.ids(),
             "val": _scores(val),
             "test": _scores(test),
@@ -163,9 +221,13 @@ def run_cell(
         "host": platform.node(),
     }
     try:
+        identity = cell_identity(spec, cell, lms)
+        record["identity"] = identity.to_dict()
+        record["provenance"] = _provenance(identity)
         why = availability(cell.optimizer)
         if why is not None:
             raise OptimizerUnavailableError(why)
+        _claim_run_dir(store.run_dir(cell.key), identity)
         record.update(_run(spec, cell, store, lms, progress))
         record["status"] = "ok"
         record["error"] = None
@@ -181,6 +243,21 @@ def run_cell(
     record["seconds"] = time.perf_counter() - t0
     store.save_cell(cell.key, record)
     return record
+
+
+def _claim_run_dir(run_dir: Any, identity: CellIdentity) -> None:
+    """Keep an interrupted run's state only when it belongs to the same experiment: resuming state
+    written by other code, data or LMs would mix two experiments in one result."""
+    marker = run_dir / "identity.json"
+    if run_dir.exists():
+        try:
+            stored = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            stored = None
+        if identity.changed_parts(stored):
+            shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(identity.to_dict(), indent=2, default=str))
 
 
 def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool) -> dict[str, Any]:
@@ -256,37 +333,68 @@ def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: boo
     }
 
 
-# --- the matrix -------------------------------------------------------------------------
+# --- the matrix ---------------------------------------------------------------------------
 @dataclass
 class MatrixOutcome:
     ran: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    rerun_reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.ran if r["status"] != "ok"]
 
 
-def plan(spec: ExperimentSpec, store: Store) -> tuple[list[Cell], list[str]]:
-    """(cells to run, keys already finished). A finished cell run with another config is an error."""
-    todo, done = [], []
+@dataclass
+class Plan:
+    """What a run of the matrix will do with each cell."""
+
+    todo: list[Cell]
+    reused: list[str]  # keys of stored cells that are the same experiment
+    reasons: dict[str, str]  # key -> why a stored cell is run again
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for why in self.reasons.values():
+            counts[why] = counts.get(why, 0) + 1
+        whys = "; ".join(f"{n} {why}" for why, n in sorted(counts.items()))
+        new = len(self.todo) - len(self.reasons)
+        text = f"{len(self.reused)} reused (same config, data, LMs and code), {new} new"
+        return text + (f", {len(self.reasons)} rerun: {whys}" if whys else "")
+
+
+def _why_rerun(stored: dict[str, Any], identity: CellIdentity) -> str | None:
+    if stored.get("status") != "ok":
+        return "failed before"
+    if not isinstance(stored.get("identity"), dict):
+        return "stored without an identity (older code)"
+    changed = identity.changed_parts(stored["identity"])
+    if not changed:
+        return None
+    if "config" in changed:
+        had, want = stored["identity"].get("config") or {}, identity.config
+        keys = sorted(k for k in want if had.get(k) != want[k])
+        changed[changed.index("config")] = f"config ({', '.join(keys)})"
+    return "changed " + ", ".join(changed)
+
+
+def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: bool = False) -> Plan:
+    """Which cells to run: those not stored, failed, or stored with another identity (all of them
+    with ``fresh``)."""
+    lms = lms or LMs()
+    todo, reused, reasons = [], [], {}
     for cell in spec.cells():
         found = store.load_cell(cell.key)
-        if found is None or found.get("status") != "ok":
+        if found is None:
             todo.append(cell)
             continue
-        want = spec.cell_config(cell)
-        if found.get("config") != want:
-            had = found.get("config") or {}
-            diff = sorted(k for k in want if had.get(k) != want[k])
-            was = ", ".join(f"{k}={had.get(k)!r}" for k in diff)
-            now = ", ".join(f"{k}={want[k]!r}" for k in diff)
-            raise SpecError(
-                f"{store.cell_path(cell.key)} was run with another {', '.join(diff)} ({was}; now {now}). "
-                "Use another --out, or delete the cell and its runs/ directory to recompute it."
-            )
-        done.append(cell.key)
-    return todo, done
+        why = "--fresh" if fresh else _why_rerun(found, cell_identity(spec, cell, lms))
+        if why is None:
+            reused.append(cell.key)
+        else:
+            todo.append(cell)
+            reasons[cell.key] = why
+    return Plan(todo=todo, reused=reused, reasons=reasons)
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -311,21 +419,24 @@ def run_matrix(
     lms: LMs | None = None,
     progress: bool = True,
     on_cell: Callable[[dict[str, Any]], None] | None = None,
+    fresh: bool = False,
 ) -> MatrixOutcome:
-    """Run every unfinished cell of ``spec``; ``on_cell`` sees each stored record."""
+    """Run every cell of ``spec`` that is not stored as the same experiment (every cell with
+    ``fresh``); ``on_cell`` sees each stored record."""
     from promptopt.bench.executors import LocalExecutor
 
     spec.validate()
     store = Store(spec.out)
-    todo, done = plan(spec, store)
+    todo_plan = plan(spec, store, lms, fresh=fresh)
+    todo, done = todo_plan.todo, todo_plan.reused
     store.save_spec(spec.to_dict())
     executor = executor or LocalExecutor()
-    outcome = MatrixOutcome(skipped=done)
+    outcome = MatrixOutcome(skipped=done, rerun_reasons=todo_plan.reasons)
     total = len(todo) + len(done)
     if progress:
         print(
-            f"LangProBe {spec.name or 'experiment'}: {total} cells "
-            f"({len(done)} already finished) -> {spec.out}",
+            f"LangProBe {spec.name or 'experiment'}: {total} cells -> {spec.out}\n"
+            f"  cells: {todo_plan.summary()}",
             file=sys.stderr,
         )
         for name in spec.optimizers:

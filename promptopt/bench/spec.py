@@ -14,7 +14,7 @@ A TOML file takes the same keys as :class:`ExperimentSpec`::
     seeds = [0, 1]
     budget = 100                    # metric calls per cell
     num_threads = 4
-    out = "results/langprobe"
+    out = "runs/langprobe/iris-scone"   # default: runs/langprobe/<name>
 
     [sizes]                         # or sizes = [train, val, test] for every task
     iris = [20, 20, 50]
@@ -33,6 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.bench.optimizers import OPTIMIZERS
+
+
+def default_out(name: str | None) -> str:
+    """Where a run writes when no ``out`` is given: its own folder under ``runs/`` (ignored by git)."""
+    return f"runs/langprobe/{slug(name) if name else 'experiment'}"
 
 
 class SpecError(ValueError):
@@ -95,10 +100,14 @@ class ExperimentSpec:
     split_seed: int | None = None
     num_threads: int = 4
     max_tokens: int = 512
-    out: str = "results/langprobe"
+    out: str = ""  # empty: default_out(name)
     data_dir: str | None = None
     name: str = ""
     optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            self.out = default_out(self.name)
 
     # --- validation ---------------------------------------------------------------
     def validate(self) -> ExperimentSpec:

@@ -1,11 +1,13 @@
 """Where a LangProBe experiment keeps its results.
 
-Layout of the output directory (default ``results/langprobe``)::
+Layout of the output directory (default ``runs/langprobe/<name>``)::
 
     spec.json                         the last spec run here
-    cells/<cell-key>.json             one finished cell (written atomically when it finishes)
+    cells/<cell-key>.json             one finished cell (written atomically when it finishes), with
+                                      its identity (reused only by the same experiment) and provenance
     baselines/<baseline-key>.json     the seed program on val and test, shared by a cell's optimizers
-    runs/<cell-key>/                  the optimizer's own run directory (state for resume, events)
+    runs/<cell-key>/                  the optimizer's own run directory (state for resume, events),
+                                      kept for a resume only by a cell of the same identity
     report.md, report.csv, charts/    rebuilt from cells/ by ``python -m promptopt.bench report``
 
 A cell key is ``<task>__<program>__<optimizer>__<lm>__s<seed>``; a baseline key drops the optimizer.

@@ -97,6 +97,13 @@ class LM:
     def __repr__(self) -> str:
         return f"LM({self.model!r})"
 
+    def identity(self) -> dict[str, Any]:
+        """Which model this is, precisely enough to tell two models apart (see
+        :mod:`promptopt.lm.identity`); a local model's file is resolved, its server is not started."""
+        from promptopt.lm.identity import lm_identity
+
+        return lm_identity(self.model)
+
     # The objects below are process-bound; copies of programs share the LM.
     def __deepcopy__(self, memo: dict[int, Any]) -> LM:
         return self

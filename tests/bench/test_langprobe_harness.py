@@ -141,7 +141,9 @@ def test_spec_from_toml_flags_and_presets(tmp_path, capsys):
     rc = bench_main(["langprobe", "--config", str(path), "--budget", "7", "--out", str(out), "--dry-run"])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "iris__cot__gepa__local__s1: to run" in lines and lines[-1].startswith("16 to run, 0 finished")
+    assert "iris__cot__gepa__local__s1: to run" in lines and lines[-1].startswith(
+        "0 reused (same config, data, LMs and code), 16 new"
+    )
     assert bench_main(["langprobe", "--tasks", "iris", "--optimizers", "nope", "--dry-run"]) == 2
     assert "Unknown optimizer 'nope'" in capsys.readouterr().err
     assert bench_main(["langprobe", "--tasks", "iris", "--sizes", "1,x,3", "--dry-run"]) == 2
@@ -257,10 +259,14 @@ def test_interrupted_matrix_resumes_without_rerunning_finished_cells(tmp_path):
     assert [e["resumed"] for e in starts] == [False, True]  # the optimizer continued its run dir
     assert {c["key"]: stable(c) for c in store.cells()} == reference
 
-    # A third run has nothing left to do; a changed budget is refused rather than mixed in.
+    # A third run has nothing left to do; a changed budget is another experiment: its cells run again
+    # (the seed-only baselines do not depend on the budget and are reused).
     assert run_matrix(s, lms=make_lms(), progress=False).ran == []
-    with pytest.raises(SpecError, match=r"was run with another budget \(budget=30; now budget=31\)"):
-        run_matrix(spec(tmp_path / "run", budget=31), lms=make_lms(), progress=False)
+    changed = run_matrix(spec(tmp_path / "run", budget=31), lms=make_lms(), progress=False)
+    assert sorted(changed.rerun_reasons) == [*sorted(k for k in finished if "__gepa__" in k), unfinished]
+    assert set(changed.rerun_reasons.values()) == {"changed config (budget)"}
+    assert sorted(changed.skipped) == sorted(k for k in finished if "__baseline__" in k)
+    assert all(store.load_cell(k)["config"]["budget"] == 31 for k in changed.rerun_reasons)
 
 
 @needs_mirror

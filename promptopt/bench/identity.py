@@ -1,0 +1,108 @@
+"""When a stored cell is the same experiment as the one asked for.
+
+A cell's identity is everything its numbers depend on: its config (task, program, optimizer, sizes,
+budget, ...), the data its splits came from (the sha256 of the task's files in the mirror and of the
+drawn examples themselves), the identity of every LM it called (the local model file's sha256, or
+the API model string) and the code (the sha256 of promptopt's and langprobe's sources). A stored cell
+is reused only when all four match; otherwise it is run again, and the run says which part changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from promptopt.provenance import code_version, files_sha256
+
+PARTS = ("config", "data", "lms", "code")
+
+
+@dataclass(frozen=True)
+class CellIdentity:
+    config: dict[str, Any]
+    data: dict[str, Any]
+    lms: dict[str, dict[str, Any]]
+    code: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def sha256(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def changed_parts(self, stored: dict[str, Any] | None) -> list[str]:
+        """The parts of ``stored`` (a stored identity dict) that differ from this one; all of them
+        when nothing was stored."""
+        if not isinstance(stored, dict):
+            return list(PARTS)
+        mine = json.loads(json.dumps(self.to_dict(), default=str))  # as it reads back from JSON
+        return [part for part in PARTS if stored.get(part) != mine[part]]
+
+
+def splits_sha256(splits: Any) -> str:
+    """sha256 of the drawn train/val/test examples, fields and input keys included."""
+    h = hashlib.sha256()
+    for name in ("train", "val", "test"):
+        for example in getattr(splits, name):
+            h.update(name.encode())
+            h.update(json.dumps(example.to_dict(), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _stamp(folder: Path | None) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime) of every file: a cache key that changes when the data is edited."""
+    if folder is None:
+        return ()
+    return tuple(
+        (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _files_sha256(folder: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    return files_sha256(folder)["sha256"]
+
+
+@functools.lru_cache(maxsize=256)
+def _data_identity_json(
+    task: str,
+    data_dir: str | None,
+    split_seed: int,
+    sizes: tuple[int, ...],
+    stamp: tuple[tuple[str, int, int], ...],
+) -> str:
+    from langprobe import get_task
+    from langprobe.task import task_dir
+
+    folder = task_dir(task, data_dir)
+    splits = get_task(task).splits(data_dir, seed=split_seed, sizes=sizes)
+    return json.dumps(
+        {
+            "task": task,
+            "files_sha256": None if folder is None else _files_sha256(str(folder), stamp),
+            "splits_sha256": splits_sha256(splits),
+        }
+    )
+
+
+def data_identity(
+    task: str, data_dir: str | os.PathLike[str] | None, split_seed: int, sizes: tuple[int, ...]
+) -> dict[str, Any]:
+    """What a cell's examples came from: the sha256 of every file of ``task`` in the data mirror
+    (``None`` when they came from the hub) and of the drawn train/val/test examples."""
+    from langprobe.task import task_dir
+
+    folder = task_dir(task, data_dir)
+    key = None if data_dir is None else str(data_dir)
+    return json.loads(_data_identity_json(task, key, split_seed, tuple(sizes), _stamp(folder)))
+
+
+def code_identity() -> str:
+    return code_version().source_sha256

@@ -1,0 +1,158 @@
+"""Run stored cells again and check that their numbers come back exactly.
+
+A cell is rerun from its stored config into a scratch folder, with the same LMs and therefore the
+same LM response cache, so every request that the first run made is answered as it was then. With
+the same code and data every number must come back: the seed and optimized programs' per-example test
+scores, the lift and its interval, the validation scores, the metric calls, the learning curve and
+the adopted components. Wall time, token timing and dates are not compared. A difference means the
+stored number cannot be reproduced from what is recorded (a change in code or data, a cache that
+lost entries, or nondeterminism in an optimizer), and the report names the field.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptopt.bench.runner import LMs, cell_identity, run_cell
+from promptopt.bench.spec import Cell, ExperimentSpec
+from promptopt.bench.store import Store
+
+# The fields of a cell record that must come back exactly (dotted paths into the record).
+COMPARED = (
+    "splits",
+    "baseline.test.ids",
+    "baseline.test.scores",
+    "optimized.test.ids",
+    "optimized.test.scores",
+    "lift.mean",
+    "lift.ci",
+    "validation.baseline",
+    "validation.optimized",
+    "budget.metric_calls",
+    "budget.lm_calls",
+    "learning_curve",
+    "components",
+    "optimizer.candidates",
+)
+
+
+@dataclass
+class Reproduction:
+    """The outcome of rerunning one stored cell."""
+
+    key: str
+    differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (stored, rerun)
+    identity_changes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.error is None and not self.differences
+
+    def describe(self) -> str:
+        if self.error:
+            return f"{self.key}: could not rerun: {self.error}"
+        note = (
+            f" (stored with another {', '.join(self.identity_changes)}: a difference is expected)"
+            if self.identity_changes
+            else ""
+        )
+        if self.exact:
+            return f"{self.key}: reproduced exactly{note}"
+        diffs = "; ".join(
+            f"{name}: stored {_short(a)}, now {_short(b)}" for name, (a, b) in self.differences.items()
+        )
+        return f"{self.key}: DIFFERS in {diffs}{note}"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _get(record: dict[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def compare(stored: dict[str, Any], rerun: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Field -> (stored, rerun) for every compared field that differs (as read back from JSON)."""
+    rerun = json.loads(json.dumps(rerun, default=str))
+    return {
+        name: (_get(stored, name), _get(rerun, name))
+        for name in COMPARED
+        if _get(stored, name) != _get(rerun, name)
+    }
+
+
+def _spec_for(stored: dict[str, Any], base: dict[str, Any], out: Path) -> tuple[ExperimentSpec, Cell]:
+    cfg = stored["config"]
+    cell = Cell(cfg["task"], cfg["program"], cfg["optimizer"], cfg["lm"], cfg["seed"])
+    spec = ExperimentSpec(
+        tasks=[cell.task],
+        programs=[cell.program],
+        optimizers=[cell.optimizer],
+        lms=[cell.lm],
+        seeds=[cell.seed],
+        budget=cfg["budget"] or base.get("budget", 1),
+        reflection_lm=cfg["reflection_lm"] or base.get("reflection_lm", "local"),
+        proposer_lm=cfg["proposer_lm"],
+        sizes={cell.task: tuple(cfg["sizes"])},
+        split_seed=cfg["split_seed"],
+        num_threads=base.get("num_threads", 4),
+        max_tokens=cfg["max_tokens"],
+        out=str(out),
+        data_dir=base.get("data_dir"),
+        name=base.get("name", ""),
+        optimizer_options={cell.optimizer: dict(cfg.get("optimizer_options") or {})},
+    )
+    return spec, cell
+
+
+def reproduce_cells(
+    out: str | Path, keys: list[str] | None = None, *, lms: LMs | None = None, progress: bool = False
+) -> list[Reproduction]:
+    """Rerun the stored cells of ``out`` (all finished ones, or ``keys``) and compare their numbers."""
+    store = Store(out)
+    try:
+        base = json.loads((Path(out) / "spec.json").read_text())
+    except (OSError, ValueError):
+        base = {}
+    stored_cells = {c["key"]: c for c in store.cells() if c.get("status") == "ok"}
+    wanted = keys if keys is not None else sorted(stored_cells)
+    missing = [k for k in wanted if k not in stored_cells]
+    if missing:
+        raise KeyError(
+            f"No finished cell {missing[0]!r} in {store.cells_dir}; finished: {sorted(stored_cells)}"
+        )
+    lms = lms or LMs()
+    outcomes = []
+    for key in wanted:
+        stored = stored_cells[key]
+        outcome = Reproduction(key)
+        with tempfile.TemporaryDirectory(prefix="promptopt-reproduce-") as scratch:
+            try:
+                spec, cell = _spec_for(stored, base, Path(scratch))
+                spec.validate()
+                outcome.identity_changes = cell_identity(spec, cell, lms).changed_parts(
+                    stored.get("identity")
+                )
+                rerun = run_cell(spec, cell, Store(scratch), lms, progress=progress)
+            except Exception as exc:  # a cell that cannot be rebuilt is reported, the others still run
+                outcome.error = f"{type(exc).__name__}: {exc}"
+                outcomes.append(outcome)
+                continue
+        if rerun["status"] != "ok":
+            outcome.error = f"the rerun failed: {rerun['error']['type']}: {rerun['error']['message']}"
+        else:
+            outcome.differences = compare(stored, rerun)
+        outcomes.append(outcome)
+    return outcomes

@@ -1,0 +1,191 @@
+"""A stored cell is reused only as the same experiment, carries its provenance, and reproduces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from langprobe.task import mirror_dir
+from promptopt.bench import ExperimentSpec, LMs, run_matrix
+from promptopt.bench import runner as runner_mod
+from promptopt.bench.cli import main as bench_main
+from promptopt.bench.reproduce import reproduce_cells
+from promptopt.bench.store import Store
+from promptopt.provenance import PACKAGES, code_version, files_sha256, source_sha256
+from promptopt.testing import ScriptedLM, field_value, last_user_message
+
+needs_mirror = pytest.mark.skipif(mirror_dir() is None, reason="no local data mirror (shared/data)")
+RULE = "RULE-PETALS"
+
+
+def iris_reply(messages):
+    msg = last_user_message(messages)
+    if RULE in messages[0]["content"]:
+        length = float(field_value(msg, "petal_length"))
+        width = float(field_value(msg, "petal_width"))
+        species = "setosa" if length < 2.5 else ("versicolor" if width < 1.75 else "virginica")
+    else:
+        species = "virginica"
+    return f"species: {species}"
+
+
+def make_lms(task_fn=iris_reply) -> LMs:
+    reflector = ScriptedLM(lambda m: f"```\n{RULE}: decide the species from the petal length and width.\n```")
+    return LMs(task=ScriptedLM(task_fn), reflection=reflector)
+
+
+def spec(out, **kw) -> ExperimentSpec:
+    opts = dict(
+        tasks=["iris"],
+        programs=["predict"],
+        optimizers=["baseline", "gepa"],
+        seeds=[0],
+        budget=30,
+        sizes={"iris": (6, 6, 12)},
+        num_threads=1,
+        out=str(out),
+    )
+    opts.update(kw)
+    return ExperimentSpec(**opts).validate()
+
+
+def test_code_version_and_source_hash(tmp_path):
+    version = code_version()
+    assert len(version.source_sha256) == 64 and version.version
+    # The hash follows the sources: another file or another byte changes it.
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    first = source_sha256([tmp_path / "pkg"])
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert source_sha256([tmp_path / "pkg"]) != first
+
+
+def test_default_out_is_a_run_folder_not_results():
+    assert ExperimentSpec(tasks=["iris"], name="quick").out == "runs/langprobe/quick"
+    assert ExperimentSpec(tasks=["iris"]).out == "runs/langprobe/experiment"
+
+
+@needs_mirror
+def test_cells_carry_identity_and_provenance(tmp_path):
+    s = spec(tmp_path / "out")
+    outcome = run_matrix(s, lms=make_lms(), progress=False)
+    assert [r["status"] for r in outcome.ran] == ["ok", "ok"]
+    for cell in Store(s.out).cells():
+        ident, prov = cell["identity"], cell["provenance"]
+        assert set(ident) == {"config", "data", "lms", "code"}
+        assert ident["code"] == code_version().source_sha256
+        assert len(ident["data"]["files_sha256"]) == 64 and len(ident["data"]["splits_sha256"]) == 64
+        assert ident["lms"]["task"] == {"model": "promptopt.testing.ScriptedLM"}
+        assert set(prov["packages"]) == set(PACKAGES) and prov["packages"]["promptopt"]
+        assert set(prov["code"]) == {"version", "commit", "dirty", "source_sha256"}
+        assert prov["cpu"]["cores"] >= 1 and prov["command"]
+        assert prov["data"]["iris"] == ident["data"] and prov["lms"] == ident["lms"]
+    gepa = Store(s.out).load_cell("iris__predict__gepa__local__s0")
+    assert set(gepa["identity"]["lms"]) == {"task", "reflection", "proposer"}
+    assert json.loads((Store(s.out).run_dir(gepa["key"]) / "identity.json").read_text()) == gepa["identity"]
+
+
+@needs_mirror
+def test_a_cell_is_rerun_when_code_data_or_lm_changed(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(mirror_dir() / "iris", data / "iris")
+    s = spec(tmp_path / "out", data_dir=str(data))
+    run_matrix(s, lms=make_lms(), progress=False)
+    assert run_matrix(s, lms=make_lms(), progress=False).ran == []
+
+    # Other code: every cell runs again, and the run says why.
+    monkeypatch.setattr(runner_mod, "code_identity", lambda: "0" * 64)
+    again = run_matrix(s, lms=make_lms(), progress=False)
+    assert len(again.ran) == 2 and set(again.rerun_reasons.values()) == {"changed code"}
+    monkeypatch.undo()
+    assert set(run_matrix(s, lms=make_lms(), progress=False).rerun_reasons.values()) == {"changed code"}
+
+    # Other data: a row appended to the task's file in the mirror.
+    csv = data / "iris" / "iris.csv"
+    csv.write_text(csv.read_text() + csv.read_text().splitlines()[-1] + "\n")
+    again = run_matrix(s, lms=make_lms(), progress=False)
+    assert len(again.ran) == 2 and set(again.rerun_reasons.values()) == {"changed data"}
+
+    # Another task LM: the cells that called it run again.
+    class OtherLM(ScriptedLM):
+        pass
+
+    lms = make_lms()
+    lms.task = OtherLM(iris_reply)
+    again = run_matrix(s, lms=lms, progress=False)
+    assert set(again.rerun_reasons.values()) == {"changed lms"} and len(again.ran) == 2
+
+    # A cell stored by older code, without an identity, is not trusted.
+    store = Store(s.out)
+    cell = store.load_cell("iris__predict__gepa__local__s0")
+    del cell["identity"]
+    store.save_cell(cell["key"], cell)
+    again = run_matrix(s, lms=lms, progress=False)
+    assert again.rerun_reasons == {
+        "iris__predict__gepa__local__s0": "stored without an identity (older code)"
+    }
+
+
+@needs_mirror
+def test_a_run_dir_of_another_experiment_is_not_resumed(tmp_path):
+    s = spec(tmp_path / "out")
+    store = Store(s.out)
+    stale = store.run_dir("iris__predict__gepa__local__s0")
+    stale.mkdir(parents=True)
+    (stale / "identity.json").write_text(json.dumps({"code": "older"}))
+    (stale / "state.json").write_text("{}")  # would be resumed if it were kept
+    outcome = run_matrix(s, lms=make_lms(), progress=False)
+    assert [r["status"] for r in outcome.ran] == ["ok", "ok"]
+    assert json.loads((stale / "identity.json").read_text())["code"] == code_version().source_sha256
+
+
+@needs_mirror
+def test_fresh_reruns_everything(tmp_path):
+    s = spec(tmp_path / "out")
+    run_matrix(s, lms=make_lms(), progress=False)
+    again = run_matrix(s, lms=make_lms(), progress=False, fresh=True)
+    assert set(again.rerun_reasons.values()) == {"--fresh"} and len(again.ran) == 2
+
+
+@needs_mirror
+def test_reproduce_gives_back_the_stored_numbers_exactly(tmp_path):
+    s = spec(tmp_path / "out")
+    run_matrix(s, lms=make_lms(), progress=False)
+    outcomes = reproduce_cells(s.out, lms=make_lms())
+    assert [o.key for o in outcomes] == [c.key for c in sorted(s.cells(), key=lambda c: c.key)]
+    assert all(o.exact for o in outcomes), [o.describe() for o in outcomes]
+    assert outcomes[0].describe().endswith("reproduced exactly")
+
+    # A task LM that answers otherwise now (a changed model behind the same name, a lost cache):
+    # the rerun differs, and the report names the fields.
+    def fickle(messages):
+        return "species: setosa"
+
+    outcomes = reproduce_cells(s.out, ["iris__predict__gepa__local__s0"], lms=make_lms(fickle))
+    (outcome,) = outcomes
+    assert not outcome.exact
+    assert {"baseline.test.scores", "optimized.test.scores", "lift.mean"} <= set(outcome.differences)
+    assert "DIFFERS in" in outcome.describe() and "baseline.test.scores" in outcome.describe()
+    with pytest.raises(KeyError, match="No finished cell 'nope'"):
+        reproduce_cells(s.out, ["nope"], lms=make_lms())
+
+
+@needs_mirror
+def test_reproduce_command_exit_code(tmp_path, monkeypatch, capsys):
+    s = spec(tmp_path / "out")
+    run_matrix(s, lms=make_lms(), progress=False)
+    monkeypatch.setattr("promptopt.bench.reproduce.LMs", make_lms)
+    assert bench_main(["reproduce", "--out", s.out, "-q"]) == 0
+    assert "2 of 2 cells reproduced exactly" in capsys.readouterr().out
+    assert bench_main(["reproduce", "--out", s.out, "--cells", "missing"]) == 2
+
+
+def test_data_identity_hashes_files_and_examples(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "rows.csv").write_text("a\n1\n")
+    first = files_sha256(tmp_path / "t")
+    (tmp_path / "t" / "rows.csv").write_text("a\n2\n")
+    second = files_sha256(tmp_path / "t")
+    assert first["sha256"] != second["sha256"] and set(first["files"]) == {"rows.csv"}
