@@ -449,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from importlib import metadata
 
+    from promptopt.lm.identity import lm_identity
+    from promptopt.provenance import collect
+
     c1, c4, cp = cached["lm_call_1_thread"], cached["lm_call_4_threads"], cached["predict_call_1_thread"]
     u = uncached
     st = stub
@@ -486,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         "imports": imports,
         "total_seconds": time.perf_counter() - started,
         "summary": summary,
+        "provenance": collect(lms={"task": lm_identity("local")}),
     }
 
     out = Path(args.out)

@@ -29,6 +29,7 @@ import dspy
 import promptopt as po
 from langprobe import get_task
 from langprobe.dspy_programs import IrisSpecies, PetalsThenSpecies, scores_on
+from promptopt.bench.identity import experiment_provenance
 from promptopt.dspy import MIPROv2
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 
@@ -51,7 +52,8 @@ def main() -> None:
 
     make, split_seed, max_tokens = PROGRAMS[args.program]
     task = get_task("iris")
-    splits = task.splits(seed=split_seed, sizes=(15, 20, 30))
+    sizes = (15, 20, 30)
+    splits = task.splits(seed=split_seed, sizes=sizes)
     train, val, test = (to_dspy_examples(s) for s in (splits.train, splits.val, splits.test))
     lm = dspy_lm(po.LM(args.model, max_tokens=max_tokens))
     proposer = dspy_lm(po.LM(args.model, temperature=0.7, max_tokens=400))
@@ -102,6 +104,9 @@ def main() -> None:
             "seconds": round(time.time() - t0),
             "demos": {name: len(p.demos) for name, p in compiled.named_predictors()},
             "instructions": {name: p.signature.instructions for name, p in compiled.named_predictors()},
+            "provenance": experiment_provenance(
+                "iris", split_seed, sizes, {"task": args.model, "proposer": args.model}
+            ),
         }
         print(json.dumps(record), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)

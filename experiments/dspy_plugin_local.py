@@ -33,6 +33,7 @@ import promptopt as po
 import promptopt.dspy as po_dspy
 from langprobe import get_task
 from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, MathWordProblem, scores_on
+from promptopt.bench.identity import experiment_provenance
 from promptopt.core.program import write_json_atomic
 from promptopt.evaluate import bootstrap_ci
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
@@ -98,7 +99,10 @@ def main() -> None:
 
     seed = make_program()
     if "seed" not in report or args.fresh:
-        report["seed"] = {"test_scores": test_scores(seed)}
+        report["seed"] = {
+            "test_scores": test_scores(seed),
+            "provenance": experiment_provenance(args.task, args.seed, sizes, {"task": args.task_lm}),
+        }
         write_json_atomic(out, report)
     base = report["seed"]["test_scores"]
 
@@ -182,6 +186,9 @@ def main() -> None:
         elif name == "dspy_gepa":
             d = compiled.detailed_results
             entry.update(val_best=d.val_aggregate_scores[d.best_idx], metric_calls=d.total_metric_calls)
+        entry["provenance"] = experiment_provenance(
+            args.task, args.seed, sizes, {"task": args.task_lm, "reflection": args.reflection_lm}
+        )
         results[name] = entry
         write_json_atomic(out, report)
         print(f"{name}: test {entry['seed_test']:.3f} -> {entry['test']:.3f} [{lo:+.3f}, {hi:+.3f}]")

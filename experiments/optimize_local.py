@@ -23,6 +23,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import promptopt as po
 from langprobe import get_task
+from promptopt.bench.identity import experiment_provenance
 from promptopt.core.program import write_json_atomic
 from promptopt.evaluate import bootstrap_ci
 from promptopt.optimizers import GEPA, MIPROv2
@@ -126,6 +127,16 @@ def main() -> None:
         "stop_reason": result.stop_reason,
         "config": result.config,
         "wall_seconds": {"optimize_this_invocation": t1 - t0, "test_eval": time.time() - t1},
+        "provenance": experiment_provenance(
+            args.task,
+            args.seed,
+            tuple(sizes),
+            {
+                "task": args.lm,
+                "reflection": args.reflection_lm,
+                "proposer": args.proposer_lm or args.reflection_lm,
+            },
+        ),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)

@@ -34,6 +34,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import promptopt as po
 from langprobe import get_task
+from promptopt.bench.identity import experiment_provenance
 from promptopt.core.program import write_json_atomic
 from promptopt.evaluate import EvaluationResult, bootstrap_ci
 from promptopt.optimizers import GEPA, BootstrapFewShot, MIPROv2
@@ -216,6 +217,12 @@ def main() -> None:
             for label, res in scores.items()
         },
         "eval_seconds_this_invocation": time.time() - t_eval,
+        "provenance": experiment_provenance(
+            args.task,
+            args.split_seed,
+            sizes,
+            {"optimizer_task": server_lm, "scoring_base": base_lm, "scoring_finetuned": tuned_lm},
+        ),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)

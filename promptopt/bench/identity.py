@@ -106,3 +106,21 @@ def data_identity(
 
 def code_identity() -> str:
     return code_version().source_sha256
+
+
+def experiment_provenance(
+    task: str,
+    split_seed: int,
+    sizes: tuple[int, ...],
+    lms: dict[str, Any],
+    data_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """The provenance block of an experiment script's result on one task: code, packages, machine,
+    command, the identity of each LM (role -> model string or LM object) and of the drawn data."""
+    from promptopt.lm.identity import lm_identity
+    from promptopt.provenance import collect
+
+    return collect(
+        lms={role: lm_identity(lm) for role, lm in lms.items()},
+        data={task: data_identity(task, data_dir, split_seed, tuple(sizes))},
+    )
