@@ -2,14 +2,17 @@
 
 import json
 import random
+import re
+from collections import Counter
 
 import pytest
 
 import promptopt as po
-from promptopt.optimizers import GEPA, Callback
+from promptopt.optimizers import GEPA, Callback, evaluation
+from promptopt.optimizers.evaluation import components_key
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.merge import find_merge, merge_components
-from promptopt.optimizers.result import Candidate, OptimizationResult
+from promptopt.optimizers.result import Candidate, OptimizationResult, serialize_components
 from promptopt.testing import Killed, ScriptedLM, dies_at, field_value, last_user_message, toy_examples
 
 data = toy_examples
@@ -94,17 +97,55 @@ def test_gepa_improves_and_reports_everything(tmp_path):
     assert loaded.get_instructions() == best.get_instructions()
 
 
-def test_nothing_is_scored_twice():
-    res = run()
-    # every (candidate, example) pair counted once: seed and best on 6 val examples each ...
-    recs = {}
+def test_nothing_is_scored_twice(monkeypatch):
+    """The evaluator runs and scores each (candidate, example) pair at most once: a parent's minibatch
+    seen again, a tie extension, and a merge's validation subsample all come from its records."""
+    runs, asked = Counter(), Counter()
+    run_examples = evaluation.evaluate
+
+    def counting_evaluate(prog, examples, *args, **kwargs):
+        key = components_key(serialize_components(prog.components()))
+        runs.update((key, ex.id) for ex in examples)
+        return run_examples(prog, examples, *args, **kwargs)
+
+    cached_run = evaluation.CandidateEvaluator.run
+
+    def counting_run(self, components, examples):
+        asked.update((components_key(components), ex.id) for ex in examples)
+        return cached_run(self, components, examples)
+
+    monkeypatch.setattr(evaluation, "evaluate", counting_evaluate)
+    monkeypatch.setattr(evaluation.CandidateEvaluator, "run", counting_run)
+    scored = []
+
+    def counted_metric(ex, pred, trace=None):
+        scored.append(ex.id)
+        return two_stage_metric(ex, pred, trace)
+
+    res, _ = two_stage_run(seed=8, metric=counted_metric)
+
+    twice = {pair: n for pair, n in runs.items() if n > 1}
+    assert not twice, twice
+    # the budget counts exactly the pairs run, and the metric saw nothing else
+    assert sum(runs.values()) == res.budget.metric_calls == len(scored)
+    val_ids = [e.id for e in data(4, offset=10)]
     for c in res.candidates:
-        for ex_id in c.val_scores:
-            recs[(c.id, ex_id)] = 1
-    assert res.budget.metric_calls >= len(recs)
-    # ... and a second pass over the same budget with a perfect parent costs nothing more
-    res2 = run(max_metric_calls=res.budget.metric_calls + 30)
-    assert res2.best_score == 1.0
+        key = components_key(c.components)
+        assert sorted(c.val_scores) == sorted(val_ids)
+        assert [runs[(key, i)] for i in val_ids] == [1] * len(val_ids), c.origin
+    # the run did ask for pairs again (so the cache was exercised) ...
+    assert sum(asked.values()) > sum(runs.values())
+    # ... among them the merge's validation subsample, scored once when the merge was judged and
+    # reused when it was accepted
+    (merged,) = [c for c in res.candidates if c.origin == "merge"]
+    key = components_key(merged.components)
+    assert [asked[(key, i)] for i in val_ids] == [2] * len(val_ids)
+
+    # A run that stops on a perfect candidate spends the same with a larger budget.
+    first = run()
+    more = run(max_metric_calls=first.budget.metric_calls + 30)
+    assert more.best_score == first.best_score == 1.0
+    assert more.budget.metric_calls == first.budget.metric_calls
 
 
 class Collect(Callback):
@@ -290,46 +331,82 @@ class Pipe(po.Program):
         return self.second(mid=self.first(word=word).mid)
 
 
-def test_merge_combines_two_components_end_to_end():
-    """Each stage needs its own rule; merges join two lines that each fixed one stage."""
+# One rule alone confuses the second stage on one validation word (it answers "?"), so a candidate
+# with only one of the two rules scores below the seed there and the seed stays on the Pareto front.
+CONFUSED_BY = {"exclaim": "lemon", "uppercase": "mango"}
 
-    def lm(messages):
+
+def two_stage_lm():
+    def reply(messages):
         system = messages[0]["content"].lower()
         user = last_user_message(messages)
         if user.startswith("word:"):
             w = field_value(user, "word")
             return f"mid: {w + '!' if 'exclaim' in system else w}"
-        m = field_value(user, "mid")
-        return f"out: {m.upper() if 'uppercase' in system else m}"
+        mid = field_value(user, "mid")
+        exclaimed, upper = mid.endswith("!"), "uppercase" in system
+        if exclaimed != upper and mid.rstrip("!") == CONFUSED_BY["exclaim" if exclaimed else "uppercase"]:
+            return "out: ?"
+        return f"out: {mid.upper() if upper else mid}"
 
-    def reflect(messages):
-        prompt = messages[0]["content"]
-        return (
-            "- Always uppercase the text."
-            if "`mid`" in prompt.split("writes")[0][-60:] or "reads `mid`" in prompt
-            else "- Always exclaim: add an exclamation mark."
-        )
+    return ScriptedLM(reply)
 
-    def m(ex, pred, trace=None):
-        score = (pred.out.upper() == pred.out) * 0.5 + pred.out.endswith("!") * 0.5
-        return po.Score(score, "Output must be uppercase and end with '!'.")
 
+def two_stage_reflect(messages):
+    """Knows the fix of each stage, but proposes it only while the other stage is untouched: no line
+    of reflections holds both rules, so only a merge can reach a perfect score."""
+    prompt = messages[0]["content"]
+    if "reads `mid`" in prompt:
+        return "- Keep the text as it is." if "!\nOutput:" in prompt else "- Always uppercase the text."
+    if any(got.isupper() for got in re.findall(r"got '([^']*)'", prompt)):
+        return "- Keep the word as it is."
+    return "- Always exclaim: add an exclamation mark."
+
+
+def two_stage_metric(ex, pred, trace=None):
+    out = pred.out
+    score = ((out.rstrip("!").lower() == ex.word) + out.isupper() + out.endswith("!")) / 3
+    return po.Score(score, f"The output must be the word in uppercase, ending with '!'; got {out!r}.")
+
+
+def two_stage_run(seed, metric=two_stage_metric):
     cb = Collect()
     gepa = GEPA(
-        m,
+        metric,
         max_metric_calls=150,
-        reflection_lm=ScriptedLM(reflect),
+        reflection_lm=ScriptedLM(two_stage_reflect),
         proposer="rules",
         progress=False,
         evolve_demos=False,
         use_merge=True,
-        seed=3,
+        seed=seed,
         callbacks=[cb],
         minibatch_size=2,
     )
-    res = gepa.compile(Pipe(), data(8), data(4, offset=10), lm=ScriptedLM(lm))
-    assert res.best_score == 1.0
-    assert any(e == "merge" for e, _ in cb.events) or res.best_candidate.origin.startswith("reflection")
+    res = gepa.compile(Pipe(), data(8), data(4, offset=10), lm=two_stage_lm())
+    return res, cb
+
+
+@pytest.mark.parametrize("seed", [0, 3, 8])
+def test_merge_combines_two_components_end_to_end(seed):
+    """Each stage needs its own rule; a merge joins two lines that each fixed one stage."""
+    res, cb = two_stage_run(seed)
+    by_id = {c.id: c for c in res.candidates}
+    merges = [d for e, d in cb.events if e == "merge"]
+    assert [d["accepted"] for d in merges] == [True], merges
+    merged = res.best_candidate
+    assert merged.origin == "merge" and merged.parents == merges[0]["ids"]
+    # the parents are the two one-rule lines, siblings from the seed
+    a, b = (by_id[p] for p in merged.parents)
+    assert {a.origin, b.origin} == {"reflection:first.instruction", "reflection:second.instruction"}
+    assert a.parents == b.parents == [0]
+    for key in ("first.instruction", "second.instruction"):
+        assert merged.components[key] in (a.components[key], b.components[key])
+        assert merged.components[key] != by_id[0].components[key]
+    # the merge was scored on every validation example, and is what the run returns
+    assert merged.val_scores == dict.fromkeys((e.id for e in data(4, offset=10)), 1.0)
+    assert max(a.val_score, b.val_score) < res.best_score == 1.0
+    assert ("val_evaluated", {"candidate_id": merged.id, "score": 1.0}) in cb.events
 
 
 def test_stop_file_and_threshold(tmp_path):
