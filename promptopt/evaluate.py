@@ -122,19 +122,45 @@ def _as_prediction(value: Any) -> Prediction:
     raise TypeError(f"A program must return a Prediction or a dict, not {type(value).__name__}.")
 
 
+def _rng_kwarg(seed: int) -> dict[str, Any]:
+    """scipy >= 1.15 takes ``rng``; older releases take the same Generator as ``random_state``."""
+    import inspect
+
+    from scipy import stats
+
+    name = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+    return {name: np.random.default_rng(seed)}
+
+
 def bootstrap_ci(
-    scores: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+    scores: Sequence[float], confidence: float = 0.95, resamples: int = 9999, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (deterministic for a given seed)."""
-    arr = np.asarray(scores, dtype=float)
+    """Percentile bootstrap interval of the mean (``scipy.stats.bootstrap``), deterministic for a given seed.
+
+    No scores give ``(nan, nan)``; one score, or scores that are all equal, give ``(mean, mean)``: every
+    resample has that mean (scipy itself refuses fewer than two observations). The percentile method is
+    used rather than BCa because BCa is undefined on such degenerate resamples and unstable on 0/1
+    scores that differ on a few examples only.
+    """
+    arr = np.asarray(scores, dtype=float).ravel()
     if arr.size == 0:
         return (float("nan"), float("nan"))
+    mean = float(arr.mean())
     if arr.size == 1 or np.all(arr == arr[0]):
-        return (float(arr.mean()), float(arr.mean()))
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, arr.size, size=(resamples, arr.size))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+        return (mean, mean)
+    from scipy import stats
+
+    res = stats.bootstrap(
+        (arr,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        **_rng_kwarg(seed),
+    )
+    ci = res.confidence_interval
+    return (float(ci.low), float(ci.high))
 
 
 @dataclass

@@ -1,7 +1,12 @@
+import inspect
 import json
+import math
 import threading
+import warnings
 
+import numpy as np
 import pytest
+from scipy import stats
 
 import promptopt as po
 from promptopt.testing import ScriptedLM, field_value, last_user_message
@@ -97,3 +102,25 @@ def test_settings_reach_worker_threads():
     with po.context(lm=lm):
         res = po.evaluate(Who(), dataset(8), lambda e, p: 1.0, num_threads=4, display_progress=False)
     assert not res.errors and len(lm.calls) == 8
+
+
+def test_ci_is_a_seeded_scipy_bootstrap_and_degenerate_results_need_no_resampling():
+    res = po.evaluate(po.Predict("x -> y"), dataset(), metric, lm=doubling_lm(), display_progress=False)
+    rng = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+    ref = stats.bootstrap(
+        (np.asarray(res.scores),),
+        np.mean,
+        n_resamples=9999,
+        method="percentile",
+        **{rng: np.random.default_rng(0)},
+    ).confidence_interval
+    assert res.ci() == (float(ref.low), float(ref.high)) == tuple(res.to_dict()["ci95"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        perfect = po.evaluate(
+            po.Predict("x -> y"), dataset(3), lambda e, p: 1.0, lm=doubling_lm(), display_progress=False
+        )
+        assert perfect.ci() == (1.0, 1.0)
+        one = po.evaluate(po.Predict("x -> y"), dataset(1), metric, lm=doubling_lm(), display_progress=False)
+        assert one.ci() == (one.score, one.score)
+        assert all(math.isnan(x) for x in po.EvaluationResult([]).ci())

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from promptopt.bench.optimizers import OPTIMIZERS
-from promptopt.bench.stats import paired_bootstrap
+from promptopt.bench.stats import pair_by_id, pooled_paired, sign_counts, sign_test
 from promptopt.bench.store import Store
 
 CSV_COLUMNS = [
@@ -40,6 +40,11 @@ CSV_COLUMNS = [
     "lift",
     "lift_ci_low",
     "lift_ci_high",
+    "n_distinct",
+    "wins",
+    "losses",
+    "ties",
+    "sign_p",
     "baseline_val",
     "optimized_val",
     "metric_calls",
@@ -70,6 +75,8 @@ def cell_row(c: dict[str, Any]) -> dict[str, Any]:
     row.update(key=c["key"], status=c["status"], cell_seconds=c.get("seconds"))
     if c["status"] == "ok":
         lift, b = c["lift"], c["budget"]
+        ids, base, opt = _paired_test_scores(c)
+        wins, losses, ties = sign_counts(np.subtract(opt, base))
         row.update(
             n_test=lift["n"],
             baseline_test=c["baseline"]["test"]["score"],
@@ -77,6 +84,11 @@ def cell_row(c: dict[str, Any]) -> dict[str, Any]:
             lift=lift["mean"],
             lift_ci_low=lift["ci"][0],
             lift_ci_high=lift["ci"][1],
+            n_distinct=len(ids),
+            wins=wins,
+            losses=losses,
+            ties=ties,
+            sign_p=sign_test(wins, losses),
             baseline_val=c["validation"]["baseline"],
             optimized_val=c["validation"]["optimized"],
             metric_calls=b["metric_calls"],
@@ -97,18 +109,26 @@ def _group_key(c: dict[str, Any]) -> tuple[str, str, str, str]:
     return (cfg["task"], cfg["program"], cfg["optimizer"], cfg["lm"])
 
 
+def _paired_test_scores(c: dict[str, Any]) -> tuple[list[Any], list[float], list[float]]:
+    """A finished cell's test ``(ids, baseline scores, optimized scores)``, paired by example id."""
+    base, opt = c["baseline"]["test"], c["optimized"]["test"]
+    return pair_by_id(base["ids"], base["scores"], opt["ids"], opt["scores"], label=f"cell {c['key']}")
+
+
 def aggregate(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (task, program, optimizer, lm): means over seeds; the lift's CI pools the paired
-    per-example differences of every seed."""
+    """One row per (task, program, optimizer, lm): means over seeds, and the lift pooled over seeds with
+    :func:`~promptopt.bench.stats.pooled_paired`: its CI resamples distinct test examples (an example
+    scored under several seeds is one cluster), its sign test counts distinct examples. ``n_test`` is
+    the number of scored pairs over all seeds, ``n_distinct`` the number of distinct examples."""
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for c in cells:
         if c["status"] == "ok":
             groups[_group_key(c)].append(c)
     rows = []
     for (task, program, optimizer, lm), cs in groups.items():
-        base = [s for c in cs for s in c["baseline"]["test"]["scores"]]
-        opt = [s for c in cs for s in c["optimized"]["test"]["scores"]]
-        lift = paired_bootstrap(base, opt)
+        cs = sorted(cs, key=lambda c: (c["config"]["seed"], c["key"]))
+        paired = [_paired_test_scores(c) for c in cs]
+        lift = pooled_paired([p[0] for p in paired], [p[1] for p in paired], [p[2] for p in paired])
         rows.append(
             {
                 "task": task,
@@ -116,11 +136,16 @@ def aggregate(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "optimizer": optimizer,
                 "lm": lm,
                 "seeds": len(cs),
-                "n_test": len(base),
+                "n_test": lift["n"],
+                "n_distinct": lift["n_distinct"],
                 "baseline_test": float(np.mean([c["baseline"]["test"]["score"] for c in cs])),
                 "optimized_test": float(np.mean([c["optimized"]["test"]["score"] for c in cs])),
                 "lift": lift["mean"],
                 "lift_ci": lift["ci"],
+                "wins": lift["wins"],
+                "losses": lift["losses"],
+                "ties": lift["ties"],
+                "sign_p": lift["sign_p"],
                 "baseline_val": float(np.mean([c["validation"]["baseline"] for c in cs])),
                 "optimized_val": float(np.mean([c["validation"]["optimized"] for c in cs])),
                 "metric_calls": float(np.mean([c["budget"]["metric_calls"] for c in cs])),
@@ -168,6 +193,12 @@ def _signed(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.1f}"
 
 
+def _p(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
 def _int(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -200,9 +231,12 @@ def markdown(
         f"Task LM: {', '.join(f'`{x}`' for x in lms)}; reflection/proposer LM: "
         f"{', '.join(f'`{x}`' for x in refl)}.",
         "Scores are accuracy-like metric means on the test split, in percent. Lift is optimized minus "
-        "baseline on the same test examples, with a paired bootstrap 95% CI over examples (pooled over "
-        "seeds). Metric calls, LM calls (task and reflection/proposal, cached included), tokens and "
-        "wall time are the optimizer's, averaged over seeds.",
+        "baseline on the same test examples; its 95% CI is a percentile bootstrap clustered by test "
+        "example over seeds (each distinct example's difference is averaged over the seeds that scored "
+        "it, and the n distinct examples are resampled, so an example scored under several seeds counts "
+        "once), and sign p is a two-sided sign test of the distinct examples the optimized program won "
+        "against those it lost (ties dropped). Metric calls, LM calls (task and reflection/proposal, "
+        "cached included), tokens and wall time are the optimizer's, averaged over seeds.",
         "",
     ]
     summary = by_optimizer(rows)
@@ -237,6 +271,8 @@ def markdown(
                 "baseline test",
                 "optimized test",
                 "lift [95% CI]",
+                "n distinct",
+                "sign p",
                 "metric calls",
                 "LM calls",
                 "tokens",
@@ -252,6 +288,8 @@ def markdown(
                     _pct(r["baseline_test"]),
                     _pct(r["optimized_test"]),
                     f"{_signed(r['lift'])} [{_signed(r['lift_ci'][0])}, {_signed(r['lift_ci'][1])}]",
+                    str(r["n_distinct"]),
+                    _p(r["sign_p"]),
                     _int(r["metric_calls"]),
                     _int(r["lm_calls"]),
                     _int(r["tokens"]),
