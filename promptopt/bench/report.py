@@ -1,6 +1,6 @@
 """Tables and charts of a LangProBe experiment, rebuilt from its stored cells.
 
-``python -m promptopt.bench report --out results/langprobe`` writes, next to ``cells/``:
+``python -m promptopt.bench report --out runs/langprobe/quick`` writes, next to ``cells/``:
 
     report.md              per-task tables (baseline test, optimized test, lift with its paired 95% CI,
                            metric calls, LM calls, tokens, wall time) and the failed cells

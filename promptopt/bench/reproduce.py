@@ -20,6 +20,7 @@ from typing import Any
 from promptopt.bench.runner import LMs, cell_identity, run_cell
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store
+from promptopt.lm.cache import Cache
 
 # The fields of a cell record that must come back exactly (dotted paths into the record).
 COMPARED = (
@@ -113,8 +114,24 @@ def _spec_for(stored: dict[str, Any], base: dict[str, Any], out: Path) -> tuple[
         data_dir=base.get("data_dir"),
         name=base.get("name", ""),
         optimizer_options={cell.optimizer: dict(cfg.get("optimizer_options") or {})},
+        lm_cache=cfg.get("lm_cache", "shared"),
     )
     return spec, cell
+
+
+def _replaying(lms: LMs, store: Store, cell: Cell, spec: ExperimentSpec, scratch: Path) -> LMs:
+    """Under ``lm_cache="per_cell"`` a cell's replies live in its own cache files (its baseline's and
+    its run's): the rerun answers from a merged copy of them, so the stored files stay as they were."""
+    if spec.lm_cache != "per_cell":
+        return lms
+    replay = Cache(scratch / "replay-cache.sqlite")
+    for path in (
+        store.baselines_dir / f"{cell.baseline_key}.lm-cache.sqlite",
+        store.run_dir(cell.key) / "lm-cache.sqlite",
+    ):
+        if path.exists():
+            replay.merge_from(path)
+    return lms.with_cache(replay.path)
 
 
 def reproduce_cells(
@@ -142,10 +159,11 @@ def reproduce_cells(
             try:
                 spec, cell = _spec_for(stored, base, Path(scratch))
                 spec.validate()
-                outcome.identity_changes = cell_identity(spec, cell, lms).changed_parts(
+                cell_lms = _replaying(lms, store, cell, spec, Path(scratch))
+                outcome.identity_changes = cell_identity(spec, cell, cell_lms).changed_parts(
                     stored.get("identity")
                 )
-                rerun = run_cell(spec, cell, Store(scratch), lms, progress=progress)
+                rerun = run_cell(spec, cell, Store(scratch), cell_lms, progress=progress)
             except Exception as exc:  # a cell that cannot be rebuilt is reported, the others still run
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 outcomes.append(outcome)

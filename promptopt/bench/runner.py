@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from promptopt.bench.identity import CellIdentity, code_identity, data_identity
@@ -47,6 +48,7 @@ class LMs:
     task: Any = None  # one object for every task-LM string, or None to build LM(string)
     reflection: Any = None
     proposer: Any = None
+    cache: Path | None = None  # the LM response cache of built LMs; None: the user's shared cache
     _built: dict[tuple[str, str], Any] = field(default_factory=dict)
     _identities: dict[Any, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,7 +58,8 @@ class LMs:
 
         with self._lock:
             if (role, model) not in self._built:
-                self._built[(role, model)] = LM(model, **kwargs)
+                cache = self.cache if self.cache is not None else True
+                self._built[(role, model)] = LM(model, cache=cache, **kwargs)
             return self._built[(role, model)]
 
     def task_lm(self, model: str, spec: ExperimentSpec) -> Any:
@@ -73,6 +76,18 @@ class LMs:
         if spec.proposer_lm is None:
             return self.reflection_lm(spec)
         return self._build("proposer", spec.proposer_lm, temperature=0.7, max_tokens=700)
+
+    def with_cache(self, path: Path) -> LMs:
+        """The same LMs, but built ones answer from (and fill) the response cache at ``path``;
+        injected objects are used as they are."""
+        return LMs(task=self.task, reflection=self.reflection, proposer=self.proposer, cache=path)
+
+    def for_cell(self, spec: ExperimentSpec, cache_path: Path) -> LMs:
+        """The LMs a cell runs with: under ``lm_cache="per_cell"`` its own cache at ``cache_path``,
+        unless a cache was set already (a replay of a stored cell's cache)."""
+        if spec.lm_cache != "per_cell" or self.cache is not None:
+            return self
+        return self.with_cache(cache_path)
 
     def identities(self, cell: Cell, spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
         """Role -> identity of each LM the cell calls (the seed-only baseline calls the task LM only).
@@ -183,7 +198,7 @@ def ensure_baseline(
         if found is not None and not identity.changed_parts(found.get("identity")):
             return found
         task, splits = _splits(spec, cell)
-        lm = lms.task_lm(cell.lm, spec)
+        lm = lms.for_cell(spec, store.baselines_dir / f"{key}.lm-cache.sqlite").task_lm(cell.lm, spec)
         if progress:
             print(
                 f"  baseline {key}: {len(splits.val)} val + {len(splits.test)} test examples", file=sys.stderr
@@ -267,6 +282,7 @@ def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: boo
         raise RuntimeError(
             f"The stored baseline {cell.baseline_key} used other examples; delete it to recompute."
         )
+    lms = lms.for_cell(spec, store.run_dir(cell.key) / "lm-cache.sqlite")
     task_lm = lms.task_lm(cell.lm, spec)
     metric = _CountingMetric(task.metric)
     ctx = RunContext(

@@ -34,6 +34,8 @@ from typing import Any
 
 from promptopt.bench.optimizers import OPTIMIZERS
 
+LM_CACHE_MODES = ("shared", "per_cell")
+
 
 def default_out(name: str | None) -> str:
     """Where a run writes when no ``out`` is given: its own folder under ``runs/`` (ignored by git)."""
@@ -86,6 +88,13 @@ class ExperimentSpec:
     ``proposer_lm`` (MIPROv2's instruction proposer) defaults to the reflection LM.
     ``optimizer_options`` passes keyword arguments to one optimizer, e.g.
     ``{"bootstrap_fewshot": {"max_labeled_demos": 4}}``.
+
+    ``lm_cache`` says which LM response cache a cell's promptopt LMs use. ``"shared"``: the user's
+    cache, shared by every cell and run (reruns are cheap, but a cell whose requests an earlier cell
+    made runs partly warm, so wall times do not compare, and a sampled reflection can be a reply
+    drawn for another cell). ``"per_cell"``: each cell starts from an empty cache of its own in its
+    run directory, so every optimizer starts cold, as the DSPy peers (DSPy's cache off) always do:
+    use it when wall times are compared.
     """
 
     tasks: list[str]
@@ -104,6 +113,7 @@ class ExperimentSpec:
     data_dir: str | None = None
     name: str = ""
     optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lm_cache: str = "shared"
 
     def __post_init__(self) -> None:
         if not self.out:
@@ -136,6 +146,8 @@ class ExperimentSpec:
                 )
             if not isinstance(options, dict):
                 raise SpecError(f"optimizer_options[{opt!r}] must be a table of keyword arguments.")
+        if self.lm_cache not in LM_CACHE_MODES:
+            raise SpecError(f"lm_cache must be one of {', '.join(LM_CACHE_MODES)}, not {self.lm_cache!r}.")
         if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
             raise SpecError(f"split_seed must be a non-negative integer, not {self.split_seed!r}.")
         for task, sz in self.sizes.items():
@@ -203,6 +215,7 @@ class ExperimentSpec:
             "split_seed": cell.seed if self.split_seed is None else self.split_seed,
             "max_tokens": self.max_tokens,
             "optimizer_options": dict(self.optimizer_options.get(cell.optimizer, {})),
+            "lm_cache": self.lm_cache,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,7 +253,7 @@ class ExperimentSpec:
                 raise SpecError(f"{key} in {source} must be an integer, not {data[key]!r}.")
         if "optimizer_options" in data and not isinstance(data["optimizer_options"], dict):
             raise SpecError(f"optimizer_options in {source} must be a table per optimizer.")
-        for key in ("out", "data_dir", "name", "reflection_lm", "proposer_lm"):
+        for key in ("out", "data_dir", "name", "reflection_lm", "proposer_lm", "lm_cache"):
             if key in data and data[key] is not None and not isinstance(data[key], str):
                 raise SpecError(f"{key} in {source} must be a string, not {data[key]!r}.")
         return cls(**data).validate()

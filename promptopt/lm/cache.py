@@ -81,6 +81,17 @@ class Cache:
             ),
         )
 
+    def merge_from(self, other: str | os.PathLike[str]) -> int:
+        """Copy the entries of the cache file ``other`` that this one lacks; returns how many."""
+        conn = self._conn()
+        before = len(self)
+        conn.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            conn.execute("INSERT OR IGNORE INTO completions SELECT * FROM other.completions")
+        finally:
+            conn.execute("DETACH DATABASE other")
+        return len(self) - before
+
     def __len__(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM completions").fetchone()[0]
 

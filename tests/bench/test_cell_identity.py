@@ -189,3 +189,39 @@ def test_data_identity_hashes_files_and_examples(tmp_path):
     (tmp_path / "t" / "rows.csv").write_text("a\n2\n")
     second = files_sha256(tmp_path / "t")
     assert first["sha256"] != second["sha256"] and set(first["files"]) == {"rows.csv"}
+
+
+@needs_mirror
+def test_per_cell_lm_cache_starts_every_cell_cold_and_replays(tmp_path, monkeypatch):
+    """Under lm_cache="per_cell" built LMs answer from a cache in the cell's own run directory: a
+    cell repeats requests that another cell made (it starts cold), and a replay reproduces it."""
+    from promptopt.testing import FakeOpenAIServer
+
+    def reply(messages):
+        try:
+            return iris_reply(messages)
+        except (KeyError, ValueError):  # not an iris case: the reflection prompt
+            return f"```\n{RULE}: decide the species from the petal length and width.\n```"
+
+    with FakeOpenAIServer(reply) as server:
+        monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        common = dict(lms=["openai/fake-iris"], reflection_lm="openai/fake-iris", budget=20)
+        cold = spec(tmp_path / "cold", lm_cache="per_cell", **common)
+        run_matrix(cold, progress=False)
+        cold_cell = Store(cold.out).load_cell("iris__predict__gepa__openai-fake-iris__s0")
+        assert (Store(cold.out).run_dir(cold_cell["key"]) / "lm-cache.sqlite").exists()
+        cache_dir = tmp_path / "shared-cache"
+        monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(cache_dir))
+        warm = spec(tmp_path / "warm", **common)
+        run_matrix(warm, progress=False)
+        warm_cell = Store(warm.out).load_cell("iris__predict__gepa__openai-fake-iris__s0")
+        # The shared cache answered the seed's validation requests that the baseline had made.
+        assert cold_cell["budget"]["uncached_lm_calls"] > warm_cell["budget"]["uncached_lm_calls"]
+        assert cold_cell["config"]["lm_cache"] == "per_cell" and warm_cell["config"]["lm_cache"] == "shared"
+
+        requests = len(server.requests)
+        (outcome,) = reproduce_cells(cold.out, [cold_cell["key"]])
+        assert outcome.exact, outcome.describe()
+        assert len(server.requests) == requests  # every reply came from the cell's own cache files
