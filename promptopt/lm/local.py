@@ -101,7 +101,12 @@ def get_model(name: str | None) -> LocalModel:
 
 
 def models_dir() -> Path:
-    return default_cache_dir() / "models"
+    """Where joined model files live: ``$PROMPTOPT_MODELS_DIR``, else ``<cache>/models``.
+
+    A separate variable lets a test session give the LM response cache and the servers a scratch
+    directory while still joining each 0.5-1 GB model file once per machine."""
+    env = os.environ.get("PROMPTOPT_MODELS_DIR")
+    return Path(env) if env else default_cache_dir() / "models"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
