@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from langprobe.task import mirror_dir
-from promptopt.bench import ExperimentSpec, LMs, run_matrix
+from promptopt.bench import ExperimentSpec, LMs, build_report, run_matrix
 from promptopt.bench import runner as runner_mod
 from promptopt.bench.cli import main as bench_main
 from promptopt.bench.reproduce import reproduce_cells
@@ -85,6 +85,15 @@ def test_cells_carry_identity_and_provenance(tmp_path):
     gepa = Store(s.out).load_cell("iris__predict__gepa__local__s0")
     assert set(gepa["identity"]["lms"]) == {"task", "reflection", "proposer"}
     assert json.loads((Store(s.out).run_dir(gepa["key"]) / "identity.json").read_text()) == gepa["identity"]
+
+    # The report says what made the cells and how warm they ran.
+    md = build_report(s.out).markdown.read_text()
+    prov = md[md.index("## Provenance") :]
+    assert "2 cells: promptopt" in prov and code_version().source_sha256[:16] in prov
+    assert (
+        f"`{code_version().commit or 'no git checkout'}`" in prov and "promptopt.testing.ScriptedLM" in prov
+    )
+    assert "## LM-cache state" in md and 'lm_cache = "shared"' in md
 
 
 @needs_mirror
