@@ -138,14 +138,23 @@ def cmd_langprobe(args: argparse.Namespace) -> int:
         f"{elapsed:.0f}s.\nReport: {files.markdown}\nCharts: {files.markdown.parent / 'charts'} "
         f"({len(files.charts)} files, summary: {files.markdown.parent / 'charts' / 'summary.png'})"
     )
-    return 1 if outcome.failed and args.strict else 0
+    if outcome.busy:
+        print(
+            f"{len(outcome.busy)} cells were in progress in another run on {spec.out} and were skipped "
+            "here; run the same command again once it is done to include them.",
+            file=sys.stderr,
+        )
+    if outcome.failed:
+        print(f"{len(outcome.failed)} cells failed; see {files.markdown} (Failed cells).", file=sys.stderr)
+    return 1 if outcome.failed else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from promptopt.bench.report import build_report
     from promptopt.bench.store import Store
 
-    if not Store(args.out).cells():
+    store = Store(args.out)
+    if not store.cells() and not store.unreadable:
         print(
             f"error: no cells in {args.out}/cells; run `python -m promptopt.bench langprobe` first.",
             file=sys.stderr,
@@ -190,7 +199,6 @@ def _add_langprobe(sub: Any) -> None:
     run.add_argument(
         "--fresh", action="store_true", help="run every cell again, even those stored as the same experiment"
     )
-    run.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
     run.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_langprobe)
 

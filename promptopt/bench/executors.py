@@ -1,7 +1,7 @@
 """Where the cells of a matrix run: in this process, a local process pool, or a Ray cluster.
 
-An executor's ``run(spec, cells, lms=..., progress=...)`` yields each cell's stored record as it
-finishes. Every cell writes its own files, so the executors differ only in where the work happens;
+An executor's ``run(spec, cells, lms=..., progress=..., reuse_finished=...)`` yields each cell's
+stored record as it finishes. Every cell writes its own files, so the executors differ only in where the work happens;
 with Ray the output directory must be on a file system every node sees.
 """
 
@@ -22,10 +22,13 @@ class ExecutorError(RuntimeError):
     pass
 
 
-def _cell_job(spec_dict: dict[str, Any], cell_dict: dict[str, Any], progress: bool) -> dict[str, Any]:
+def _cell_job(
+    spec_dict: dict[str, Any], cell_dict: dict[str, Any], progress: bool, reuse_finished: bool = True
+) -> dict[str, Any]:
     """Run one cell in a worker (a fresh process: LMs are built from the spec's strings)."""
     spec = ExperimentSpec.from_dict(spec_dict)
-    return run_cell(spec, Cell(**cell_dict), Store(spec.out), LMs(), progress=progress)
+    cell, store = Cell(**cell_dict), Store(spec.out)
+    return run_cell(spec, cell, store, LMs(), progress=progress, reuse_finished=reuse_finished)
 
 
 class LocalExecutor:
@@ -37,19 +40,25 @@ class LocalExecutor:
         self.workers = workers
 
     def run(
-        self, spec: ExperimentSpec, cells: list[Cell], *, lms: LMs | None = None, progress: bool = True
+        self,
+        spec: ExperimentSpec,
+        cells: list[Cell],
+        *,
+        lms: LMs | None = None,
+        progress: bool = True,
+        reuse_finished: bool = True,
     ) -> Iterator[dict[str, Any]]:
         if self.workers == 1 or len(cells) <= 1:
             store, lms = Store(spec.out), lms or LMs()
             for cell in cells:
-                yield run_cell(spec, cell, store, lms, progress=progress)
+                yield run_cell(spec, cell, store, lms, progress=progress, reuse_finished=reuse_finished)
             return
         if lms is not None and any(x is not None for x in (lms.task, lms.reflection, lms.proposer)):
             raise ExecutorError("Injected LM objects need workers=1 (worker processes build their own LMs).")
         ctx = multiprocessing.get_context("spawn")
         spec_dict = {**spec.to_dict(), "out": str(Path(spec.out).resolve())}
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_cell_job, spec_dict, c.to_dict(), False) for c in cells]
+            futures = [pool.submit(_cell_job, spec_dict, c.to_dict(), False, reuse_finished) for c in cells]
             try:
                 for fut in as_completed(futures):
                     yield fut.result()
@@ -78,7 +87,13 @@ class RayExecutor:
         return ray
 
     def run(
-        self, spec: ExperimentSpec, cells: list[Cell], *, lms: LMs | None = None, progress: bool = True
+        self,
+        spec: ExperimentSpec,
+        cells: list[Cell],
+        *,
+        lms: LMs | None = None,
+        progress: bool = True,
+        reuse_finished: bool = True,
     ) -> Iterator[dict[str, Any]]:
         ray = self._ray()
         if lms is not None and any(x is not None for x in (lms.task, lms.reflection, lms.proposer)):
@@ -90,7 +105,7 @@ class RayExecutor:
         ray.init(address=self.address, ignore_reinit_error=True)
         remote = ray.remote(num_cpus=self.num_cpus_per_cell)(_cell_job)
         spec_dict = {**spec.to_dict(), "out": str(Path(spec.out).resolve())}
-        pending = [remote.remote(spec_dict, c.to_dict(), False) for c in cells]
+        pending = [remote.remote(spec_dict, c.to_dict(), False, reuse_finished) for c in cells]
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)

@@ -314,8 +314,23 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _cell_problem(c: dict[str, Any]) -> str | None:
+    """Why a stored cell cannot be reported (its numbers do not pair up), or ``None``."""
+    if c["status"] != "ok":
+        return None
+    try:
+        _paired_test_scores(c)
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def markdown(
-    out: Path, cells: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], charts: list[Path]
+    out: Path,
+    cells: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
+    charts: list[Path],
+    unreadable: Sequence[str] = (),
 ) -> str:
     spec = _read_json(out / "spec.json") or {}
     ok = [c for c in cells if c["status"] == "ok"]
@@ -409,6 +424,10 @@ def markdown(
             msg = " ".join(str(err.get("message", "")).split())[:300]
             lines.append(f"- `{c['key']}`: {err.get('type', 'error')}: {msg}")
         lines.append("")
+    if unreadable:
+        lines += ["## Unreadable cells (left out)", ""]
+        lines += [f"- {u}" for u in unreadable]
+        lines += ["", "`bench langprobe` on this folder sets them aside and runs those cells again.", ""]
     lines += cache_lines(cells)
     lines += provenance_lines(cells)
     return "\n".join(lines)
@@ -558,14 +577,22 @@ def build_report(out: str | Path = "results/langprobe") -> ReportFiles:
     import csv
 
     root = Path(out)
-    cells = Store(root).cells()
+    store = Store(root)
+    stored = store.cells()
+    cells, unreadable = [], [f"`{e.path.name}`: {e.reason}" for e in store.unreadable]
+    for c in stored:
+        problem = _cell_problem(c)
+        if problem is None:
+            cells.append(c)
+        else:
+            unreadable.append(f"`{c['key']}.json`: {problem}")
     rows = aggregate(cells)
     for old in (root / "charts").glob("*.png"):  # charts of cells no longer stored
         old.unlink()
     made = charts(root, cells, rows)
     md = root / "report.md"
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(root, cells, rows, made))
+    md.write_text(markdown(root, cells, rows, made, unreadable))
     csv_path = root / "report.csv"
     with open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)

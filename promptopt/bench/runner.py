@@ -30,7 +30,7 @@ from promptopt.bench.identity import CellIdentity, code_identity, data_identity
 from promptopt.bench.optimizers import OptimizerUnavailableError, RunContext, availability, run_optimizer
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.stats import paired_bootstrap
-from promptopt.bench.store import Store
+from promptopt.bench.store import Store, UnreadableRecordError
 from promptopt.evaluate import evaluate
 from promptopt.lm.identity import lm_identity
 from promptopt.lm.usage import track_usage
@@ -194,7 +194,10 @@ def ensure_baseline(
     key = cell.baseline_key
     identity = baseline_identity(spec, cell, lms)
     with store.lock(key):
-        found = store.load_baseline(key)
+        try:
+            found = store.load_baseline(key)
+        except UnreadableRecordError:
+            found = None  # computed again; saving sets the damaged file aside
         if found is not None and not identity.changed_parts(found.get("identity")):
             return found
         task, splits = _splits(spec, cell)
@@ -221,11 +224,41 @@ def ensure_baseline(
         return record
 
 
+BUSY = "busy"  # the status of a cell another process was running: not run here, not stored
+
+
 def run_cell(
-    spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs | None = None, *, progress: bool = True
+    spec: ExperimentSpec,
+    cell: Cell,
+    store: Store,
+    lms: LMs | None = None,
+    *,
+    progress: bool = True,
+    reuse_finished: bool = True,
 ) -> dict[str, Any]:
-    """Run one cell and store it; returns the stored record (``status`` "ok" or "failed")."""
+    """Run one cell and store it; returns the stored record (``status`` "ok" or "failed").
+
+    The cell is claimed first: when another process is running it, nothing is run and the record
+    returned has ``status`` :data:`BUSY`. With ``reuse_finished``, a cell that another run finished
+    as the same experiment while this one waited is returned as stored (``reused`` set).
+    """
     lms = lms or LMs()
+    with store.claim(cell.key) as mine:
+        if not mine:
+            return {"key": cell.key, "status": BUSY, "config": spec.cell_config(cell)}
+        if reuse_finished:
+            try:
+                found = store.load_cell(cell.key)
+            except UnreadableRecordError:
+                found = None
+            if found is not None and _why_rerun(found, cell_identity(spec, cell, lms)) is None:
+                return {**found, "reused": True}
+        return _run_and_store(spec, cell, store, lms, progress)
+
+
+def _run_and_store(
+    spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool
+) -> dict[str, Any]:
     started, t0 = _now(), time.perf_counter()
     record: dict[str, Any] = {
         "schema": SCHEMA,
@@ -355,6 +388,7 @@ class MatrixOutcome:
     ran: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     rerun_reasons: dict[str, str] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)  # cells another run on the same folder was running
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -400,7 +434,12 @@ def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: b
     lms = lms or LMs()
     todo, reused, reasons = [], [], {}
     for cell in spec.cells():
-        found = store.load_cell(cell.key)
+        try:
+            found = store.load_cell(cell.key)
+        except UnreadableRecordError as exc:
+            todo.append(cell)
+            reasons[cell.key] = f"unreadable ({exc.reason})"
+            continue
         if found is None:
             todo.append(cell)
             continue
@@ -414,6 +453,10 @@ def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: b
 
 
 def describe(record: dict[str, Any]) -> str:
+    if record["status"] == BUSY:
+        return "in progress in another run on this folder; skipped here (run again later to include it)"
+    if record.get("reused"):
+        return "finished by another run on this folder meanwhile; reused"
     if record["status"] != "ok":
         err = record.get("error") or {}
         return f"FAILED {err.get('type', '')}: {str(err.get('message', ''))[:200]}"
@@ -459,8 +502,14 @@ def run_matrix(
             why = availability(name)
             if why:
                 print(f"  {name}: {why}", file=sys.stderr)
-    for i, record in enumerate(executor.run(spec, todo, lms=lms, progress=progress), start=1):
-        outcome.ran.append(record)
+    records = executor.run(spec, todo, lms=lms, progress=progress, reuse_finished=not fresh)
+    for i, record in enumerate(records, start=1):
+        if record["status"] == BUSY:
+            outcome.busy.append(record["key"])
+        elif record.get("reused"):
+            outcome.skipped.append(record["key"])
+        else:
+            outcome.ran.append(record)
         if progress:
             print(f"[{len(done) + i}/{total}] {record['key']}: {describe(record)}", file=sys.stderr)
         if on_cell is not None:

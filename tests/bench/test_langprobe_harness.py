@@ -308,7 +308,9 @@ def test_failed_cells_are_recorded_and_the_matrix_goes_on(tmp_path, monkeypatch)
 
 def test_cells_are_written_atomically(tmp_path, monkeypatch):
     store = Store(tmp_path)
-    store.save_cell("k", {"status": "ok", "value": 1})
+    config = {"task": "iris", "program": "predict", "optimizer": "gepa", "lm": "local", "seed": 0}
+    first = {"key": "k", "status": "failed", "config": config, "value": 1}
+    store.save_cell("k", first)
     import promptopt.core.program as program_mod
 
     real_dump = json.dump
@@ -319,9 +321,9 @@ def test_cells_are_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(program_mod.json, "dump", dies)
     with pytest.raises(KeyboardInterrupt):
-        store.save_cell("k", {"status": "ok", "value": 2})
+        store.save_cell("k", {**first, "value": 2})
     monkeypatch.setattr(program_mod.json, "dump", real_dump)
-    assert store.load_cell("k") == {"status": "ok", "value": 1}  # the old file, whole
+    assert store.load_cell("k") == first  # the old file, whole
     assert [p.name for p in (tmp_path / "cells").iterdir()] == ["k.json"]  # no temp file left
 
 
