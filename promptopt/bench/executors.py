@@ -1,8 +1,8 @@
 """Where the cells of a matrix run: in this process, a local process pool, or a Ray cluster.
 
 An executor's ``run(spec, cells, lms=..., progress=..., reuse_finished=...)`` yields each cell's
-stored record as it finishes. Every cell writes its own files, so the executors differ only in where the work happens;
-with Ray the output directory must be on a file system every node sees.
+stored record as it finishes. Every cell writes its own files, so the executors differ only in where
+the work happens; with Ray the output directory must be on a file system every node sees.
 """
 
 from __future__ import annotations

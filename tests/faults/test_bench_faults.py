@@ -79,7 +79,7 @@ def test_a_wrong_shaped_finished_cell_is_left_out_of_the_report(tmp_path):
     run_matrix(s, lms=lms(), progress=False)
     store = Store(s.out)
     cell = store.load_cell(BFS)
-    cell["optimized"]["test"]["ids"] = cell["optimized"]["test"]["ids"][::-1][:-1] + ["elsewhere"]
+    cell["optimized"]["test"]["ids"] = [*cell["optimized"]["test"]["ids"][::-1][:-1], "elsewhere"]
     store.save_cell(BFS, cell)
     md = build_report(s.out).markdown.read_text()
     assert f"`{BFS}.json`: ValueError" in md and "cell " + BFS in md
