@@ -572,7 +572,7 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def build_report(out: str | Path = "results/langprobe") -> ReportFiles:
+def build_report(out: str | Path) -> ReportFiles:
     """Rebuild report.md, report.csv and charts/ from ``<out>/cells``."""
     import csv
 
