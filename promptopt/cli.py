@@ -96,7 +96,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.show_errors:
         for r in result.errors[: args.show_errors]:
             print(f"- {r.example.id}: {r.error}")
+    if not result.results:
+        print("error: no examples to evaluate", file=sys.stderr)
+        return 1
+    if len(result.errors) == len(result.results):
+        # A score of 0 from a run in which nothing worked says nothing about the program.
+        print(_all_failed(result.errors), file=sys.stderr)
+        return 1
     return 0
+
+
+def _all_failed(errors: list[Any]) -> str:
+    """Why every example failed: the errors by kind, most frequent first, with one example each."""
+    kinds: dict[str, list[Any]] = {}
+    for r in errors:
+        kinds.setdefault(r.failure or "program or reply", []).append(r)
+    parts = [
+        f"{len(rs)} {kind} failure{'s' if len(rs) != 1 else ''}, e.g. {rs[0].error}"
+        for kind, rs in sorted(kinds.items(), key=lambda kv: -len(kv[1]))
+    ]
+    return f"error: every example failed ({len(errors)} of {len(errors)}): " + "; ".join(parts)
 
 
 def cmd_lm(args: argparse.Namespace) -> int:

@@ -1,9 +1,22 @@
 """Score a program on a dataset: in parallel, with per-example results.
 
-A failing example (the LM errored, the reply could not be parsed, the program
-raised) is scored ``failure_score`` and keeps its error and trace; it never
-stops the run. Results come back in dataset order, so a parallel run is
-identical to a serial one.
+Two kinds of failure are told apart, and neither stops the evaluation:
+
+* a *failing example*: the program ran and its output was wrong, or the
+  reply could not be parsed, or the program's own code raised. That is a
+  score: ``failure_score`` (0.0), with the error kept.
+* an example that could not be *scored* (``ExampleResult.failure`` says why):
+  the LM raised (connection refused, timeout, server errors after retries,
+  ``LMError``, no LM configured) — ``"LM"``; the metric raised or returned
+  something other than a bool or a number in [0, 1] — ``"metric"``; the
+  program returned something other than a Prediction — ``"program"``. Its
+  ``score`` holds ``failure_score`` only so that averages keep their old
+  meaning; optimizers leave such examples out of every comparison and run
+  them again later.
+
+A reply too long for the model's context is a failing example, not an LM
+failure: the candidate's prompt caused it. Results come back in dataset
+order, so a parallel run is identical to a serial one.
 """
 
 from __future__ import annotations
@@ -11,7 +24,9 @@ from __future__ import annotations
 import contextvars
 import csv
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -23,8 +38,8 @@ import numpy as np
 
 from promptopt.core import settings
 from promptopt.core.example import Example, Prediction
-from promptopt.core.metric import call_metric
-from promptopt.core.program import write_json_atomic
+from promptopt.core.metric import MetricValueError, checked_score, metric_name
+from promptopt.core.program import Program, write_json_atomic
 from promptopt.core.trace import Trace, collect_trace
 from promptopt.lm.base import LanguageModel
 from promptopt.lm.usage import Usage, track_usage
@@ -42,6 +57,12 @@ class ExampleResult:
     trace: Trace = field(default_factory=Trace)
     error: str | None = None
     seconds: float = 0.0
+    failure: str | None = None  # "LM", "metric" or "program" when the example could not be scored
+
+    @property
+    def scored(self) -> bool:
+        """False when an LM, metric or program-contract failure left the example without a score."""
+        return self.failure is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +74,7 @@ class ExampleResult:
             "trace": self.trace.to_list(),
             "error": self.error,
             "seconds": self.seconds,
+            "failure": self.failure,
         }
 
     @classmethod
@@ -67,7 +89,61 @@ class ExampleResult:
             trace=Trace.from_list(data.get("trace", [])),
             error=data.get("error"),
             seconds=data.get("seconds", 0.0),
+            failure=data.get("failure"),
         )
+
+
+# Exception classes (by name, anywhere in the class hierarchy or the cause chain) that mean the LM
+# could not answer, whichever client raised them: promptopt's own, openai's and litellm's (all
+# APIError), httpx's (TransportError), requests' (ConnectionError, Timeout).
+LM_FAILURE_NAMES = frozenset(
+    {
+        "LMError",
+        "LocalModelError",
+        "HFModelError",
+        "ConfigurationError",
+        "OpenAIError",
+        "APIError",
+        "TransportError",
+        "ConnectionError",
+        "Timeout",
+    }
+)
+_CONTEXT_OVERFLOW = re.compile(
+    r"context.?window|context (length|size)|maximum context|too many tokens|prompt is too long", re.IGNORECASE
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and len(out) < 16:
+        seen.add(id(cur))
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def is_lm_failure(exc: BaseException, trace: Trace | None = None) -> bool:
+    """Whether the LM, not the program or its reply, made the program fail.
+
+    True for the known failure classes of LM clients (and ``ConnectionError`` / ``TimeoutError``),
+    and for whatever a predictor's LM call itself raised (its trace entry has messages but no reply).
+    A prompt too long for the model's context is the candidate's fault: False.
+    """
+    chain = _chain(exc)
+    if any(
+        type(e).__name__ == "ContextWindowExceededError" or _CONTEXT_OVERFLOW.search(str(e)) for e in chain
+    ):
+        return False
+    for e in chain:
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            return True
+        if any(cls.__name__ in LM_FAILURE_NAMES for cls in type(e).__mro__):
+            return True
+    text = f"{type(exc).__name__}: {exc}"
+    return any(entry.error == text and entry.raw is None and entry.messages for entry in trace or ())
 
 
 def run_example(
@@ -77,31 +153,41 @@ def run_example(
     *,
     index: int = 0,
     failure_score: float = 0.0,
+    allow_unbounded_metric: bool = False,
 ) -> ExampleResult:
     """Run the program on one example and score it; never raises for the example's faults."""
     start = time.perf_counter()
     prediction: Prediction | None = None
     error: str | None = None
+    failure: str | None = None
     with collect_trace() as trace:
         try:
-            prediction = program(**example.inputs())
-            if not isinstance(prediction, Prediction):
-                prediction = _as_prediction(prediction)
+            output = program(**example.inputs())
         except KeyboardInterrupt:
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
+            failure = "LM" if is_lm_failure(exc, trace) else None
+        else:
+            prediction = _as_prediction(output)
+            if prediction is None:
+                error, failure = _bad_return(program, output), "program"
+    score, feedback = failure_score, f"The program failed: {error}"
     if error is None:
         try:
-            s = call_metric(metric, example, prediction, trace)  # type: ignore[arg-type]
+            s = checked_score(metric, example, prediction, trace, allow_unbounded=allow_unbounded_metric)  # type: ignore[arg-type]
             score, feedback = s.value, s.feedback
         except KeyboardInterrupt:
             raise
+        except MetricValueError as exc:
+            error, failure = str(exc), "metric"
         except Exception as exc:
-            error = f"metric raised {type(exc).__name__}: {exc}"
-            score, feedback = failure_score, error
-    else:
-        score, feedback = failure_score, f"The program failed: {error}"
+            where = f"metric {metric_name(metric)}, example {example.id}"
+            error, failure = f"metric raised {type(exc).__name__}: {exc} ({where})", "metric"
+        if error is not None:
+            feedback = error
+    elif failure is not None:
+        feedback = error
     return ExampleResult(
         index=index,
         example=example,
@@ -111,15 +197,60 @@ def run_example(
         trace=trace,
         error=error,
         seconds=time.perf_counter() - start,
+        failure=failure,
     )
 
 
-def _as_prediction(value: Any) -> Prediction:
+def _as_prediction(value: Any) -> Prediction | None:
+    """The program's output as a Prediction, or None when it is not one (nor a mapping of fields)."""
+    if isinstance(value, Prediction):
+        return value
     if isinstance(value, dict):
         return Prediction(**value)
-    if hasattr(value, "items"):
-        return Prediction(**dict(value.items()))
-    raise TypeError(f"A program must return a Prediction or a dict, not {type(value).__name__}.")
+    if hasattr(value, "items") and not isinstance(value, type):
+        try:
+            return Prediction(**dict(value.items()))
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _bad_return(program: Any, value: Any) -> str:
+    if isinstance(program, Program):
+        owner = f"{type(program).__name__}.forward"
+        outputs: list[str] = []
+        preds = program.named_predictors()
+        if preds:
+            outputs = [n for n in preds[-1][1].signature.output_names if n != "reasoning"]
+    else:
+        owner = getattr(program, "__qualname__", type(program).__name__)
+        outputs = []
+    fields = ", ".join(f"{n}=..." for n in outputs or ["answer"])
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return (
+        f"{owner} returned a {type(value).__name__} ({shown}), not a Prediction; return "
+        f"po.Prediction({fields}) with the output fields by name (a dict of them also works)"
+    )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, so it is standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def format_score(value: float, as_percent: bool = True) -> str:
+    """A mean score for people: a percentage for [0, 1] metrics, the number otherwise, n/a for none."""
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f}%" if as_percent else f"{value:.3f}"
 
 
 def _rng_kwarg(seed: int) -> dict[str, Any]:
@@ -165,7 +296,11 @@ def bootstrap_ci(
 
 @dataclass
 class EvaluationResult:
-    """Per-example results plus the aggregate score (a mean in [0, 1])."""
+    """Per-example results plus the aggregate score (a mean in [0, 1]).
+
+    ``score`` and ``scores`` cover every example, those that could not be scored at
+    ``failure_score``; ``unscored`` lists those, and the summary counts them.
+    """
 
     results: list[ExampleResult]
     usage: Usage = field(default_factory=Usage)
@@ -184,14 +319,23 @@ class EvaluationResult:
     def errors(self) -> list[ExampleResult]:
         return [r for r in self.results if r.error]
 
+    @property
+    def unscored(self) -> list[ExampleResult]:
+        """Examples the LM, the metric or the program's return value left without a score."""
+        return [r for r in self.results if not r.scored]
+
     def ci(self, confidence: float = 0.95) -> tuple[float, float]:
         return bootstrap_ci(self.scores, confidence)
 
     def summary(self) -> str:
         lo, hi = self.ci()
+        as_percent = all(0.0 <= s <= 1.0 for s in self.scores)
+        unscored = len(self.unscored)
+        not_scored = f" ({unscored} not scored: LM, metric or program failures)" if unscored else ""
         return (
-            f"{self.metric or 'score'}: {100 * self.score:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}) "
-            f"on {len(self.results)} examples, {len(self.errors)} errors, "
+            f"{self.metric or 'score'}: {format_score(self.score, as_percent)} "
+            f"(95% CI {format_score(lo, as_percent)}-{format_score(hi, as_percent)}) "
+            f"on {len(self.results)} examples, {len(self.errors)} errors{not_scored}, "
             f"{self.usage.calls} LM calls ({self.usage.cached_calls} cached), "
             f"{self.usage.total_tokens} tokens, {self.seconds:.1f}s"
         )
@@ -226,6 +370,7 @@ class EvaluationResult:
             "ci95": [lo, hi],
             "n": len(self.results),
             "errors": len(self.errors),
+            "unscored": len(self.unscored),
             "seconds": self.seconds,
             "usage": self.usage.to_dict(),
             "results": [r.to_dict() for r in self.results],
@@ -241,7 +386,7 @@ class EvaluationResult:
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
-        return write_json_atomic(path, self.to_dict())
+        return write_json_atomic(path, json_safe(self.to_dict()))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> EvaluationResult:
@@ -264,6 +409,7 @@ def evaluate(
     failure_score: float = 0.0,
     lm: LanguageModel | None = None,
     on_result: Callable[[ExampleResult], None] | None = None,
+    allow_unbounded_metric: bool = False,
 ) -> EvaluationResult:
     """Run ``program`` on every example and score it with ``metric``.
 
@@ -271,13 +417,16 @@ def evaluate(
         num_threads: parallel examples (default 4; 1 runs serially). Results are in
             dataset order whatever the parallelism.
         display_progress: show a progress bar with the running mean.
-        failure_score: the score of an example whose program or metric failed.
+        failure_score: the score of a failing example (and the stand-in score of one that could
+            not be scored; see the module docstring).
         lm: run the program with this LM instead of the configured one.
-        on_result: called with each :class:`ExampleResult` as it finishes.
+        on_result: called with each :class:`ExampleResult` as it finishes; an exception it raises
+            ends the evaluation (examples not yet started are cancelled) and propagates.
+        allow_unbounded_metric: accept any finite metric value, not only [0, 1].
     """
     examples = list(dataset)
     threads = max(1, num_threads or 4)
-    name = getattr(metric, "__name__", type(metric).__name__)
+    name = metric_name(metric)
     results: list[ExampleResult | None] = [None] * len(examples)
     start = time.perf_counter()
     bar = _progress(len(examples), display_progress, name)
@@ -285,7 +434,14 @@ def evaluate(
     done = 0
 
     def task(i: int, ex: Example) -> ExampleResult:
-        return run_example(program, ex, metric, index=i, failure_score=failure_score)
+        return run_example(
+            program,
+            ex,
+            metric,
+            index=i,
+            failure_score=failure_score,
+            allow_unbounded_metric=allow_unbounded_metric,
+        )
 
     def finish(res: ExampleResult) -> None:
         nonlocal total, done
@@ -293,7 +449,7 @@ def evaluate(
         total += res.score
         done += 1
         if bar is not None:
-            bar.set_postfix_str(f"{name}={100 * total / done:.1f}%")
+            bar.set_postfix_str(f"{name}={format_score(total / done, not allow_unbounded_metric)}")
             bar.update(1)
         if on_result is not None:
             on_result(res)
@@ -313,7 +469,8 @@ def evaluate(
                     try:
                         for fut in as_completed(futures):
                             finish(fut.result())
-                    except KeyboardInterrupt:
+                    except BaseException:
+                        # Ctrl-C, or on_result ending the evaluation: start no further example.
                         pool.shutdown(wait=False, cancel_futures=True)
                         raise
         finally:

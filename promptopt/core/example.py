@@ -10,20 +10,43 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+# The default text form of an object names its memory address, which differs in every process.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+class UnstableIdError(ValueError):
+    """An example's content has no text form that is the same in every process."""
+
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_stable_default)
+
+
+def _stable_default(value: Any) -> Any:
+    """The JSON stand-in of a value JSON cannot hold: a set becomes its sorted members (its iteration
+    order changes with the process's string hashing); any other object its ``str``, as before, when
+    that does not name a memory address."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=_canonical)
+    text = str(value)
+    if _ADDRESS.search(text):
+        raise UnstableIdError(type(value).__name__)
+    return text
 
 
 class Example(Mapping[str, Any]):
     """A data point: named fields, some of which are marked as inputs.
 
     ``Example(question="2+2?", answer="4").with_inputs("question")``.
-    ``id`` is stable across processes: it is given explicitly (``_id=...``) or
-    derived from the content, so results can name the examples they scored.
+    ``id`` is stable across processes: it is given explicitly (``_id=...`` or
+    :meth:`with_id`) or derived from the content (sets by their sorted members,
+    other objects by their ``str``), so results can name the examples they scored
+    and a resumed run can recognise its data. A field whose ``str`` names a memory
+    address makes the derived id an error that asks for an explicit one.
     """
 
     __slots__ = ("_fields", "_id", "_input_keys")
@@ -96,9 +119,23 @@ class Example(Mapping[str, Any]):
     @property
     def id(self) -> str:
         if self._id is None:
-            digest = hashlib.sha256(_canonical(self._fields).encode()).hexdigest()
-            self._id = digest[:16]
+            try:
+                blob = _canonical(self._fields)
+            except UnstableIdError as exc:
+                field = next((k for k, v in self._fields.items() if _unstable(v)), "?")
+                raise UnstableIdError(
+                    f"Example field {field!r} holds a {exc} whose text form changes from process to "
+                    "process, so no stable id can be derived from the example's content; give the "
+                    "example an explicit id: Example(_id='...', ...) or example.with_id('...')."
+                ) from None
+            self._id = hashlib.sha256(blob.encode()).hexdigest()[:16]
         return self._id
+
+    def with_id(self, id: str) -> Example:
+        """A copy with an explicit, stable ``id`` (for fields whose content cannot name it)."""
+        new = self.copy()
+        new._id = str(id)
+        return new
 
     def copy(self, **updates: Any) -> Example:
         new = Example(_id=self._id if not updates else None, **{**self._fields, **updates})
@@ -172,6 +209,14 @@ class Prediction(Mapping[str, Any]):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
         return cls(**data)
+
+
+def _unstable(value: Any) -> bool:
+    try:
+        _canonical(value)
+    except UnstableIdError:
+        return True
+    return False
 
 
 def as_examples(rows: Iterable[Mapping[str, Any]], inputs: Iterable[str]) -> list[Example]:

@@ -3,6 +3,10 @@
 A metric may return a bare number (or bool) or a :class:`Score` that carries
 feedback text. GEPA reflects on that feedback, so a metric that explains *why*
 an answer is wrong gives the optimizer more to work with than a 0.
+
+Evaluations and optimizers accept values in [0, 1] only (see :func:`checked_score`):
+a value outside it is an error of the metric, not a score, unless
+``allow_unbounded_metric=True`` is passed; NaN and infinity are never scores.
 """
 
 from __future__ import annotations
@@ -41,8 +45,19 @@ class Metric(Protocol):
     ) -> float | bool | Score: ...
 
 
+class MetricValueError(ValueError):
+    """A metric returned something that is not a usable score."""
+
+
 def as_score(result: Any) -> Score:
     """Normalise whatever a metric returned into a :class:`Score`."""
+    score = _normalise(result)
+    if math.isnan(score.value):
+        raise ValueError("The metric returned NaN; return a number in [0, 1].")
+    return score
+
+
+def _normalise(result: Any) -> Score:
     if isinstance(result, Score):
         value, feedback = result.value, result.feedback
     elif isinstance(result, (bool, int, float)):
@@ -55,8 +70,6 @@ def as_score(result: Any) -> Score:
         raise TypeError(
             f"A metric must return a float, bool or Score, not {type(result).__name__}: {result!r}"
         )
-    if math.isnan(value):
-        raise ValueError("The metric returned NaN; return a number in [0, 1].")
     return Score(float(value), feedback)
 
 
@@ -64,9 +77,54 @@ def call_metric(
     metric: Callable[..., Any], example: Example, prediction: Prediction, trace: Trace | None
 ) -> Score:
     """Call a 2- or 3-argument metric and normalise its result."""
+    return as_score(_call(metric, example, prediction, trace))
+
+
+def _call(metric: Callable[..., Any], example: Example, prediction: Prediction, trace: Trace | None) -> Any:
     if _arity(metric) >= 3:
-        return as_score(metric(example, prediction, trace))
-    return as_score(metric(example, prediction))
+        return metric(example, prediction, trace)
+    return metric(example, prediction)
+
+
+def metric_name(metric: Callable[..., Any]) -> str:
+    return getattr(metric, "__name__", type(metric).__name__)
+
+
+def checked_score(
+    metric: Callable[..., Any],
+    example: Example,
+    prediction: Prediction,
+    trace: Trace | None,
+    *,
+    allow_unbounded: bool = False,
+) -> Score:
+    """Call the metric and check its value: a bool or a number in [0, 1], or a :class:`Score` whose
+    value is; any finite number with ``allow_unbounded``.
+
+    Raises :class:`MetricValueError` naming the metric, the example and the value otherwise, so an
+    evaluation records that example as a failure of the metric instead of averaging a bad number.
+    """
+    raw = _call(metric, example, prediction, trace)
+    where = f"metric {metric_name(metric)}"
+    try:
+        score = _normalise(raw)
+    except (TypeError, ValueError) as exc:
+        raise MetricValueError(f"{where} on example {example.id}: {exc}") from None
+    value = score.value
+    if math.isfinite(value) and (allow_unbounded or 0.0 <= value <= 1.0):
+        return score
+    shown = raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else value
+    need = (
+        "a finite number" if allow_unbounded else "a bool or a number in [0, 1] (or a Score whose value is)"
+    )
+    hint = (
+        ""
+        if allow_unbounded or not math.isfinite(value)
+        else "; for a metric on another scale pass allow_unbounded_metric=True to evaluate or the optimizer"
+    )
+    raise MetricValueError(
+        f"{where} returned {shown!r} for example {example.id}; a metric must return {need}{hint}."
+    )
 
 
 def _arity(fn: Callable[..., Any]) -> int:

@@ -12,6 +12,11 @@ in ``result.best_program``. Demos are set on every predictor; instructions are l
 
 The first two score nothing unless given a validation set *and* ``score=True`` (labeled
 few-shot then also needs a ``metric``); their result then carries validation scores too.
+
+Examples the LM or the metric failed on are not scores (see :mod:`promptopt.evaluate`): a
+candidate's ``val_scores`` leave them out, candidates are compared on the examples both were
+scored on, and a resumed run scores them. After ``max_consecutive_failures`` failures in a row
+(default 10) a run stops, saying why, with what it has; ``resume=True`` then continues it.
 """
 
 from __future__ import annotations
@@ -36,10 +41,26 @@ from promptopt.optimizers.bootstrap import (
     demo_sets,
 )
 from promptopt.optimizers.callbacks import Callback, Dispatcher, EventLog
-from promptopt.optimizers.evaluation import CandidateEvaluator, components_key
-from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
+from promptopt.optimizers.evaluation import CandidateEvaluator, components_key, scores_of
+from promptopt.optimizers.result import (
+    Budget,
+    Candidate,
+    OptimizationResult,
+    best_candidate,
+    compare_on_common,
+    serialize_components,
+)
 from promptopt.optimizers.rundir import RunDir
-from promptopt.optimizers.stoppers import Progress, StopOptions, Stopper, build_stoppers, first_reason
+from promptopt.optimizers.stoppers import (
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    ConsecutiveFailuresError,
+    FailureStreak,
+    Progress,
+    StopOptions,
+    Stopper,
+    build_stoppers,
+    first_reason,
+)
 
 
 def predictor_names(program: Program) -> list[str]:
@@ -73,6 +94,8 @@ class _Session:
         callbacks: Sequence[Callback],
         stoppers: list[Stopper],
         config: dict[str, Any],
+        max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        allow_unbounded_metric: bool = False,
     ) -> None:
         self.optimizer = optimizer
         self.program = program
@@ -80,7 +103,7 @@ class _Session:
         self.rundir = RunDir(run_dir) if run_dir else None
         self.config = config
         records: dict[str, dict[str, Any]] = {}
-        spent = 0
+        spent = unscored = 0
         if self.rundir and self.rundir.has_state():
             if resume:
                 state = self.rundir.load_state()
@@ -90,6 +113,7 @@ class _Session:
                         "use another run directory."
                     )
                 records, spent = state.get("records", {}), int(state.get("metric_calls", 0))
+                unscored = int(state.get("unscored_calls", 0))
             else:
                 self.rundir.clear()
         cbs = list(callbacks) + ([EventLog(self.rundir.events_file)] if self.rundir else [])
@@ -97,6 +121,8 @@ class _Session:
         self.stoppers = stoppers + (
             [build_stoppers(stop_file=self.rundir.stop_file)[0]] if self.rundir else []
         )
+        # One count of failures in a row over validation and teacher runs alike.
+        self.streak = FailureStreak(max_consecutive_failures)
         self.evaluator = (
             CandidateEvaluator(
                 program,
@@ -106,6 +132,9 @@ class _Session:
                 lm=self.lm,
                 records=records,
                 metric_calls=spent,  # validation runs of the earlier session count toward the budget
+                unscored_calls=unscored,
+                streak=self.streak,
+                allow_unbounded_metric=allow_unbounded_metric,
             )
             if metric is not None
             else None
@@ -113,6 +142,7 @@ class _Session:
         self.candidates: list[Candidate] = []
         self.learning_curve: list[tuple[int, float]] = []
         self.extra_metric_calls = 0  # bootstrapping runs, outside the evaluator
+        self.extra_unscored_calls = 0
         self.proposer_calls = 0
         self.t0 = time.time()
         self.usage = Usage()
@@ -123,16 +153,17 @@ class _Session:
         return self.extra_metric_calls + (self.evaluator.metric_calls if self.evaluator else 0)
 
     def progress(self) -> Progress:
-        scored = [c.val_score for c in self.candidates if c.val_scores]
-        return Progress(
+        scored = [c for c in self.candidates if c.val_scores]
+        progress = Progress(
             iteration=len(self.candidates),
             metric_calls=self.metric_calls,
             lm_calls=self.usage.calls,
             tokens=self.usage.total_tokens,
             cost=self.usage.cost,
             seconds=time.time() - self.t0,
-            best_score=max(scored) if scored else float("-inf"),
+            best_score=best_candidate(scored).val_score if scored else float("-inf"),
         )
+        return self.streak.fill(progress)
 
     def stop_reason(self) -> str | None:
         return first_reason(self.stoppers, self.progress())
@@ -145,25 +176,36 @@ class _Session:
         if any(components_key(c.components) == key for c in self.candidates):
             return None
         cand = Candidate(id=len(self.candidates), components=components, origin=origin)
+        stopped: ConsecutiveFailuresError | None = None
         if valset is not None and self.evaluator is not None:
-            recs = self.evaluator.run(components, valset)
-            cand.val_scores = {r.example_id: r.score for r in recs}
-            best_before = max((c.val_score for c in self.candidates if c.val_scores), default=None)
-            if best_before is None or cand.val_score > best_before:
+            try:
+                cand.val_scores = scores_of(self.evaluator.run(components, valset))
+            except ConsecutiveFailuresError as exc:
+                # Listed with what was scored, so the result shows it; a resumed run scores the rest.
+                cand.val_scores, stopped = self.evaluator.scored(components, valset), exc
+            scored = [c for c in self.candidates if c.val_scores]
+            best_before = best_candidate(scored) if scored else None
+            if cand.val_scores and (best_before is None or compare_on_common(cand, best_before)[0] > 0):
                 self.learning_curve.append((self.metric_calls, cand.val_score))
             self.events.emit("val_evaluated", candidate_id=cand.id, score=cand.val_score)
         cand.discovered_at = self.metric_calls
         self.candidates.append(cand)
         self.events.emit("candidate_accepted", iteration=cand.id, candidate=cand.to_dict())
+        self.save_state()
+        if stopped is not None:
+            raise stopped
+        return cand
+
+    def save_state(self) -> None:
         if self.rundir and self.evaluator is not None:
             self.rundir.save_state(
                 {
                     "optimizer": self.optimizer,
                     "records": self.evaluator.records,
                     "metric_calls": self.evaluator.metric_calls,
+                    "unscored_calls": self.evaluator.unscored_calls,
                 }
             )
-        return cand
 
     def result(self, best_id: int, stop_reason: str) -> OptimizationResult:
         budget = Budget(
@@ -175,6 +217,8 @@ class _Session:
             cost=self.usage.cost,
             seconds=time.time() - self.t0,
             proposer_lm_calls=self.proposer_calls,
+            unscored_calls=self.extra_unscored_calls
+            + (self.evaluator.unscored_calls if self.evaluator else 0),
         )
         result = OptimizationResult(
             optimizer=self.optimizer,
@@ -193,11 +237,19 @@ class _Session:
         return result
 
 
+def _scoring_valset(valset: Sequence[Example] | None, score: bool, *, who: str) -> list[Example] | None:
+    """The validation set to score on: none unless one is given and ``score`` is on."""
+    if valset is None:
+        return None
+    checked = check_dataset("valset", valset, who=who, none_means="to score nothing")
+    return checked if score else None
+
+
 def _best_scored(candidates: list[Candidate], default: int) -> int:
     scored = [c for c in candidates if c.val_scores]
     if not scored:
         return default
-    return max(scored, key=lambda c: (c.val_score, -c.id)).id
+    return best_candidate(scored).id
 
 
 class LabeledFewShot:
@@ -209,6 +261,9 @@ class LabeledFewShot:
         metric: only needed with ``score=True``.
         score: also score the seed and the new program on the validation set (both are
             returned either way; the new program is the result's best).
+        max_consecutive_failures: with ``score=True``, stop scoring after this many validation
+            examples in a row could not be scored (LM or metric failures); ``None``: never.
+        allow_unbounded_metric: accept any finite metric value, not only [0, 1].
     """
 
     name = "labeled_few_shot"
@@ -222,6 +277,8 @@ class LabeledFewShot:
         score: bool = False,
         num_threads: int = 4,
         callbacks: Sequence[Callback] = (),
+        max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        allow_unbounded_metric: bool = False,
     ) -> None:
         if k < 0:
             raise ValueError("k must be 0 or more.")
@@ -230,6 +287,8 @@ class LabeledFewShot:
         self.k, self.seed, self.metric, self.score = k, seed, metric, score
         self.num_threads = num_threads
         self.callbacks = list(callbacks)
+        self.max_consecutive_failures = max_consecutive_failures
+        self.allow_unbounded_metric = allow_unbounded_metric
 
     def compile(
         self,
@@ -244,7 +303,7 @@ class LabeledFewShot:
         """Set ``k`` labeled demos on every predictor; returns the result with ``best_program``."""
         names = predictor_names(program)
         train = check_dataset("trainset", trainset, who="LabeledFewShot")
-        val = check_dataset("valset", valset, who="LabeledFewShot") if self.score and valset else None
+        val = _scoring_valset(valset, self.score, who="LabeledFewShot")
         session = _Session(
             "promptopt.LabeledFewShot",
             program,
@@ -257,13 +316,20 @@ class LabeledFewShot:
             callbacks=self.callbacks,
             stoppers=[],
             config={"k": self.k, "seed": self.seed, "score": self.score},
+            max_consecutive_failures=self.max_consecutive_failures,
+            allow_unbounded_metric=self.allow_unbounded_metric,
         )
+        reason = "done"
         with track_usage() as session.usage:
-            session.add(serialize_components(program.components()), "seed", val)
-            demos = random.Random(self.seed).sample(train, min(self.k, len(train)))
-            cand = session.add(with_demo_set(program, {n: demos for n in names}), "labeled", val)
-        best = cand.id if cand is not None else 0  # the seed already had exactly these demos
-        return session.result(best, "done")
+            try:
+                session.add(serialize_components(program.components()), "seed", val)
+                demos = random.Random(self.seed).sample(train, min(self.k, len(train)))
+                session.add(with_demo_set(program, {n: demos for n in names}), "labeled", val)
+            except ConsecutiveFailuresError as exc:
+                reason = str(exc)
+        # Not listed when the seed already had exactly these demos: the seed is the result then.
+        best = next((c.id for c in session.candidates if c.origin == "labeled"), 0)
+        return session.result(best, reason)
 
 
 class BootstrapFewShot:
@@ -279,6 +345,10 @@ class BootstrapFewShot:
         max_rounds: passes over the training examples that failed (later passes sample anew).
         score: also score the seed and the new program on the validation set.
         num_threads: parallel examples.
+        max_consecutive_failures: stop after this many teacher or validation runs in a row could
+            not be scored (the LM or the metric failed), with the cause as the stop reason;
+            ``None``: never.
+        allow_unbounded_metric: accept any finite metric value, not only [0, 1].
     """
 
     name = "bootstrap_few_shot"
@@ -296,6 +366,8 @@ class BootstrapFewShot:
         num_threads: int = 4,
         failure_score: float = 0.0,
         callbacks: Sequence[Callback] = (),
+        max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        allow_unbounded_metric: bool = False,
     ) -> None:
         check_limits(max_bootstrapped_demos, max_labeled_demos)
         self.metric = metric
@@ -308,6 +380,8 @@ class BootstrapFewShot:
         self.num_threads = num_threads
         self.failure_score = failure_score
         self.callbacks = list(callbacks)
+        self.max_consecutive_failures = max_consecutive_failures
+        self.allow_unbounded_metric = allow_unbounded_metric
 
     def config(self) -> dict[str, Any]:
         return {
@@ -316,9 +390,13 @@ class BootstrapFewShot:
             "metric_threshold": self.metric_threshold,
             "max_rounds": self.max_rounds,
             "teacher": type(self.teacher).__name__ if self.teacher is not None else None,
+            "max_consecutive_failures": self.max_consecutive_failures,
+            "allow_unbounded_metric": self.allow_unbounded_metric,
         }
 
-    def bootstrapper(self, program: Program, lm: LanguageModel | None) -> Bootstrapper:
+    def bootstrapper(
+        self, program: Program, lm: LanguageModel | None, streak: FailureStreak | None = None
+    ) -> Bootstrapper:
         teacher = self.teacher if self.teacher is not None else program
         if predictor_names(teacher) != predictor_names(program):
             raise ValueError(
@@ -333,6 +411,9 @@ class BootstrapFewShot:
             lm=lm or settings.get("lm"),
             num_threads=self.num_threads,
             failure_score=self.failure_score,
+            max_consecutive_failures=self.max_consecutive_failures,
+            streak=streak,
+            allow_unbounded_metric=self.allow_unbounded_metric,
         )
 
     def compile(
@@ -348,7 +429,7 @@ class BootstrapFewShot:
         """Bootstrap demos for every predictor; returns the result with ``best_program``."""
         names = predictor_names(program)
         train = check_dataset("trainset", trainset, who="BootstrapFewShot")
-        val = check_dataset("valset", valset, who="BootstrapFewShot") if self.score and valset else None
+        val = _scoring_valset(valset, self.score, who="BootstrapFewShot")
         session = _Session(
             "promptopt.BootstrapFewShot",
             program,
@@ -361,15 +442,25 @@ class BootstrapFewShot:
             callbacks=self.callbacks,
             stoppers=[],
             config=self.config(),
+            max_consecutive_failures=self.max_consecutive_failures,
+            allow_unbounded_metric=self.allow_unbounded_metric,
         )
+        reason = "done"
         with track_usage() as session.usage:
-            session.add(serialize_components(program.components()), "seed", val)
-            boot = self.bootstrapper(program, lm)
-            demos = boot.demo_set(names, train, self.max_bootstrapped_demos, self.max_labeled_demos)
-            session.extra_metric_calls = boot.metric_calls
-            cand = session.add(with_demo_set(program, demos), "bootstrap", val)
-        best = cand.id if cand is not None else 0
-        return session.result(best, "done")
+            try:
+                session.add(serialize_components(program.components()), "seed", val)
+                boot = self.bootstrapper(program, lm, session.streak)
+                try:
+                    demos = boot.demo_set(names, train, self.max_bootstrapped_demos, self.max_labeled_demos)
+                finally:
+                    session.extra_metric_calls = boot.metric_calls
+                    session.extra_unscored_calls = boot.unscored_calls
+                session.add(with_demo_set(program, demos), "bootstrap", val)
+            except ConsecutiveFailuresError as exc:
+                reason = str(exc)
+        # Not listed when it equals the seed; not there when the run stopped before it.
+        best = next((c.id for c in session.candidates if c.origin == "bootstrap"), 0)
+        return session.result(best, reason)
 
 
 class BootstrapFewShotWithRandomSearch:
@@ -378,7 +469,8 @@ class BootstrapFewShotWithRandomSearch:
     The candidates, in order: the seed program, zero-shot (no demos), labeled-only,
     bootstrapped in training order, then ``num_candidate_programs`` bootstraps from shuffled
     training orders with a random number of bootstrapped demos (1..max). Identical candidates
-    are scored once. The best validation score wins (the earlier candidate on ties).
+    are scored once. The best validation score wins (the earlier candidate on ties), two
+    candidates being compared on the validation examples both were scored on.
 
     Args:
         metric, max_bootstrapped_demos, max_labeled_demos, metric_threshold, teacher, max_rounds:
@@ -388,6 +480,10 @@ class BootstrapFewShotWithRandomSearch:
             validation runs) are spent; the candidate being scored is finished first.
         max_seconds, max_tokens, max_cost, score_threshold, stoppers: more ways to stop.
         seed: the shuffles and sizes.
+        max_consecutive_failures: stop after this many teacher or validation runs in a row could
+            not be scored (the LM or the metric failed), with the cause as the stop reason;
+            ``resume=True`` then continues. ``None``: never.
+        allow_unbounded_metric: accept any finite metric value, not only [0, 1].
     """
 
     name = "bootstrap_random_search"
@@ -413,6 +509,8 @@ class BootstrapFewShotWithRandomSearch:
         failure_score: float = 0.0,
         callbacks: Sequence[Callback] = (),
         progress: bool = False,
+        max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        allow_unbounded_metric: bool = False,
     ) -> None:
         if num_candidate_programs < 0:
             raise ValueError("num_candidate_programs must be 0 or more.")
@@ -425,6 +523,8 @@ class BootstrapFewShotWithRandomSearch:
             max_rounds=max_rounds,
             num_threads=num_threads,
             failure_score=failure_score,
+            max_consecutive_failures=max_consecutive_failures,
+            allow_unbounded_metric=allow_unbounded_metric,
         )
         self.metric = metric
         self.num_candidate_programs = num_candidate_programs
@@ -469,7 +569,9 @@ class BootstrapFewShotWithRandomSearch:
         """
         names = predictor_names(program)
         train = check_dataset("trainset", trainset, who="BootstrapFewShotWithRandomSearch")
-        val = check_dataset("valset", valset or train, who="BootstrapFewShotWithRandomSearch")
+        val = check_dataset(
+            "valset", train if valset is None else valset, who="BootstrapFewShotWithRandomSearch"
+        )
         stoppers = self.stop_options.stoppers(max_metric_calls=self.max_metric_calls)
         session = _Session(
             "promptopt.BootstrapFewShotWithRandomSearch",
@@ -483,16 +585,18 @@ class BootstrapFewShotWithRandomSearch:
             callbacks=self.callbacks,
             stoppers=stoppers,
             config=self.config(),
+            max_consecutive_failures=self.base.max_consecutive_failures,
+            allow_unbounded_metric=self.base.allow_unbounded_metric,
         )
         session.events.emit(
             "run_start", optimizer=self.base.name, config=self.config(), resumed=session.resumed
         )
         reason = "all candidates scored"
+        boot = self.base.bootstrapper(program, lm, session.streak)
         with track_usage() as session.usage:
             try:
                 session.add(serialize_components(program.components()), "seed", val)
                 session.add(with_demo_set(program, {n: [] for n in names}), "zero-shot", val)
-                boot = self.base.bootstrapper(program, lm)
                 rng = random.Random(self.seed)
                 origins = self._origins()
                 total = 2 + len(origins)
@@ -513,6 +617,7 @@ class BootstrapFewShotWithRandomSearch:
                         first=k,
                     )
                     session.extra_metric_calls = boot.metric_calls
+                    session.extra_unscored_calls = boot.unscored_calls
                     session.add(with_demo_set(program, demos), origin, val)
                     if self.progress:
                         p = session.progress()
@@ -522,6 +627,11 @@ class BootstrapFewShotWithRandomSearch:
                         )
             except KeyboardInterrupt:
                 reason = "interrupted (Ctrl-C)"
+            except ConsecutiveFailuresError as exc:
+                reason = str(exc)
+                session.extra_metric_calls = boot.metric_calls
+                session.extra_unscored_calls = boot.unscored_calls
+                session.save_state()
         if self.progress:
             sys.stderr.write("\n")
         return session.result(_best_scored(session.candidates, 0), reason)

@@ -17,6 +17,9 @@ Limits, per predictor and per demo set:
 
 A :class:`Bootstrapper` remembers each example's teacher run, so building many
 demo sets (random search, MIPROv2) runs the teacher once per example and round.
+A run that could not be scored (the LM or the metric failed) yields no demos
+and is run again when a later demo set asks for the example; it is not a
+metric call.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.evaluate import ExampleResult, evaluate
 from promptopt.lm.base import LanguageModel
+from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, FailureStreak
 
 DemoSet = dict[str, list[Example]]
 
@@ -47,6 +51,7 @@ class Outcome:
     score: float
     demos: dict[str, list[Example]] = field(default_factory=dict)
     error: str | None = None
+    scored: bool = True
 
 
 def trace_demos(result: ExampleResult) -> dict[str, list[Example]]:
@@ -65,9 +70,17 @@ def check_limits(max_bootstrapped_demos: int, max_labeled_demos: int) -> None:
         raise ValueError("max_bootstrapped_demos and max_labeled_demos must be 0 or more.")
 
 
-def check_dataset(name: str, data: Sequence[Example], *, who: str) -> list[Example]:
-    """The dataset as a list, after the checks every optimizer needs."""
+def check_dataset(
+    name: str, data: Sequence[Example], *, who: str, none_means: str = "to use the trainset"
+) -> list[Example]:
+    """The dataset as a list, after the checks every optimizer needs.
+
+    ``none_means`` says what ``valset=None`` does for this optimizer, for the error an empty
+    valset gets (an empty list is never taken to mean the default).
+    """
     data = list(data)
+    if not data and name == "valset":
+        raise ValueError(f"{who} got an empty valset: pass a validation set, or valset=None {none_means}.")
     if not data:
         raise ValueError(f"{who} needs a non-empty {name}.")
     ids = [e.id for e in data]
@@ -87,6 +100,10 @@ class Bootstrapper:
         max_rounds: rounds over the failed examples; rounds after the first sample at
             temperature 0.7 with a fresh ``rollout_id`` so cached replies are not repeated.
         lm: the task LM for the teacher (default: the configured one).
+        max_consecutive_failures, streak: stop (raise
+            :class:`~promptopt.optimizers.stoppers.ConsecutiveFailuresError`) after this many runs in
+            a row could not be scored; ``streak`` shares the count with the run's other evaluations.
+        allow_unbounded_metric: accept any finite metric value, not only [0, 1].
     """
 
     def __init__(
@@ -99,6 +116,9 @@ class Bootstrapper:
         lm: LanguageModel | None = None,
         num_threads: int = 4,
         failure_score: float = 0.0,
+        max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        streak: FailureStreak | None = None,
+        allow_unbounded_metric: bool = False,
     ) -> None:
         if max_rounds < 1:
             raise ValueError("max_rounds must be at least 1.")
@@ -111,6 +131,9 @@ class Bootstrapper:
         self.failure_score = failure_score
         self.outcomes: dict[tuple[str, int], Outcome] = {}
         self.metric_calls = 0
+        self.unscored_calls = 0
+        self.streak = streak if streak is not None else FailureStreak(max_consecutive_failures)
+        self.allow_unbounded_metric = allow_unbounded_metric
         self._teachers: dict[int, Program] = {}
 
     def _teacher(self, round_: int) -> Program:
@@ -123,21 +146,16 @@ class Bootstrapper:
         return self._teachers[round_]
 
     def run(self, examples: Sequence[Example], round_: int = 0) -> None:
-        """Run the teacher on the examples not yet run in this round."""
-        todo = [e for e in examples if (e.id, round_) not in self.outcomes]
+        """Run the teacher on the examples not yet run (or not yet scored) in this round."""
+        todo = [
+            e
+            for e in examples
+            if (e.id, round_) not in self.outcomes or not self.outcomes[(e.id, round_)].scored
+        ]
         if not todo:
             return
-        result = evaluate(
-            self._teacher(round_),
-            todo,
-            self.metric,
-            num_threads=self.num_threads,
-            display_progress=False,
-            failure_score=self.failure_score,
-            lm=self.lm,
-        )
-        self.metric_calls += len(todo)
-        for r in result.results:
+
+        def keep(r: ExampleResult) -> None:
             passed = r.error is None and r.score >= self.threshold and all(e.ok for e in r.trace)
             self.outcomes[(r.example.id, round_)] = Outcome(
                 example_id=r.example.id,
@@ -145,7 +163,26 @@ class Bootstrapper:
                 score=r.score,
                 demos=trace_demos(r) if passed else {},
                 error=r.error,
+                scored=r.scored,
             )
+            if r.scored:
+                self.metric_calls += 1
+                self.streak.scored()
+            else:
+                self.unscored_calls += 1
+                self.streak.failed(r.failure or "evaluation", r.error or "")
+
+        evaluate(
+            self._teacher(round_),
+            todo,
+            self.metric,
+            num_threads=self.num_threads,
+            display_progress=False,
+            failure_score=self.failure_score,
+            lm=self.lm,
+            on_result=keep,
+            allow_unbounded_metric=self.allow_unbounded_metric,
+        )
 
     def demo_set(
         self,

@@ -4,12 +4,22 @@ Optimizers describe a candidate by its serialized components; the evaluator
 builds the program, runs the examples it has not seen in parallel, and keeps
 a JSON-able record of each (score, feedback, prediction, error and a trace
 without the rendered messages) so a resumed run needs no re-scoring.
+
+Only scores are kept. An example that could not be scored (the LM raised, the
+metric raised or returned an unusable value, the program returned no
+Prediction; see :mod:`promptopt.evaluate`) comes back as a :class:`Record`
+with ``scored`` false and is run again whenever the pair is asked for again,
+in this process or a resumed one. Such runs are not metric calls: they are
+counted in ``unscored_calls``. After ``max_consecutive_failures`` of them in a
+row, over all evaluations, :meth:`CandidateEvaluator.run` raises
+:class:`~promptopt.optimizers.stoppers.ConsecutiveFailuresError` with the cause.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,14 +27,22 @@ from typing import Any
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.core.trace import TraceEntry
-from promptopt.evaluate import evaluate
+from promptopt.evaluate import ExampleResult, evaluate
 from promptopt.lm.base import LanguageModel
 from promptopt.optimizers.result import deserialize_components
+from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, FailureStreak
+
+log = logging.getLogger("promptopt.evaluation")
 
 
 @dataclass
 class Record:
-    """The outcome of one candidate on one example."""
+    """The outcome of one candidate on one example.
+
+    ``failure`` is ``"LM"``, ``"metric"`` or ``"program"`` when the example could not be scored; its
+    ``score`` is then only the evaluator's ``failure_score``, for callers that average every record,
+    and must not be compared: use ``scored``.
+    """
 
     example_id: str
     score: float
@@ -32,12 +50,17 @@ class Record:
     prediction: dict[str, Any] | None = None
     error: str | None = None
     trace: list[dict[str, Any]] = field(default_factory=list)
+    failure: str | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.failure is None
 
     def entries(self, predictor: str) -> list[TraceEntry]:
         return [TraceEntry.from_dict(t) for t in self.trace if t["predictor"] == predictor]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "example_id": self.example_id,
             "score": self.score,
             "feedback": self.feedback,
@@ -45,6 +68,9 @@ class Record:
             "error": self.error,
             "trace": self.trace,
         }
+        if self.failure is not None:
+            out["failure"] = self.failure
+        return out
 
 
 def components_key(components: dict[str, Any]) -> str:
@@ -52,11 +78,22 @@ def components_key(components: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def scores_of(records: Sequence[Record]) -> dict[str, float]:
+    """Example id -> score of the records that hold a score."""
+    return {r.example_id: r.score for r in records if r.scored}
+
+
 class CandidateEvaluator:
     """Runs candidates on examples with a per-(candidate, example) record cache.
 
-    ``metric_calls`` counts the pairs actually run, which is the budget unit of
-    every optimizer here.
+    ``metric_calls`` counts the pairs actually run and scored, which is the budget unit of every
+    optimizer here; ``unscored_calls`` the runs that ended without a score.
+
+    Args:
+        max_consecutive_failures: raise :class:`ConsecutiveFailuresError` after this many examples
+            in a row could not be scored (``None``: never); or pass ``streak`` to share one count
+            with other evaluations of the run.
+        allow_unbounded_metric: accept any finite metric value, not only [0, 1].
     """
 
     def __init__(
@@ -69,6 +106,10 @@ class CandidateEvaluator:
         lm: LanguageModel | None = None,
         records: dict[str, dict[str, Any]] | None = None,
         metric_calls: int = 0,
+        max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        streak: FailureStreak | None = None,
+        allow_unbounded_metric: bool = False,
+        unscored_calls: int = 0,
     ) -> None:
         self.program = program
         self.metric = metric
@@ -77,7 +118,11 @@ class CandidateEvaluator:
         self.lm = lm
         self.records: dict[str, dict[str, Any]] = dict(records or {})
         self.metric_calls = metric_calls
+        self.unscored_calls = unscored_calls
+        self.streak = streak if streak is not None else FailureStreak(max_consecutive_failures)
+        self.allow_unbounded_metric = allow_unbounded_metric
         self._programs: dict[str, Program] = {}
+        self._warned: set[str] = set()
 
     def build(self, components: dict[str, Any]) -> Program:
         key = components_key(components)
@@ -93,11 +138,39 @@ class CandidateEvaluator:
             return None
         return [Record(**r) for r in found]  # type: ignore[arg-type]
 
+    def scored(self, components: dict[str, Any], examples: Sequence[Example]) -> dict[str, float]:
+        """Example id -> score of the examples already scored for this candidate (nothing is run)."""
+        key = components_key(components)
+        return {
+            ex.id: self.records[f"{key}|{ex.id}"]["score"]
+            for ex in examples
+            if f"{key}|{ex.id}" in self.records
+        }
+
     def run(self, components: dict[str, Any], examples: Sequence[Example]) -> list[Record]:
+        """A record per example, in order: scored pairs from the cache, the others run now.
+
+        Raises :class:`ConsecutiveFailuresError` when the failure streak reaches its limit; the
+        examples scored until then are kept.
+        """
         key = components_key(components)
         missing = [ex for ex in examples if f"{key}|{ex.id}" not in self.records]
+        failed: dict[str, Record] = {}
         if missing:
-            result = evaluate(
+
+            def keep(r: ExampleResult) -> None:
+                rec = _record(r)
+                if rec.scored:
+                    self.records[f"{key}|{r.example.id}"] = rec.to_dict()
+                    self.metric_calls += 1
+                    self.streak.scored()
+                    return
+                failed[r.example.id] = rec
+                self.unscored_calls += 1
+                self._warn(rec)
+                self.streak.failed(rec.failure or "evaluation", rec.error or "")
+
+            evaluate(
                 self.build(components),
                 missing,
                 self.metric,
@@ -105,15 +178,31 @@ class CandidateEvaluator:
                 display_progress=False,
                 failure_score=self.failure_score,
                 lm=self.lm,
+                on_result=keep,
+                allow_unbounded_metric=self.allow_unbounded_metric,
             )
-            for r in result.results:
-                self.records[f"{key}|{r.example.id}"] = Record(
-                    example_id=r.example.id,
-                    score=r.score,
-                    feedback=r.feedback,
-                    prediction=r.prediction.to_dict() if r.prediction is not None else None,
-                    error=r.error,
-                    trace=[{k: v for k, v in e.to_dict().items() if k != "messages"} for e in r.trace],
-                ).to_dict()
-            self.metric_calls += len(missing)
-        return [Record(**self.records[f"{key}|{ex.id}"]) for ex in examples]
+        out = []
+        for ex in examples:
+            saved = self.records.get(f"{key}|{ex.id}")
+            out.append(Record(**saved) if saved is not None else failed[ex.id])
+        return out
+
+    def _warn(self, rec: Record) -> None:
+        # Once per kind: enough to see why scores are missing without flooding a long run's log.
+        if rec.failure not in self._warned:
+            self._warned.add(rec.failure or "")
+            log.warning(
+                "example %s could not be scored (%s failure): %s", rec.example_id, rec.failure, rec.error
+            )
+
+
+def _record(r: ExampleResult) -> Record:
+    return Record(
+        example_id=r.example.id,
+        score=r.score,
+        feedback=r.feedback,
+        prediction=r.prediction.to_dict() if r.prediction is not None else None,
+        error=r.error,
+        trace=[{k: v for k, v in e.to_dict().items() if k != "messages"} for e in r.trace],
+        failure=r.failure,
+    )

@@ -4,6 +4,12 @@ A stopper looks at the :class:`Progress` of a run and returns a reason string
 to stop, or ``None`` to go on. Any number can be combined; the first reason
 wins. Ctrl-C is not a stopper: optimizers catch it and end cleanly with the
 best program found so far.
+
+:class:`MaxConsecutiveFailures` is also checked inside evaluations, after every
+example (see :class:`FailureStreak`): when the LM is down, or the metric
+raises on everything, a run stops after that many failures in a row, saying
+why, instead of running through its budget. Such a stop is not final: a
+resumed run scores what could not be scored.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class Progress:
     best_score: float = float("-inf")
     last_improvement_iteration: int = 0
     started: float = field(default_factory=time.time)
+    consecutive_failures: int = 0  # examples in a row that could not be scored
+    failure_kind: str = ""  # what failed last: "LM", "metric" or "program"
+    last_failure: str = ""  # its error
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +112,65 @@ class StopFile:
         return f"stop file {self.path} found" if Path(self.path).exists() else None
 
 
+@dataclass(frozen=True)
+class MaxConsecutiveFailures:
+    """Stop after ``limit`` examples in a row that could not be scored: the LM raised (connection
+    refused, timeout, server errors after retries), the metric raised or returned an unusable value,
+    or the program returned something other than a Prediction."""
+
+    limit: int
+
+    def __call__(self, p: Progress) -> str | None:
+        if p.consecutive_failures >= self.limit:
+            kind = p.failure_kind or "evaluation"
+            return f"stopped: {p.consecutive_failures} consecutive {kind} failures ({p.last_failure})"
+        return None
+
+
+class ConsecutiveFailuresError(RuntimeError):
+    """An evaluation was cut short by :class:`MaxConsecutiveFailures`; the message is the reason."""
+
+
+class FailureStreak:
+    """Failures in a row over every evaluation of a run, checked after each example.
+
+    ``failed`` raises :class:`ConsecutiveFailuresError` once :class:`MaxConsecutiveFailures` fires
+    (``limit=None`` never stops); ``scored`` ends the streak.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError("max_consecutive_failures must be at least 1, or None to never stop.")
+        self.limit = limit
+        self.count = 0
+        self.kind = ""
+        self.last = ""
+
+    def scored(self) -> None:
+        self.count = 0
+
+    def failed(self, kind: str, error: str) -> None:
+        self.count += 1
+        self.kind, self.last = kind, error
+        reason = self.reason()
+        if reason:
+            raise ConsecutiveFailuresError(reason)
+
+    def reason(self) -> str | None:
+        if self.limit is None:
+            return None
+        return MaxConsecutiveFailures(self.limit)(self.fill(Progress()))
+
+    def fill(self, progress: Progress) -> Progress:
+        """``progress`` with this streak's fields set."""
+        progress.consecutive_failures = self.count
+        progress.failure_kind, progress.last_failure = self.kind, self.last
+        return progress
+
+
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
+
+
 def first_reason(stoppers: list[Stopper], progress: Progress) -> str | None:
     for stop in stoppers:
         reason = stop(progress)
@@ -121,8 +189,11 @@ def build_stoppers(
     score_threshold: float | None = None,
     stop_file: str | Path | None = None,
     extra: list[Stopper] | None = None,
+    max_consecutive_failures: int | None = None,
 ) -> list[Stopper]:
     out: list[Stopper] = []
+    if max_consecutive_failures is not None:
+        out.append(MaxConsecutiveFailures(max_consecutive_failures))
     if max_metric_calls is not None:
         out.append(MaxMetricCalls(max_metric_calls))
     if max_seconds is not None:

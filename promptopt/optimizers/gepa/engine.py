@@ -10,6 +10,14 @@ components are tried after each success.
 
 State is saved atomically after every iteration; ``resume=True`` continues a
 killed run with the same decisions and the same final result.
+
+Examples the LM or the metric failed on are not scores: a candidate's
+``val_scores`` leave them out, every comparison (minibatch acceptance, ties,
+merges, the Pareto front, the best candidate) looks only at examples both
+sides were scored on, and missing validation scores are filled in before each
+iteration, which is how a resumed run scores what an outage left unscored.
+After ``max_consecutive_failures`` failures in a row the run stops with the
+cause as its stop reason; it is not finished, so ``resume=True`` continues it.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ from typing import Any
 from promptopt.core import settings
 from promptopt.core.example import Example
 from promptopt.core.program import Program
+from promptopt.evaluate import is_lm_failure
 from promptopt.lm.base import LanguageModel
 from promptopt.lm.usage import Usage, track_usage
+from promptopt.optimizers.bootstrap import check_dataset
 from promptopt.optimizers.callbacks import Callback, Dispatcher, EventLog, ProgressLine
-from promptopt.optimizers.evaluation import CandidateEvaluator, Record
+from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.adaptive import auto_proposer, rewrite_or_rules
 from promptopt.optimizers.gepa.demos import DemoPool
@@ -42,9 +52,25 @@ from promptopt.optimizers.gepa.reflection import (
     reflective_dataset,
 )
 from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
-from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
+from promptopt.optimizers.result import (
+    Budget,
+    Candidate,
+    OptimizationResult,
+    best_candidate,
+    compare_on_common,
+    serialize_components,
+)
 from promptopt.optimizers.rundir import RunDir
-from promptopt.optimizers.stoppers import Progress, StopOptions, Stopper, first_reason
+from promptopt.optimizers.stoppers import (
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    ConsecutiveFailuresError,
+    FailureStreak,
+    MaxConsecutiveFailures,
+    Progress,
+    StopOptions,
+    Stopper,
+    first_reason,
+)
 
 log = logging.getLogger("promptopt.gepa")
 
@@ -106,6 +132,13 @@ class GEPA:
         seed: all random choices derive from it.
         max_stalled_iterations: stop after this many iterations in a row that spent no metric call
             (every minibatch already perfect, or every proposal rejected before it was scored).
+        max_consecutive_failures: stop after this many task-LM runs in a row could not be scored
+            (the LM raised, the metric raised or returned a value outside [0, 1], the program
+            returned no Prediction), or this many reflection calls in a row could not reach the
+            reflection LM; the stop reason names the cause and ``resume=True`` continues the run
+            once it is fixed. ``None``: never.
+        allow_unbounded_metric: accept any finite metric value, not only [0, 1] (then also set
+            ``perfect_score`` and ``demo_threshold`` on the metric's scale).
         max_seconds, max_tokens, max_cost, patience, score_threshold, stoppers: more ways to stop.
         callbacks: :class:`~promptopt.optimizers.callbacks.Callback` instances.
         progress: print a live progress line on stderr.
@@ -141,6 +174,8 @@ class GEPA:
         seed: int = 0,
         max_stalled_iterations: int = 12,
         failure_score: float = 0.0,
+        max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        allow_unbounded_metric: bool = False,
         max_seconds: float | None = None,
         max_tokens: int | None = None,
         max_cost: float | None = None,
@@ -156,6 +191,7 @@ class GEPA:
             raise ValueError("component_selector must be 'round_robin' or 'all'.")
         if auto is not None and auto not in AUTO_CANDIDATES:
             raise ValueError(f"auto must be one of {sorted(AUTO_CANDIDATES)}, not {auto!r}.")
+        FailureStreak(max_consecutive_failures)  # checks the limit now, not at compile time
         self.metric = metric
         self.auto = auto
         self.max_metric_calls = max_metric_calls
@@ -181,6 +217,8 @@ class GEPA:
         self.seed = seed
         self.max_stalled_iterations = max_stalled_iterations
         self.failure_score = failure_score
+        self.max_consecutive_failures = max_consecutive_failures
+        self.allow_unbounded_metric = allow_unbounded_metric
         self.stop_options = StopOptions(
             max_seconds=max_seconds,
             max_tokens=max_tokens,
@@ -215,6 +253,8 @@ class GEPA:
             "seed",
             "max_stalled_iterations",
             "failure_score",
+            "max_consecutive_failures",
+            "allow_unbounded_metric",
         ]
         cfg = {k: getattr(self, k) for k in keys}
         cfg["proposer"] = self.proposer if isinstance(self.proposer, str) else type(self.proposer).__name__
@@ -235,11 +275,14 @@ class GEPA:
         """Optimize ``program``; returns the result with ``best_program`` set.
 
         Args:
+            valset: the validation set (``None``: the trainset).
             lm: the task LM (default: the configured one).
             run_dir: where state, events and results are written (needed for ``resume``).
             resume: continue the run saved in ``run_dir`` instead of starting over.
         """
-        run = _Run(self, program, list(trainset), list(valset or trainset), lm, run_dir, resume)
+        train = check_dataset("trainset", trainset, who="GEPA")
+        val = check_dataset("valset", train if valset is None else valset, who="GEPA")
+        run = _Run(self, program, train, val, lm, run_dir, resume)
         return run.execute()
 
 
@@ -256,12 +299,6 @@ class _Run:
         run_dir: str | Path | None,
         resume: bool,
     ) -> None:
-        if not trainset or not valset:
-            raise ValueError("GEPA needs a non-empty trainset (and valset, which defaults to the trainset).")
-        for name, data in (("trainset", trainset), ("valset", valset)):
-            ids = [e.id for e in data]
-            if len(set(ids)) != len(ids):
-                raise ValueError(f"The {name} has duplicate example ids; give each example a distinct _id.")
         self.opt = opt
         self.program = program
         self.train = {e.id: e for e in trainset}
@@ -282,6 +319,10 @@ class _Run:
         self.events = Dispatcher(callbacks)
         stop_file = self.rundir.stop_file if self.rundir else None
         self.stoppers = opt.stop_options.stoppers(max_metric_calls=self.budget, stop_file=stop_file)
+        # Failures in a row of the task LM (and metric), and of the reflection LM; neither is saved,
+        # so a resumed run starts counting anew.
+        self.streak = FailureStreak(opt.max_consecutive_failures)
+        self.reflection_streak = FailureStreak(None)
         pred_names = [n for n, _ in program.named_predictors()]
         if not pred_names:
             raise ValueError("The program has no predictors to optimize.")
@@ -335,6 +376,7 @@ class _Run:
         if callable(dump):
             self.state.proposer_state = dump()
         self.state.records = self.evaluator.records
+        self.state.unscored_calls = self.evaluator.unscored_calls
         self.state.demo_pool = self.pool.to_dict()
         self.state.progress = self._progress()
         self.state.usage = self._usage_total().to_dict()
@@ -353,9 +395,10 @@ class _Run:
         p.metric_calls = self.evaluator.metric_calls
         p.lm_calls, p.tokens, p.cost = usage.calls, usage.total_tokens, usage.cost
         p.seconds = self._seconds_before + (time.time() - self._t0)
-        if self.state.candidates:
-            p.best_score = max(c.val_score for c in self.state.candidates)
-        return p
+        scored = [c for c in self.state.candidates if c.val_scores]
+        if scored:
+            p.best_score = best_candidate(scored).val_score
+        return self.streak.fill(p)
 
     # --- the run ---------------------------------------------------------------
     def execute(self) -> OptimizationResult:
@@ -385,35 +428,23 @@ class _Run:
             lm=self.task_lm,
             records=self.state.records,
             metric_calls=self.state.progress.metric_calls,
+            unscored_calls=self.state.unscored_calls,
+            streak=self.streak,
+            allow_unbounded_metric=self.opt.allow_unbounded_metric,
         )
+        self._fill_attempts: dict[int, int] = {}
         self._usage_before = dict(self.state.usage)
         self._seconds_before = self.state.progress.seconds
         self._t0 = time.time()
         self._print_estimate(resumed)
         self.events.emit("run_start", optimizer="gepa", config=self.opt.config(), resumed=resumed)
         with track_usage() as self.usage:
-            if not self.state.candidates:
-                self._add_seed()
-            while not self.state.finished:
-                reason = first_reason(self.stoppers, self._progress()) or self._exhausted()
-                if reason:
-                    self.state.stop_reason, self.state.finished = reason, True
-                    self._save()
-                    break
-                try:
-                    self.state.iteration += 1
-                    self.events.emit("iteration_start", iteration=self.state.iteration)
-                    spent_before = self.evaluator.metric_calls
-                    self._iteration()
-                    stalled = self.evaluator.metric_calls == spent_before
-                    self.state.stalled_iterations = self.state.stalled_iterations + 1 if stalled else 0
-                except KeyboardInterrupt:
-                    # The unfinished iteration is dropped; the saved state stays resumable.
-                    self.state.iteration -= 1
-                    self.state.stop_reason = "interrupted (Ctrl-C)"
-                    break
-                self._save()
-                self.events.emit("iteration_end", iteration=self.state.iteration, progress=self._progress())
+            try:
+                self._loop()
+            except ConsecutiveFailuresError as exc:
+                # Not finished: the saved state is that of the last whole step, and a resumed run
+                # scores what could not be scored and goes on from there.
+                self.state.stop_reason = str(exc)
         result = self._result()
         if self.rundir:
             result.save(self.rundir.path / "result.json")
@@ -421,11 +452,85 @@ class _Run:
         self.events.emit("run_end", result=result)
         return result
 
+    def _loop(self) -> None:
+        if not self.state.candidates:
+            self._add_seed()
+        while not self.state.finished:
+            self._fill_val_scores()
+            if not self.state.candidates[0].val_scores:
+                # Nothing can be compared against a seed without a single score.
+                p = self.streak.fill(Progress())
+                raise ConsecutiveFailuresError(
+                    MaxConsecutiveFailures(1)(p) or "stopped: no validation example could be scored"
+                )
+            reason = first_reason(self.stoppers, self._progress()) or self._exhausted()
+            if reason:
+                self.state.stop_reason, self.state.finished = reason, True
+                self._save()
+                break
+            try:
+                self.state.iteration += 1
+                self.events.emit("iteration_start", iteration=self.state.iteration)
+                spent_before = self.evaluator.metric_calls
+                self._iteration()
+                stalled = self.evaluator.metric_calls == spent_before
+                self.state.stalled_iterations = self.state.stalled_iterations + 1 if stalled else 0
+            except KeyboardInterrupt:
+                # The unfinished iteration is dropped; the saved state stays resumable.
+                self.state.iteration -= 1
+                self.state.stop_reason = "interrupted (Ctrl-C)"
+                break
+            except ConsecutiveFailuresError:
+                self.state.iteration -= 1  # dropped like an interrupted one
+                raise
+            self._save()
+            self.events.emit("iteration_end", iteration=self.state.iteration, progress=self._progress())
+            limit = self.opt.max_consecutive_failures
+            if limit is not None and self.reflection_streak.count >= limit:
+                p = self.reflection_streak.fill(Progress())
+                raise ConsecutiveFailuresError(MaxConsecutiveFailures(limit)(p) or "")
+
+    # A pair that fails every time (a metric that raises on one example) is not retried forever.
+    MAX_FILL_ATTEMPTS = 3
+
+    def _fill_val_scores(self) -> None:
+        """Score candidates on the validation examples they have no score for (an LM or metric
+        failure left them out); a candidate is tried at most ``MAX_FILL_ATTEMPTS`` times per process."""
+        for cand in self.state.candidates:
+            missing = [e for e in self.val if e.id not in cand.val_scores]
+            if not missing or self._fill_attempts.get(cand.id, 0) >= self.MAX_FILL_ATTEMPTS:
+                continue
+            self._fill_attempts[cand.id] = self._fill_attempts.get(cand.id, 0) + 1
+            try:
+                got = scores_of(self.evaluator.run(cand.components, missing))
+            except ConsecutiveFailuresError:
+                self._add_val_scores(cand, self.evaluator.scored(cand.components, missing))
+                self._save()
+                raise
+            self._add_val_scores(cand, got)
+            if got:
+                self._save()
+
+    def _add_val_scores(self, cand: Candidate, got: dict[str, float]) -> None:
+        if not got:
+            return
+        known = {**cand.val_scores, **got}
+        cand.val_scores = {e.id: known[e.id] for e in self.val if e.id in known}  # validation order
+        self.events.emit("val_evaluated", candidate_id=cand.id, score=cand.val_score)
+        if best_candidate([c for c in self.state.candidates if c.val_scores]) is cand:
+            curve = self.state.learning_curve
+            if not curve or curve[-1][1] != cand.val_score:
+                curve.append([self.evaluator.metric_calls, cand.val_score])
+
     def _exhausted(self) -> str | None:
         """Why no further iteration can help, if so: the stoppers only see spent budget, and an
         iteration that spends none (a perfect minibatch, a rejected proposal) never moves it."""
         perfect = self.opt.perfect_score
-        if any(c.val_scores and min(c.val_scores.values()) >= perfect for c in self.state.candidates):
+        n_val = len(self.val)
+        if any(
+            len(c.val_scores) == n_val and min(c.val_scores.values()) >= perfect
+            for c in self.state.candidates
+        ):
             return "a candidate is perfect on every validation example"
         if self.state.stalled_iterations >= self.opt.max_stalled_iterations:
             return (
@@ -450,19 +555,27 @@ class _Run:
 
     def _add_seed(self) -> None:
         comps = serialize_components(self.program.components())
-        recs = self.evaluator.run(comps, self.val)
+        stopped: ConsecutiveFailuresError | None = None
+        try:
+            scores = scores_of(self.evaluator.run(comps, self.val))
+        except ConsecutiveFailuresError as exc:
+            # Saved with what was scored; a resumed run scores the rest before going on.
+            scores, stopped = self.evaluator.scored(comps, self.val), exc
         seed = Candidate(
             id=0,
             components=comps,
             origin="seed",
-            val_scores={r.example_id: r.score for r in recs},
+            val_scores=scores,
             discovered_at=self.evaluator.metric_calls,
         )
         self.state.candidates.append(seed)
-        self.state.learning_curve.append([self.evaluator.metric_calls, seed.val_score])
-        self.state.progress.best_score = seed.val_score
+        if scores:
+            self.state.learning_curve.append([self.evaluator.metric_calls, seed.val_score])
+            self.state.progress.best_score = seed.val_score
         self.events.emit("val_evaluated", candidate_id=0, score=seed.val_score)
         self._save()
+        if stopped is not None:
+            raise stopped
 
     # --- one iteration -------------------------------------------------------
     def _iteration(self) -> None:
@@ -498,8 +611,18 @@ class _Run:
             iteration=st.iteration,
             candidate_id=parent_id,
             example_ids=[e.id for e in batch],
-            scores=[r.score for r in parent_recs],
+            scores=[r.score if r.scored else None for r in parent_recs],
         )
+        if not any(r.scored for r in parent_recs):
+            self.events.emit(
+                "proposal",
+                iteration=st.iteration,
+                component=None,
+                text=None,
+                accepted=False,
+                reason="the parent could not be scored on this minibatch (LM or metric failures)",
+            )
+            return
         if self._perfect(parent_recs) and self.opt.skip_perfect_score:
             self.events.emit(
                 "proposal",
@@ -510,12 +633,12 @@ class _Run:
                 reason="parent already perfect on this minibatch",
             )
             return
-        child, changed = self._propose(parent, parent_recs)
+        child, changed = self._propose(parent, [r for r in parent_recs if r.scored])
         if child is None:
             return
         child_recs = self.evaluator.run(child, batch)
         self.pool.add(child_recs, self.opt.demo_threshold)
-        before, after = sum(r.score for r in parent_recs), sum(r.score for r in child_recs)
+        before, after, judged = _paired_sums(parent_recs, child_recs)
         for _ in range(self.opt.tie_extensions):
             if after != before:
                 break
@@ -525,12 +648,13 @@ class _Run:
             if not more:
                 break
             batch = batch + more
-            before += sum(r.score for r in self.evaluator.run(parent.components, more))
+            parent_more = self.evaluator.run(parent.components, more)
             more_recs = self.evaluator.run(child, more)
             self.pool.add(more_recs, self.opt.demo_threshold)
-            after += sum(r.score for r in more_recs)
-        self._observe(after > before)
-        if after <= before:
+            b, a, n = _paired_sums(parent_more, more_recs)
+            before, after, judged = before + b, after + a, judged + n
+        self._observe(judged > 0 and after > before)
+        if judged == 0 or after <= before:
             self.events.emit(
                 "candidate_rejected",
                 iteration=st.iteration,
@@ -554,7 +678,7 @@ class _Run:
             observe(improved)
 
     def _perfect(self, recs: list[Record]) -> bool:
-        return all(r.score >= self.opt.perfect_score for r in recs)
+        return all(r.scored and r.score >= self.opt.perfect_score for r in recs)
 
     def _next_minibatch(self) -> list[Example]:
         st = self.state
@@ -648,6 +772,10 @@ class _Run:
                 proposal = self.proposer(request, lm)
             except Exception as exc:
                 proposal = Proposal(None, f"reflection failed: {type(exc).__name__}: {exc}")
+                if is_lm_failure(exc):
+                    self.reflection_streak.failed("reflection-LM", f"{type(exc).__name__}: {exc}")
+            else:
+                self.reflection_streak.scored()
         self.state.proposer_calls += used.calls
         text, reason = proposal.instruction, proposal.reason
         if text is not None and self.opt.max_instruction_chars and len(text) > self.opt.max_instruction_chars:
@@ -679,13 +807,14 @@ class _Run:
             components=components,
             parents=parents,
             origin=origin,
-            val_scores={r.example_id: r.score for r in recs},
+            val_scores=scores_of(recs),
             iteration=st.iteration,
             discovered_at=self.evaluator.metric_calls,
         )
-        best_before = max(c.val_score for c in st.candidates)
+        scored = [c for c in st.candidates if c.val_scores]
+        best_before = best_candidate(scored) if scored else None
         st.candidates.append(cand)
-        if cand.val_score > best_before:
+        if cand.val_scores and (best_before is None or compare_on_common(cand, best_before)[0] > 0):
             st.learning_curve.append([self.evaluator.metric_calls, cand.val_score])
             st.progress.last_improvement_iteration = st.iteration
         self.events.emit("val_evaluated", candidate_id=cand.id, score=cand.val_score)
@@ -701,15 +830,18 @@ class _Run:
             return False
         a, b, _anc, merged = found
         st.merges_done += 1
-        # Judge the merge where its parents disagree most cheaply: a small validation subsample.
+        # Judge the merge where its parents disagree most cheaply: a small validation subsample,
+        # of examples both parents were scored on.
         ca, cb = st.candidates[a], st.candidates[b]
-        differ = [e for e in self.val if ca.val_scores.get(e.id) != cb.val_scores.get(e.id)]
-        pool = differ if len(differ) >= self.opt.merge_subsample else list(self.val)
+        common = [e for e in self.val if e.id in ca.val_scores and e.id in cb.val_scores]
+        differ = [e for e in common if ca.val_scores[e.id] != cb.val_scores[e.id]]
+        pool = differ if len(differ) >= self.opt.merge_subsample else common
         sub = self.rng.sample(pool, min(self.opt.merge_subsample, len(pool)))
-        recs = self.evaluator.run(merged, sub)
-        merged_sum = sum(r.score for r in recs)
-        best_parent = max(sum(c.val_scores[e.id] for e in sub) for c in (ca, cb))
-        accepted = merged_sum >= best_parent
+        merged_scores = scores_of(self.evaluator.run(merged, sub))
+        judged = [e.id for e in sub if e.id in merged_scores]
+        merged_sum = sum(merged_scores[i] for i in judged)
+        best_parent = max(sum(c.val_scores[i] for i in judged) for c in (ca, cb))
+        accepted = bool(judged) and merged_sum >= best_parent
         self.events.emit("merge", iteration=st.iteration, ids=[a, b], accepted=accepted)
         if accepted:
             self._accept(merged, [a, b], "merge")
@@ -718,7 +850,7 @@ class _Run:
     # --- the result ----------------------------------------------------------
     def _result(self) -> OptimizationResult:
         st = self.state
-        best = max(st.candidates, key=lambda c: (c.val_score, -c.id))
+        best = best_candidate(st.candidates)
         usage = self._usage_total()
         budget = Budget(
             metric_calls=self.evaluator.metric_calls,
@@ -729,6 +861,7 @@ class _Run:
             cost=usage.cost,
             seconds=self._progress().seconds,
             proposer_lm_calls=st.proposer_calls,
+            unscored_calls=self.evaluator.unscored_calls,
         )
         result = OptimizationResult(
             optimizer="promptopt.GEPA",
@@ -742,3 +875,9 @@ class _Run:
         )
         result.best_program = result.program_for(self.program)
         return result
+
+
+def _paired_sums(parent: list[Record], child: list[Record]) -> tuple[float, float, int]:
+    """(parent's sum, child's sum, count) over the examples both were scored on."""
+    pairs = [(p.score, c.score) for p, c in zip(parent, child) if p.scored and c.scored]
+    return sum(p for p, _ in pairs), sum(c for _, c in pairs), len(pairs)

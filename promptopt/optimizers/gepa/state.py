@@ -44,6 +44,7 @@ class GEPAState:
     proposer_calls: int = 0
     proposer_state: dict[str, Any] = field(default_factory=dict)
     stalled_iterations: int = 0
+    unscored_calls: int = 0  # runs the LM or the metric failed on; not metric calls
     stop_reason: str = ""
     finished: bool = False
 

@@ -55,7 +55,7 @@ class MIPRORun:
         self.program = program
         self.names = predictor_names(program)
         self.train = check_dataset("trainset", trainset, who="MIPROv2")
-        self.val = check_dataset("valset", valset or self.train, who="MIPROv2")
+        self.val = check_dataset("valset", self.train if valset is None else valset, who="MIPROv2")
         self.task_lm = lm or settings.get("lm")
         self.proposer_lm = opt.proposer_lm or self.task_lm
         if self.proposer_lm is None:
