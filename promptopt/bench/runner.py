@@ -129,7 +129,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _scores(result: Any) -> dict[str, Any]:
+class UnscoredExamplesError(RuntimeError):
+    """An evaluation of a cell left examples without a score (the LM or the metric failed)."""
+
+
+def _scores(result: Any, what: str = "evaluation") -> dict[str, Any]:
+    unscored = list(getattr(result, "unscored", []))
+    if unscored:
+        # A stored cell's per-example scores are its evidence: an outage must not enter them as 0.0.
+        first = unscored[0]
+        raise UnscoredExamplesError(
+            f"{len(unscored)} of {len(result.results)} examples of the {what} could not be scored "
+            f"({first.failure} failure on {first.example.id}: {first.error}); the cell is not stored "
+            "as finished: run the same command again once the LM or metric works."
+        )
     return {
         "score": result.score,
         "ids": [r.example.id for r in result.results],
@@ -216,8 +229,8 @@ def ensure_baseline(
             "identity": identity.to_dict(),
             "provenance": _provenance(identity),
             "splits": splits.ids(),
-            "val": _scores(val),
-            "test": _scores(test),
+            "val": _scores(val, "seed program on validation"),
+            "test": _scores(test, "seed program on test"),
             "finished_at": _now(),
         }
         store.save_baseline(key, record)
@@ -345,7 +358,7 @@ def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: boo
     if cell.optimizer == "baseline":
         test, val_score = dict(base["test"]), base["val"]["score"]
     else:
-        test = _scores(evaluate(program, splits.test, task.metric, **opts))
+        test = _scores(evaluate(program, splits.test, task.metric, **opts), "optimized program on test")
         val_score = result.best_score if result.candidates else float("nan")
         if not _finite(val_score):
             val_score = evaluate(program, splits.val, task.metric, **opts).score

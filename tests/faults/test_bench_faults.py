@@ -158,3 +158,23 @@ def test_bench_langprobe_exits_1_when_a_cell_failed(tmp_path, monkeypatch, capsy
     rc = bench_main([*args, "--budget", "10", "--num-threads", "1", "--out", str(tmp_path / "o"), "-q"])
     assert rc == 1
     assert "1 cells failed" in capsys.readouterr().err
+
+
+@needs_mirror
+def test_an_lm_outage_is_not_stored_as_scores(tmp_path):
+    calls = {"n": 0}
+
+    def flaky(messages):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise ConnectionError("connection refused")
+        return "species: virginica"
+
+    s = spec(tmp_path / "out", optimizers=["baseline"])
+    down = LMs(task=ScriptedLM(flaky), reflection=ScriptedLM(lambda m: "x"))
+    (record,) = run_matrix(s, lms=down, progress=False).ran
+    assert record["status"] == "failed" and record["error"]["type"] == "UnscoredExamplesError"
+    assert "could not be scored (LM failure" in record["error"]["message"]
+    assert Store(s.out).load_baseline("iris__predict__local__s0") is None  # no baseline with holes
+    (record,) = run_matrix(s, lms=lms(), progress=False).ran  # the LM is back: the cell runs
+    assert record["status"] == "ok" and record["baseline"]["test"]["errors"] == 0
