@@ -11,6 +11,17 @@ CACHE="${PROMPTOPT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/promptopt}"
 LLAMA_VERSION=0.3.36
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 
+# HumanEval runs model-written code under bubblewrap (benchmarks/langprobe/tasks/sandbox.py).
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing bubblewrap for the HumanEval sandbox"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+      || echo "setup: installing bubblewrap failed; HumanEval will refuse to run code until bwrap is installed"
+  else
+    echo "setup: HumanEval needs bubblewrap (bwrap) to sandbox code: install it as root (apt-get install bubblewrap)"
+  fi
+fi
+
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip "$@"; }
 
