@@ -254,7 +254,7 @@ def test_program_is_chosen_from_full_evaluations_only():
         max_bootstrapped_demos=0,
         max_labeled_demos=0,
         proposer_lm=proposer_lm(proposals),
-        seed=3,  # TPE's first (random) draw with this seed is the proposal, as asserted below
+        seed=0,  # TPE's first (random) draw with this seed is the proposal, as asserted below
     ).compile(program(), data(4), val, lm=ScriptedLM(reply))
     (trial,) = res.trials
     assert trial["params"] == {"self.instruction": 1} and trial["minibatch_score"] == 1.0
@@ -276,10 +276,10 @@ class InterruptAfter(Callback):
 def test_interrupt_and_kill_then_resume_from_the_study(tmp_path):
     run_dir = tmp_path / "r"
     train, val = data(6), data(6, offset=10)
-    first = mipro(num_trials=9, callbacks=[InterruptAfter(3)]).compile(
+    first = mipro(num_trials=9, callbacks=[InterruptAfter(2)]).compile(
         program(), train, val, lm=task_lm(), run_dir=run_dir
     )
-    assert first.stop_reason == "interrupted (Ctrl-C)" and len(first.trials) == 3
+    assert first.stop_reason == "interrupted (Ctrl-C)" and len(first.trials) == 2
     assert first.best_program is not None and first.candidates[0].origin == "seed"
 
     dying = dies_at(metric, 2)
@@ -298,7 +298,7 @@ def test_interrupt_and_kill_then_resume_from_the_study(tmp_path):
         ).compile(program(), train, val, lm=task_lm(), run_dir=run_dir, resume=True)
     storage = f"sqlite:///{run_dir / 'optuna.db'}"
     states = [t.state.name for t in optuna.load_study(study_name="mipro", storage=storage).trials]
-    assert "RUNNING" in states  # the killed trial was left behind
+    assert states[-1] == "RUNNING"  # the killed trial was left behind
 
     again = proposer_lm()
     res = mipro(num_trials=9, proposer_lm=again).compile(
@@ -309,8 +309,8 @@ def test_interrupt_and_kill_then_resume_from_the_study(tmp_path):
     numbers = [t["number"] for t in res.trials]
     assert len(set(numbers)) == 9
     study = optuna.load_study(study_name="mipro", storage=storage)
-    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 9
-    assert sum(t.state.name == "FAIL" for t in study.trials) == 1  # the killed one, run again
+    # the killed trial was taken over and run again under its own number, not failed and replaced
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 9
     assert res.best_score == 1.0
 
 
@@ -434,7 +434,8 @@ def test_multi_step_programs_get_one_dimension_per_predictor_and_a_program_summa
         return f"out: {text.upper() if 'uppercase' in system else text}"
 
     prompter = proposer_lm(["proposed_instruction: Copy it.", "proposed_instruction: Write it in uppercase."])
-    res = mipro(max_bootstrapped_demos=0, max_labeled_demos=0, proposer_lm=prompter).compile(
+    # seed 1: the random startup draws reach the uppercasing second step within the 6 trials
+    res = mipro(max_bootstrapped_demos=0, max_labeled_demos=0, proposer_lm=prompter, seed=1).compile(
         Pipe(), data(6), data(4, offset=10), lm=ScriptedLM(reply)
     )
     assert res.config["search_space"] == {"first.instruction": 3, "second.instruction": 3}

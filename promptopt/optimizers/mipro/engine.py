@@ -17,7 +17,14 @@ Runs, resumes and workers — with ``run_dir``:
 * the Optuna study (default ``sqlite:///RUN_DIR/optuna.db``, or ``storage=<RDB URL>``) holds
   the trials and full evaluations;
 * ``compile(..., resume=True)`` continues a killed or stopped run: nothing is proposed again
-  and only the missing trials run;
+  and only the missing trials run. A resumed single-worker run ends as the uninterrupted run
+  would have — the same trials (combinations, minibatches, scores), candidates, metric calls
+  and chosen program — wherever it was killed: every random choice follows from ``seed`` and
+  the step's place in the run, and work cut short (a trial, a full evaluation, the
+  preparation) is redone as it was and counted once. Resuming a finished run returns its
+  result again and evaluates nothing. A damaged ``proposals.json`` or study (unreadable,
+  empty, missing beside the other) stops the run with a
+  :class:`~promptopt.optimizers.mipro.state.DamagedRunError` naming the file;
 * any number of processes may call ``compile(..., run_dir=SAME_DIR, resume=True)`` at once:
   the first prepares the search space while the others wait for it, then all pull trials
   from the shared study until ``num_trials`` are done (exactly that many complete). Each
@@ -25,8 +32,9 @@ Runs, resumes and workers — with ``run_dir``:
   finish sees them all, and ``RUN_DIR/result.json`` is rewritten by each, under the lock.
   Workers must share the run directory (it holds the lock); do not start a fresh run
   (``resume=False``) on a directory other workers are using. A trial left running by a dead
-  worker on the same host is failed and run again; the study cannot tell whether a worker on
-  another host is alive, so its abandoned trials keep counting until marked failed by hand.
+  worker on the same host is taken over by the next worker to ask and redone; the study cannot
+  tell whether a worker on another host is alive, so its abandoned trials keep counting until
+  marked failed by hand (the next trial then takes their place in the run).
 
 Layout of ``RUN_DIR``: ``proposals.json`` (search space), ``optuna.db`` (default storage),
 ``events.jsonl``, ``result.json`` and ``best_program.json`` (rewritten by each worker when it
@@ -105,7 +113,8 @@ class MIPROv2:
         study_name: the study's name in the storage.
         max_metric_calls, max_seconds, max_tokens, max_cost, patience (in trials without a better
             full score), score_threshold, stoppers: when to stop early (``RUN_DIR/STOP`` too).
-        seed: every random choice (worker ``k`` samples trials with ``seed + k``).
+        seed: every random choice; each follows from the seed and the step's place in the run (a
+            trial's slot, a predictor's name), not from the order in which processes ran.
         num_threads: parallel examples in every evaluation.
         callbacks: :class:`~promptopt.optimizers.callbacks.Callback` instances.
         progress: a live progress line and the LM-call estimate on stderr.

@@ -2,7 +2,10 @@
 
 The totals a run reports and stops on — metric calls, tokens, cost, the best
 full score — are summed from the saved search space and the shared study, so
-every worker (and a resumed run) sees the same numbers.
+every worker (and a resumed run) sees the same numbers. Work cut short by a
+kill (a trial, a full evaluation) is recorded nowhere, so its redo is counted
+once; the run as a whole repeats the uninterrupted one (see
+:mod:`promptopt.optimizers.mipro.search` for how trials are drawn).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from optuna.trial import FrozenTrial, Trial
 
 from promptopt.core import settings
@@ -26,16 +30,27 @@ from promptopt.optimizers.baselines import predictor_names
 from promptopt.optimizers.bootstrap import check_dataset
 from promptopt.optimizers.callbacks import Dispatcher, EventLog, ProgressLine
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, components_key
-from promptopt.optimizers.mipro.engine import MIPROv2, fitted_minibatch_size
+from promptopt.optimizers.mipro.engine import MIPROv2, _redact, fitted_minibatch_size
 from promptopt.optimizers.mipro.report import build_result, mean, usage_sum
-from promptopt.optimizers.mipro.search import SharedStudy, combo_key, default_storage, delete_study
+from promptopt.optimizers.mipro.search import (
+    SharedStudy,
+    combo_key,
+    default_storage,
+    delete_study,
+    slot_of,
+    sqlite_file,
+)
 from promptopt.optimizers.mipro.space import SpaceBuilder
-from promptopt.optimizers.mipro.state import SETUP_FILE, Setup
+from promptopt.optimizers.mipro.state import SETUP_FILE, DamagedRunError, Setup, damaged
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.rundir import RunDir
 from promptopt.optimizers.stoppers import Progress, first_reason
 
 RUN_FILES = (SETUP_FILE, "result.json", "best_program.json", "events.jsonl", "STOP")
+# What a run directory holds once a run has got past its study's creation (events.jsonl may be
+# older: it logs the preparation too).
+STATE_FILES = (SETUP_FILE, "result.json", "best_program.json")
+DB_FILE = "optuna.db"
 
 
 class MIPRORun:
@@ -91,26 +106,110 @@ class MIPRORun:
         return self.rundir.path / name if self.rundir else None
 
     def _prepare(self) -> tuple[Setup, bool]:
-        """Load the saved search space, or build and save it; True when loaded.
+        """Open the study; load the saved search space, or build and save it; True when loaded.
 
-        Under the setup lock, so of several workers started together exactly one builds it.
+        Under the setup lock, so of several workers started together exactly one builds it. The
+        study is created before the search space is saved, so a run directory with a
+        ``proposals.json`` always has its study: a study that is missing, empty or unreadable then
+        is damage, and so is a study with trials but no search space. Either stops the run with a
+        :class:`DamagedRunError`, rather than running every trial again over what was there.
         """
         with file_lock(self._lock_path("setup.lock")):
             if not self.resume:
-                for name in RUN_FILES if self.rundir else ():
-                    (self.rundir.path / name).unlink(missing_ok=True)  # type: ignore[union-attr]
-                if self.storage:
-                    delete_study(self.storage, self.opt.study_name)
+                self._discard()
             setup = Setup.load(self.rundir.path) if self.rundir else None
+            self._check_db_file()
+            self.study, (n_trials, n_fulls) = self._open_study()
+            resumed = setup is not None
             if setup is not None:
                 self._check_same_run(setup)
-                return setup, True
-            setup = SpaceBuilder(
-                self.opt, self.program, self.train, self.val, self.evaluator, self.proposer_lm, self.events
-            ).build()
-            if self.rundir:
-                setup.save(self.rundir.path)
-            return setup, False
+            elif n_trials or n_fulls:
+                raise damaged(
+                    self.rundir.path / SETUP_FILE if self.rundir else "The search space",
+                    f"missing, while {self._storage_name()} holds {n_trials} trial(s) and {n_fulls} "
+                    "full evaluation(s) of a run, which index into that search space",
+                    self._advice_dir(),
+                )
+            else:
+                setup = SpaceBuilder(
+                    self.opt,
+                    self.program,
+                    self.train,
+                    self.val,
+                    self.evaluator,
+                    self.proposer_lm,
+                    self.events,
+                ).build()
+                if self.rundir:
+                    setup.save(self.rundir.path)
+            self.study.set_space(setup.param_sizes())
+            return setup, resumed
+
+    def _advice_dir(self) -> Path | None:
+        """The folder a damaged run is started over from: the run directory, when it holds the
+        study too (a storage of the caller's choosing must be seen to by the caller)."""
+        return self.rundir.path if self.rundir and self.opt.storage is None else None
+
+    def _storage_name(self) -> str:
+        return str(sqlite_file(self.storage) or f"the Optuna storage {_redact(self.storage)}")
+
+    def _discard(self) -> None:
+        """A fresh run: remove what an earlier run left (a damaged file too, unread)."""
+        if self.rundir:
+            for name in RUN_FILES:
+                (self.rundir.path / name).unlink(missing_ok=True)
+        if self.rundir and self.opt.storage is None:
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                (self.rundir.path / (DB_FILE + suffix)).unlink(missing_ok=True)
+        elif self.storage:
+            try:
+                delete_study(self.storage, self.opt.study_name)
+            except Exception as exc:
+                if (err := self._unreadable_storage(exc)) is exc:
+                    raise
+                raise err from exc
+
+    def _check_db_file(self) -> None:
+        """SQLite takes a zero-byte (or missing) file for a new database: with the run's other
+        files there, resuming from it would run every trial again as if none had run."""
+        path = sqlite_file(self.storage)
+        if path is None or self.rundir is None or (path.is_file() and path.stat().st_size > 0):
+            return
+        if not path.exists() and self.opt.storage is not None:
+            return  # a storage of the caller's choosing may be new to this run directory
+        held = [name for name in STATE_FILES if (self.rundir.path / name).exists()]
+        if held:
+            what = "empty (0 bytes)" if path.exists() else "missing"
+            raise damaged(
+                path,
+                f"{what}, while {self.rundir.path} holds this run's {', '.join(held)}: the trials and "
+                "full evaluations the run recorded are gone",
+                self._advice_dir(),
+            )
+
+    def _open_study(self) -> tuple[SharedStudy, tuple[int, int]]:
+        """The shared study, read through once: (study, (trials, full evaluations))."""
+        try:
+            study = SharedStudy(
+                self.storage,
+                self.opt.study_name,
+                seed=self.opt.seed,
+                num_trials=self.opt.num_trials,
+                lock_path=self._lock_path("search.lock"),
+            )
+            return study, study.contents()
+        except Exception as exc:
+            if (err := self._unreadable_storage(exc)) is exc:
+                raise
+            raise err from exc
+
+    def _unreadable_storage(self, exc: Exception) -> Exception:
+        """``exc`` as a :class:`DamagedRunError` when it says a SQLite study file is damaged."""
+        if isinstance(exc, DamagedRunError) or sqlite_file(self.storage) is None or not _unreadable(exc):
+            return exc
+        return damaged(
+            self._storage_name(), f"not a readable Optuna database ({_brief(exc)})", self._advice_dir()
+        )
 
     def _check_same_run(self, setup: Setup) -> None:
         where = self.rundir.path if self.rundir else "the storage"
@@ -177,28 +276,30 @@ class MIPRORun:
     # --- the run -------------------------------------------------------------------
     def execute(self) -> OptimizationResult:
         self.setup, resumed = self._prepare()
-        self.study = SharedStudy(
-            self.storage,
-            self.opt.study_name,
-            seed=self.opt.seed,
-            num_trials=self.opt.num_trials,
-            sizes=self.setup.param_sizes(),
-            lock_path=self._lock_path("search.lock"),
-        )
-        self.study.reap()
         self._print_estimate(resumed)
         self.events.emit("run_start", optimizer="mipro", config=self.opt.config(), resumed=resumed)
         if combo_key(self.setup.seed_params()) not in self.study.full_evals():
             self._record_seed()
-        reason, finished = self._search()
-        if finished:
-            try:
-                self._full_eval_step("end")
-            except KeyboardInterrupt:
-                reason = "interrupted (Ctrl-C)"
+        reason, finished, ran = self._search()
+        mark = self.study.end_mark()
+        if not ran and mark is not None and mark["trials_done"] == len(self.study.completed()):
+            # A finished run, resumed: its final full evaluation is done, and another would
+            # evaluate one more combination (and spend more) every time it is resumed.
+            reason = mark["reason"]
+        elif finished:
+            reason = self._end(reason)
         result = self._result(reason)
         self.events.emit("run_end", result=result)
         return result
+
+    def _end(self, reason: str) -> str:
+        """The final full evaluation, then the mark that the run ended (with ``reason``)."""
+        try:
+            basis = self._full_eval_step("end")
+        except KeyboardInterrupt:
+            return "interrupted (Ctrl-C)"
+        self.study.mark_end(reason, basis)
+        return reason
 
     def _record_seed(self) -> None:
         params = self.setup.seed_params()
@@ -216,39 +317,49 @@ class MIPRORun:
         self.study.record_full(combo_key(params), data)
         self.events.emit("val_evaluated", candidate_id=0, score=mean(self.setup.seed_scores))
 
-    def _search(self) -> tuple[str, bool]:
-        """Run trials until ``num_trials`` are done or a stopper fires; (reason, finished)."""
+    def _search(self) -> tuple[str, bool, int]:
+        """Run trials until ``num_trials`` are done or a stopper fires; (reason, finished, trials
+        this call completed)."""
+        ran = 0
+        try:
+            # A run killed during a step's full evaluation owes it: due before the next trial,
+            # as it was in the run that was killed.
+            self._full_eval_step("step")
+        except KeyboardInterrupt:
+            return "interrupted (Ctrl-C)", False, ran
         while True:
             progress = self._progress()
             reason = first_reason(self.stoppers, progress)
             if reason:
-                return reason, False
+                return reason, False, ran
             budget = self.opt.max_metric_calls
             if budget is not None and progress.metric_calls + self.minibatch_size + len(self.val) > budget:
                 # Keep what the final full evaluation needs: a trial never fully evaluated is wasted,
                 # and the returned program is chosen from full evaluations only.
-                return f"metric-call budget of {budget} spent (the final full evaluation kept)", True
+                return f"metric-call budget of {budget} spent (the final full evaluation kept)", True, ran
             trial = self.study.ask()
             if trial is None:
-                return f"all {self.opt.num_trials} trials run", True
+                return f"all {self.opt.num_trials} trials run", True, ran
             try:
                 self._trial(trial)
+                ran += 1
                 self._full_eval_step("step")
             except KeyboardInterrupt:
-                self.study.fail(trial)  # if not yet told: failed, so a resumed run redoes it
-                return "interrupted (Ctrl-C)", False
+                self.study.let_go(trial)  # if not yet told: the next ask redoes it
+                return "interrupted (Ctrl-C)", False, ran
             progress = self._progress()
             self.events.emit("iteration_end", iteration=progress.iteration, progress=progress)
 
-    def _minibatch(self, number: int) -> list[Example]:
-        # Drawn from the trial number alone, so any worker (or a resumed run) draws the same batch.
-        rng = random.Random(f"{self.opt.seed}:minibatch:{number}")
+    def _minibatch(self, slot: int) -> list[Example]:
+        # Drawn from the trial's slot alone, so any worker (or a resumed run) draws the same batch,
+        # and a trial failed by hand does not shift the batches of the trials after it.
+        rng = random.Random(f"{self.opt.seed}:minibatch:{slot}")
         return rng.sample(self.val, self.minibatch_size)
 
     def _trial(self, trial: Trial) -> None:
         params = {k: int(v) for k, v in trial.params.items()}
         self._sync_records(self.study.completed(), self.study.full_evals())
-        batch = self._minibatch(trial.number)
+        batch = self._minibatch(slot_of(trial))
         before = self.evaluator.metric_calls
         with track_usage() as used:
             recs = self.evaluator.run(self.setup.components(params), batch)
@@ -270,11 +381,13 @@ class MIPRORun:
         row = {"number": trial.number, "params": params, "minibatch_score": value, **attrs}
         self.events.emit("trial", trial={k: v for k, v in row.items() if k != "usage"})
 
-    def _full_eval_step(self, kind: str) -> None:
-        """Fully evaluate the best-by-minibatch combination not yet fully evaluated, when due.
+    def _full_eval_step(self, kind: str) -> int:
+        """Fully evaluate the best-by-minibatch combination not yet fully evaluated, when due;
+        returns how many completed trials it looked at.
 
         ``step`` evaluations are due once per ``minibatch_full_eval_steps`` completed trials
-        (counted over all workers); the ``end`` one whenever trials are exhausted.
+        (counted over all workers); the ``end`` one whenever trials are exhausted, once for the
+        same completed trials (a run killed after it, or a second worker ending, adds none).
         """
         with self.study.lock():
             trials = self.study.completed()
@@ -283,10 +396,12 @@ class MIPRORun:
             if kind == "step" and len(trials) // self.opt.minibatch_full_eval_steps <= self._steps_done(
                 fulls
             ):
-                return
+                return len(trials)
+            if kind == "end" and self._ended(len(trials), fulls):
+                return len(trials)
             pick = self._best_unevaluated(trials, fulls)
-            if pick is None or not self.study.claim(pick, kind):
-                return
+            if pick is None or not self.study.claim(pick, kind, len(trials)):
+                return len(trials)
         params = next(t.params for t in trials if combo_key(t.params) == pick)
         try:
             self._sync_records(trials, fulls)
@@ -299,6 +414,16 @@ class MIPRORun:
         spent = self.evaluator.metric_calls - before
         scores = {r.example_id: r.score for r in recs}
         self._save_full(pick, params, scores, spent, used.to_dict(), kind, trials)
+        return len(trials)
+
+    def _ended(self, basis: int, fulls: dict[str, dict[str, Any]]) -> bool:
+        """Whether the end evaluation after ``basis`` completed trials is done or under way."""
+        if any(f.get("kind") == "end" and f.get("basis") == basis for f in fulls.values()):
+            return True
+        return any(
+            c.get("kind") == "end" and c.get("basis") == basis and k not in fulls and self.study.claimed(k)
+            for k, c in self.study.claims().items()
+        )
 
     def _steps_done(self, fulls: dict[str, dict[str, Any]]) -> int:
         """Step evaluations done or in progress (by live workers)."""
@@ -329,40 +454,46 @@ class MIPRORun:
                 "usage": usage,
                 "kind": kind,
                 "after_trial": max((t.number for t in trials), default=-1),
+                "basis": len(trials),
                 "trials_done": len(now_trials),
-                "order": time.time(),
+                # A count, not a clock: candidates are listed in this order, and a resumed run must
+                # list them as the uninterrupted run did (earlier runs' clock values sort first).
+                "order": max((float(f["order"]) for f in fulls.values()), default=0.0) + 1,
                 "total_metric_calls": self._metric_calls(now_trials, fulls) + spent,
             }
             self.study.record_full(key, data)
         self.events.emit("val_evaluated", candidate_id=None, score=mean(scores), params=data["params"])
 
     def _record_covered(self, trials: list[FrozenTrial], fulls: dict[str, dict[str, Any]]) -> None:
-        """Combinations whose trials already scored every validation example are fully evaluated
+        """Programs whose trials already scored every validation example are fully evaluated
         for free (when minibatches are as large as the validation set)."""
-        seen: dict[str, dict[str, float]] = {}
-        params_of: dict[str, dict[str, Any]] = {}
+        done = {self._key(f["params"]) for f in fulls.values()}
+        seen: dict[str, tuple[dict[str, float], str, dict[str, Any]]] = {}
         for t in trials:
-            k = combo_key(t.params)
-            seen.setdefault(k, {}).update(t.user_attrs.get("scores", {}))
-            params_of.setdefault(k, t.params)
-        for k, scores in seen.items():
-            if k in fulls or self.study.claimed(k) or any(e.id not in scores for e in self.val):
+            scores = seen.setdefault(self._key(t.params), ({}, combo_key(t.params), t.params))[0]
+            scores.update(t.user_attrs.get("scores", {}))
+        for prog, (scores, k, params) in seen.items():
+            if prog in done or self.study.claimed(k) or any(e.id not in scores for e in self.val):
                 continue
             ordered = {e.id: scores[e.id] for e in self.val}
-            self._save_full(k, params_of[k], ordered, 0, {}, "covered", trials)
+            self._save_full(k, params, ordered, 0, {}, "covered", trials)
 
     def _best_unevaluated(self, trials: list[FrozenTrial], fulls: dict[str, dict[str, Any]]) -> str | None:
-        """The combination with the best mean minibatch score (over the distinct examples its trials
-        scored) that is neither fully evaluated nor being evaluated by a live worker."""
-        stats: dict[str, tuple[dict[str, float], int]] = {}
+        """The program with the best mean minibatch score (over the distinct examples its trials
+        scored) that is neither fully evaluated nor being evaluated by a live worker, as the
+        combination of its first trial.
+
+        Combinations that make the same program (two demo sets can hold the same demos) are one
+        program: evaluating the second would add a duplicate candidate and no information.
+        """
+        done = {self._key(f["params"]) for f in fulls.values()}
+        stats: dict[str, tuple[dict[str, float], int, str]] = {}
         for t in trials:
-            k = combo_key(t.params)
-            scores, first = stats.get(k, ({}, t.number))
+            scores = stats.setdefault(self._key(t.params), ({}, t.number, combo_key(t.params)))[0]
             scores.update(t.user_attrs.get("scores", {}))
-            stats[k] = (scores, first)
         ranked = sorted(stats.items(), key=lambda kv: (-mean(kv[1][0]), -len(kv[1][0]), kv[1][1]))
-        for k, _ in ranked:
-            if k not in fulls and not self.study.claimed(k):
+        for prog, (_, _, k) in ranked:
+            if prog not in done and not self.study.claimed(k):
                 return k
         return None
 
@@ -412,3 +543,19 @@ class MIPRORun:
                 result.save(self.rundir.path / "result.json")
                 result.best_program.save(self.rundir.path / "best_program.json")
         return result
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """Whether reading a SQLite storage failed on its contents (not on a lock or a missing folder)."""
+    if isinstance(exc, sqlalchemy.exc.OperationalError):
+        text = str(exc).lower()
+        return "malformed" in text or "not a database" in text
+    return isinstance(
+        exc, (sqlalchemy.exc.DatabaseError, ValueError, TypeError, KeyError, UnicodeDecodeError)
+    )
+
+
+def _brief(exc: BaseException) -> str:
+    """The database's own words, without SQLAlchemy's statement and help link."""
+    inner = getattr(exc, "orig", None) or exc
+    return f"{type(inner).__name__}: {str(inner).splitlines()[0] if str(inner) else ''}".rstrip(": ")

@@ -12,16 +12,23 @@ What lives where:
 Asking for a trial and claiming a full evaluation happen under a file lock in
 the run directory (``search.lock``), so workers never exceed ``num_trials`` and
 never race on a claim. Workers must therefore share the run directory; the
-storage can be any Optuna RDB URL. A trial or claim left behind by a dead
-worker (same host, process gone) is failed or released at the next start and
-redone. Without a run directory the study is in memory and the lock is a
-thread lock.
+storage can be any Optuna RDB URL. Without a run directory the study is in
+memory and the lock is a thread lock.
+
+Resumes repeat the uninterrupted run. Each trial has a *slot*, its place in the
+run (0, 1, ...): its minibatch and every random draw of its combination follow
+from the seed and the slot alone (:class:`SlotSampler`), never from a random
+stream that lives as long as a process. A trial left running by a worker that
+is gone (same host, process gone), interrupted or killed, is taken over by the
+next ask and redone under its own number, slot and combination, so it is
+neither lost nor counted twice. A claim left behind is simply taken again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -32,11 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
+from sqlalchemy.engine import make_url
 
 FULL = "full:"
 CLAIM = "claim:"
+END = "end"
 
 
 def combo_key(params: dict[str, int]) -> str:
@@ -56,9 +66,59 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     return optuna.storages.RDBStorage(url)
 
 
+def sqlite_file(url: str | None) -> Path | None:
+    """The database file of a SQLite storage URL (None for other storages and in-memory SQLite)."""
+    if not url or not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
 def delete_study(url: str, study_name: str) -> None:
     with contextlib.suppress(KeyError):
         optuna.delete_study(study_name=study_name, storage=open_storage(url))
+
+
+def derived_seed(*parts: Any) -> int:
+    """A 32-bit seed that depends on ``parts`` only (not on Python's per-process string hashing)."""
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "big")
+
+
+def slot_of(trial: FrozenTrial | Trial) -> int:
+    """The trial's place in the run (trials saved before slots were recorded: their number)."""
+    return int(trial.user_attrs.get("slot", trial.number))
+
+
+class SlotSampler(optuna.samplers.BaseSampler):
+    """Multivariate TPE whose random draws for a trial follow from the run's seed and the trial's slot.
+
+    A ``TPESampler(seed=...)`` draws from one random stream for the life of the process: a resumed
+    run starts that stream over and so picks other combinations than the uninterrupted run did from
+    the same completed trials. Here each draw comes from a TPE seeded for that slot (and parameter),
+    made for the draw, so the same completed trials give the same next combination in any process.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def _tpe(self, *parts: Any) -> optuna.samplers.TPESampler:
+        return optuna.samplers.TPESampler(seed=derived_seed(self.seed, *parts), multivariate=True)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._tpe("space").infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._tpe("slot", slot_of(trial)).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        # Seeded per parameter too: one stream per trial would give same-sized dimensions the same
+        # index, and a redone trial that lost some of its draws would get the others wrong.
+        tpe = self._tpe("slot", slot_of(trial), param_name)
+        return tpe.sample_independent(study, trial, param_name, param_distribution)
 
 
 class Identity:
@@ -74,7 +134,7 @@ class Identity:
 
     def gone(self, other: dict[str, Any] | None) -> bool:
         """Whether the worker ``other`` has certainly stopped (only known on this host)."""
-        if not other:
+        if not other or other.get("released"):
             return True
         if other.get("host") != self.host:
             return False  # another machine: assume it is alive
@@ -99,27 +159,39 @@ class SharedStudy:
         *,
         seed: int,
         num_trials: int,
-        sizes: dict[str, int],
         lock_path: Path | None,
     ) -> None:
         self.num_trials = num_trials
-        self.sizes = sizes
         self.me = Identity()
         self.lock_path = lock_path
         self._thread_lock = threading.RLock()
         self._depth = 0
+        self.distributions: dict[str, CategoricalDistribution] = {}
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with self.lock():  # creating the storage's tables is not safe to race
-            storage = open_storage(storage_url)
-            probe = optuna.create_study(
-                storage=storage, study_name=study_name, direction="maximize", load_if_exists=True
+            self.study = optuna.create_study(
+                storage=open_storage(storage_url),
+                study_name=study_name,
+                direction="maximize",
+                load_if_exists=True,
+                sampler=SlotSampler(seed),
             )
-            # Each worker samples with its own seed, so two workers do not propose the same startups.
-            self.worker_index = int(probe.user_attrs.get("workers", 0))
-            probe.set_user_attr("workers", self.worker_index + 1)
-        sampler = optuna.samplers.TPESampler(seed=seed + self.worker_index, multivariate=True)
-        self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+
+    def set_space(self, sizes: dict[str, int]) -> None:
+        """The search dimensions (known once the search space is loaded or built)."""
         self.distributions = {k: CategoricalDistribution(list(range(n))) for k, n in sizes.items()}
+
+    def contents(self) -> tuple[int, int]:
+        """(trials, full evaluations) recorded, reading every row, so an unreadable storage fails
+        here, at the start, rather than in the middle of the run."""
+        trials = self.study.get_trials(deepcopy=False)
+        for t in trials:
+            _ = (t.params, t.user_attrs, t.values)
+        fulls = self.full_evals()
+        for key, data in fulls.items():
+            if not isinstance(data, dict) or not {"params", "val_scores", "kind", "order"} <= set(data):
+                raise ValueError(f"the full evaluation record {key} is incomplete")
+        return len(trials), len(fulls)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -144,28 +216,45 @@ class SharedStudy:
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
     # --- trials --------------------------------------------------------------
-    def reap(self) -> int:
-        """Fail the running trials of workers that are gone, so they are run again."""
-        n = 0
-        with self.lock():
-            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if self.me.gone(t.user_attrs.get("worker")):
-                    self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                    n += 1
-        return n
-
     def counted(self) -> int:
         """Trials that count toward ``num_trials``: finished or in progress."""
         states = (TrialState.COMPLETE, TrialState.RUNNING)
         return len(self.study.get_trials(deepcopy=False, states=states))
 
+    def abandoned(self) -> list[FrozenTrial]:
+        """Running trials whose worker is gone or let them go, oldest first."""
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return sorted(
+            (t for t in running if self.me.gone(t.user_attrs.get("worker"))), key=lambda t: t.number
+        )
+
+    def _free_slot(self, number: int) -> int:
+        states = (TrialState.COMPLETE, TrialState.RUNNING)
+        taken = {
+            slot_of(t) for t in self.study.get_trials(deepcopy=False, states=states) if t.number != number
+        }
+        return next(i for i in range(len(taken) + 1) if i not in taken)
+
     def ask(self) -> Trial | None:
-        """The next trial, or None when ``num_trials`` are done or running."""
+        """The next trial, or None when ``num_trials`` are done or running.
+
+        An abandoned trial comes first, as it was: same number, slot and combination. A new one
+        takes the lowest free slot (a trial failed by hand frees its slot for the next), and its
+        combination is drawn only once the slot is recorded, since the draw depends on it.
+        """
         with self.lock():
-            if self.counted() >= self.num_trials:
+            left = self.abandoned()
+            if left:
+                trial = Trial(self.study, left[0]._trial_id)
+            elif self.counted() >= self.num_trials:
                 return None
-            trial = self.study.ask(fixed_distributions=self.distributions)
+            else:
+                trial = self.study.ask()
+            if "slot" not in trial.user_attrs:
+                trial.set_user_attr("slot", self._free_slot(trial.number))
             trial.set_user_attr("worker", self.me.to_dict())
+            for name, dist in self.distributions.items():
+                trial.suggest_categorical(name, dist.choices)  # a drawn parameter is kept as drawn
             return trial
 
     def tell(self, trial: Trial, value: float, attrs: dict[str, Any]) -> None:
@@ -173,9 +262,10 @@ class SharedStudy:
             trial.set_user_attr(k, v)
         self.study.tell(trial, value)
 
-    def fail(self, trial: Trial) -> None:
-        with contextlib.suppress(Exception):
-            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    def let_go(self, trial: Trial) -> None:
+        """Leave an unfinished trial to the next ask (of any worker), which redoes it."""
+        with contextlib.suppress(Exception):  # a finished trial refuses the change, as it should
+            trial.set_user_attr("worker", {"released": True})
 
     def completed(self) -> list[FrozenTrial]:
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -195,12 +285,14 @@ class SharedStudy:
         attrs = self.study.user_attrs
         return {k[len(CLAIM) :]: v for k, v in attrs.items() if k.startswith(CLAIM)}
 
-    def claim(self, key: str, kind: str) -> bool:
-        """Reserve the full evaluation of a combination; False if done or held by a live worker."""
+    def claim(self, key: str, kind: str, basis: int) -> bool:
+        """Reserve the full evaluation of a combination, picked from ``basis`` completed trials;
+        False if done or held by a live worker."""
         with self.lock():
             if FULL + key in self.study.user_attrs or self.claimed(key):
                 return False
-            self.study.set_user_attr(CLAIM + key, {"active": True, "kind": kind, "worker": self.me.to_dict()})
+            held = {"active": True, "kind": kind, "basis": basis, "worker": self.me.to_dict()}
+            self.study.set_user_attr(CLAIM + key, held)
             return True
 
     def release(self, key: str) -> None:
@@ -211,3 +303,13 @@ class SharedStudy:
         with self.lock():
             self.study.set_user_attr(FULL + key, data)
             self.study.set_user_attr(CLAIM + key, {"active": False})
+
+    # --- the end -------------------------------------------------------------
+    def end_mark(self) -> dict[str, Any] | None:
+        """How the run last ended: ``{"reason", "trials_done"}``, or None if it never did."""
+        mark = self.study.user_attrs.get(END)
+        return mark if isinstance(mark, dict) else None
+
+    def mark_end(self, reason: str, trials_done: int) -> None:
+        with self.lock():
+            self.study.set_user_attr(END, {"reason": reason, "trials_done": trials_done})

@@ -77,7 +77,6 @@ class SpaceBuilder:
                     summary,
                     prog_summary,
                     sum(seed_scores.values()) / len(seed_scores),
-                    rng,
                 )
         return Setup(
             train_ids=[e.id for e in self.train],
@@ -135,7 +134,6 @@ class SpaceBuilder:
         summary: str,
         prog_summary: str,
         seed_score: float,
-        rng: random.Random,
     ) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
         opt = self.opt
         proposer = GroundedProposer(
@@ -156,7 +154,9 @@ class SpaceBuilder:
                 sig,
                 sig.instruction,
                 opt.num_candidates - 1,
-                rng=rng,
+                # Each predictor's tips follow from the seed and its name, not from what the
+                # bootstrapping or an earlier predictor happened to draw.
+                rng=random.Random(f"{opt.seed}:proposals:{name}"),
                 demo_pool=pool,
                 seed_score=seed_score,
                 dataset_summary=summary,

@@ -9,7 +9,7 @@ changes during the search (trials, full evaluations) lives in the Optuna study.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,22 @@ from promptopt.core.program import write_json_atomic
 
 SETUP_VERSION = 1
 SETUP_FILE = "proposals.json"
+
+
+class DamagedRunError(ValueError):
+    """A state file of a MIPROv2 run directory cannot be read back as what the run wrote."""
+
+
+def damaged(path: Path | str, problem: str, run_dir: Path | None = None) -> DamagedRunError:
+    """The error for a damaged state file: which file, what is wrong, and how to start over."""
+    if run_dir is None:
+        todo = f"To start over, move {path} aside and run again."
+    else:
+        todo = (
+            f"To start the run over, move {run_dir} aside (the damaged file stays there for a look) and "
+            "run again, or compile with resume=False, which deletes the run's files."
+        )
+    return DamagedRunError(f"{path}: {problem}. The MIPROv2 run cannot be resumed from it. {todo}")
 
 
 @dataclass
@@ -82,10 +98,55 @@ class Setup:
 
     @classmethod
     def load(cls, run_dir: Path) -> Setup | None:
+        """The saved search space, None when there is none; a file that is there but unreadable
+        raises :class:`DamagedRunError` (building a new space over it would mix two runs)."""
         path = run_dir / SETUP_FILE
         if not path.exists():
             return None
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            # Written atomically, so this is a truncated copy, a disk fault or a hand edit.
+            raise damaged(path, f"not valid JSON ({exc})", run_dir) from exc
+        problem = _shape_problem(data)
+        if problem:
+            raise damaged(path, problem, run_dir)
+        return cls.from_dict(data)
+
+
+def _shape_problem(data: Any) -> str | None:
+    """What keeps ``data`` from being a saved search space, or None."""
+    if not isinstance(data, dict):
+        return f"not a MIPROv2 search space (a JSON object), but a JSON {type(data).__name__}"
+    if "version" in data and data["version"] != SETUP_VERSION:
+        return None  # from_dict says which version it is
+    known = {f.name for f in fields(Setup)} | {"version"}
+    required = [f.name for f in fields(Setup) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        return f"fields missing from the MIPROv2 search space: {', '.join(missing)}"
+    unknown = sorted(set(data) - known)
+    if unknown:
+        return f"unknown fields in the MIPROv2 search space: {', '.join(unknown)}"
+    preds = data["predictors"]
+    if not isinstance(preds, list) or not all(isinstance(p, str) for p in preds):
+        return "`predictors` is not a list of names"
+    for name in ("train_ids", "val_ids"):
+        if not isinstance(data[name], list):
+            return f"`{name}` is not a list"
+    for name in ("instructions", "demo_sets"):
+        table = data[name]
+        if not isinstance(table, dict) or any(
+            not isinstance(table.get(p), list) or not table.get(p) for p in preds
+        ):
+            return f"`{name}` does not hold a non-empty list for every predictor"
+    if any(not isinstance(t, str) for p in preds for t in data["instructions"][p]):
+        return "`instructions` holds something other than text"
+    if any(not isinstance(s, list) for p in preds for s in data["demo_sets"][p]):
+        return "`demo_sets` holds something other than lists of demos"
+    if not isinstance(data.get("seed_scores", {}), dict):
+        return "`seed_scores` is not an object"
+    return None
 
 
 def serialize_demos(demos: list[Example]) -> list[dict[str, Any]]:
