@@ -288,7 +288,7 @@ def _run_and_store(
         why = availability(cell.optimizer)
         if why is not None:
             raise OptimizerUnavailableError(why)
-        _claim_run_dir(store.run_dir(cell.key), identity)
+        _claim_run_dir(store.run_dir(cell.key), identity, resume=resume)
         record.update(_run(spec, cell, store, lms, progress))
         record["status"] = "ok"
         record["error"] = None
@@ -306,10 +306,13 @@ def _run_and_store(
     return record
 
 
-def _claim_run_dir(run_dir: Any, identity: CellIdentity) -> None:
+def _claim_run_dir(run_dir: Path, identity: CellIdentity, *, resume: bool = True) -> None:
     """Keep an interrupted run's state only when it belongs to the same experiment: resuming state
-    written by other code, data or LMs would mix two experiments in one result."""
+    written by other code, data or LMs would mix two experiments in one result. Without ``resume``
+    (``--fresh``) the state is discarded whatever made it."""
     marker = run_dir / "identity.json"
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)
     if run_dir.exists():
         try:
             stored = json.loads(marker.read_text())

@@ -154,8 +154,11 @@ def test_a_run_dir_of_another_experiment_is_not_resumed(tmp_path):
 def test_fresh_reruns_everything(tmp_path):
     s = spec(tmp_path / "out")
     run_matrix(s, lms=make_lms(), progress=False)
+    run_dir = Store(s.out).run_dir("iris__predict__gepa__local__s0")
+    (run_dir / "planted").write_text("state of an earlier run")
     again = run_matrix(s, lms=make_lms(), progress=False, fresh=True)
     assert set(again.rerun_reasons.values()) == {"--fresh"} and len(again.ran) == 2
+    assert not (run_dir / "planted").exists()  # --fresh starts the optimizer over, too
 
 
 @needs_mirror
