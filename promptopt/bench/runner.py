@@ -266,11 +266,11 @@ def run_cell(
                 found = None
             if found is not None and _why_rerun(found, cell_identity(spec, cell, lms)) is None:
                 return {**found, "reused": True}
-        return _run_and_store(spec, cell, store, lms, progress)
+        return _run_and_store(spec, cell, store, lms, progress, resume=reuse_finished)
 
 
 def _run_and_store(
-    spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool
+    spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool, *, resume: bool = True
 ) -> dict[str, Any]:
     started, t0 = _now(), time.perf_counter()
     record: dict[str, Any] = {
