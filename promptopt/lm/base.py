@@ -37,5 +37,9 @@ class Completion:
         return cls(**data)
 
 
+class LMError(RuntimeError):
+    """An LM request could not be served: it failed after its retries, or the response cache is unusable."""
+
+
 class LanguageModel(Protocol):
     def __call__(self, messages: list[dict[str, str]], **options: Any) -> Completion: ...

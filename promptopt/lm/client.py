@@ -17,9 +17,19 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from promptopt.lm.base import Completion
+from promptopt.lm.base import Completion, LMError
 from promptopt.lm.cache import Cache, request_key
 from promptopt.lm.usage import Usage, report
+
+# The wait before retry k (k = 1, 2, ...) is min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**(k-1)) seconds,
+# times a random factor in [0.5, 1]: 0.5-1 s, 1-2 s, 2-4 s, ... and never more than 30 s.
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 30.0
+
+# Default seconds one attempt may wait: for a remote API, and for promptopt's own llama.cpp server,
+# which on a CPU shared with other work can take minutes over one long reply (see LM's docstring).
+DEFAULT_TIMEOUT_S = 120.0
+LOCAL_TIMEOUT_S = 600.0
 
 _RETRYABLE_NAMES = {
     "RateLimitError",
@@ -32,14 +42,20 @@ _RETRYABLE_NAMES = {
     "ConnectionError",
     "ReadTimeout",
 }
+_TIMEOUT_NAMES = {"Timeout", "APITimeoutError", "ReadTimeout"}
 
 
-class LMError(RuntimeError):
-    """An LM request failed after its retries."""
+def backoff_seconds(retry: int) -> float:
+    """How long to wait before retry number ``retry`` (from 1); see ``BACKOFF_BASE_S``."""
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (retry - 1)) * (0.5 + random.random() / 2)
 
 
 def _retryable(exc: BaseException) -> bool:
     return any(cls.__name__ in _RETRYABLE_NAMES for cls in type(exc).__mro__)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return any(cls.__name__ in _TIMEOUT_NAMES for cls in type(exc).__mro__)
 
 
 class LM:
@@ -51,8 +67,25 @@ class LM:
             a LoRA adapter from ``promptopt train``.
         temperature, max_tokens: defaults for every call (overridable per call).
         cache: ``True`` (the shared on-disk cache), ``False``, a path, or a :class:`Cache`.
-        num_retries: retries of transient failures, with exponential backoff.
-        timeout: seconds per request.
+            Empty replies (nothing but whitespace) are returned but not cached, so a later run asks
+            again instead of replaying them.
+        num_retries: how many times a request that failed transiently (timeout, connection error,
+            rate limit, 5xx) is sent again; other failures are not retried. These are the only
+            retries: the HTTP client under litellm is told not to retry on its own. A request to
+            the local server that timed out is not sent again: the server goes on generating the
+            abandoned reply, so a second copy would wait behind it and time out in turn.
+        timeout: seconds one attempt may wait for the server (the HTTP client's limit, which a
+            server that sends nothing meets exactly); default 120 s, and 600 s for the local server.
+            One call takes at most about ``timeout * (1 + num_retries)`` plus the waits between
+            attempts (:func:`backoff_seconds`: 0.5-1 s before the first retry, doubling, at most
+            30 s each), not counting the wait for a free slot under ``max_concurrency``. With the
+            defaults that is about 6 minutes for a remote API (3 x 120 s + at most 3 s) and about
+            10 minutes for the local server (one 600 s attempt; only connection errors, which fail
+            at once, are retried). The local default is long because a CPU-served model is slow
+            when the machine is busy: one reflection-sized call (1,400 prompt tokens, 53 reply
+            tokens) to the 1.5B model took 236 s on two cores shared with other model servers,
+            and a timeout there fails the call rather than saving time. Raise it on a slower or
+            busier machine. Neither applies to ``hf/`` models, which run in this process.
         max_concurrency: requests in flight at once (cached replies do not count);
             defaults to 1 for a local server, which serves one request at a time.
         history_size: how many recent calls :meth:`inspect_history` can show.
@@ -66,18 +99,23 @@ class LM:
         temperature: float = 0.0,
         max_tokens: int = 512,
         cache: bool | str | os.PathLike[str] | Cache = True,
-        num_retries: int = 3,
-        timeout: float = 300.0,
+        num_retries: int = 2,
+        timeout: float | None = None,
         max_concurrency: int | None = None,
         history_size: int = 100,
         **kwargs: Any,
     ) -> None:
+        if "max_retries" in kwargs:
+            # litellm would hand it to the HTTP client, whose retries multiply ours and the timeout
+            raise TypeError("LM() takes num_retries, not max_retries: promptopt's retries are the only ones.")
         self.model = model
         self.defaults: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
         self.extra = kwargs
         self.num_retries = num_retries
-        self.timeout = timeout
         self.is_local = model == "local" or model.startswith("local/")
+        self.timeout = (
+            timeout if timeout is not None else LOCAL_TIMEOUT_S if self.is_local else DEFAULT_TIMEOUT_S
+        )
         self.local_name = model.split("/", 1)[1] if model.startswith("local/") else None
         self.is_hf = model.startswith("hf/")
         if cache is True:
@@ -202,7 +240,12 @@ class LM:
             self.usage.add_failure()
             report(None)
             raise
-        if use_cache:
+        # An empty reply goes back to the caller (the adapter reports it as an empty reply, in the
+        # trace) but is not cached: it is more often a passing fault of the server than an answer,
+        # and a cached one would be replayed on every later run. It is not retried here: at
+        # temperature 0 the same request mostly gets the same reply, so retries would only add time.
+        # (A Completion carries text only, so a reply of tool calls alone is empty here too.)
+        if use_cache and completion.text.strip():
             self.cache.put(key, request, completion)  # type: ignore[union-attr]
         self._account(messages, completion)
         return completion
@@ -226,17 +269,24 @@ class LM:
                 with self._slots:
                     start = time.perf_counter()
                     resp = litellm.completion(
-                        model=model, messages=messages, timeout=self.timeout, **conn, **params
+                        model=model,
+                        messages=messages,
+                        # max_retries goes to the OpenAI client, num_retries to litellm's own
+                        # retry wrapper: either would multiply our attempts and the timeout.
+                        **{**conn, **params, "timeout": self.timeout, "max_retries": 0, "num_retries": 0},
                     )
                     latency = time.perf_counter() - start
                 return _to_completion(resp, latency, litellm)
             except Exception as exc:
                 last = exc
-                if not _retryable(exc) or attempt == self.num_retries:
+                if not _retryable(exc) or attempt == self.num_retries or (self.is_local and _timed_out(exc)):
                     break
-                time.sleep(min(30.0, 0.5 * 2**attempt) * (0.5 + random.random()))
+                time.sleep(backoff_seconds(attempt + 1))
+        hint = ""
+        if last is not None and _timed_out(last):
+            hint = f" (each attempt may wait timeout={self.timeout:g} s; LM(..., timeout=...) sets it)"
         raise LMError(
-            f"{self.model}: request failed after {attempts} attempt(s): {type(last).__name__}: {last}"
+            f"{self.model}: request failed after {attempts} attempt(s): {type(last).__name__}: {last}{hint}"
         ) from last
 
     def _account(self, messages: list[dict[str, str]], c: Completion) -> None:
