@@ -56,7 +56,12 @@ from promptopt.lm.base import LanguageModel
 from promptopt.optimizers.bootstrap import check_limits
 from promptopt.optimizers.callbacks import Callback
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.optimizers.stoppers import StopOptions, Stopper
+from promptopt.optimizers.stoppers import (
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    FailureStreak,
+    StopOptions,
+    Stopper,
+)
 
 # auto presets: (num_candidates, num_trials). With one predictor and demo search there are
 # num_candidates**2 combinations; the trials cover roughly a third (light) to all (heavy) of them,
@@ -116,6 +121,10 @@ class MIPROv2:
         seed: every random choice; each follows from the seed and the step's place in the run (a
             trial's slot, a predictor's name), not from the order in which processes ran.
         num_threads: parallel examples in every evaluation.
+        max_consecutive_failures: stop after this many task-LM runs in a row could not be scored
+            (the LM raised, the metric raised or gave an unusable value; ``None``: never). The run
+            is left unfinished, with the cause as its stop reason, and ``resume=True`` continues it.
+        allow_unbounded_metric: accept any finite metric value, not only [0, 1].
         callbacks: :class:`~promptopt.optimizers.callbacks.Callback` instances.
         progress: a live progress line and the LM-call estimate on stderr.
     """
@@ -158,6 +167,8 @@ class MIPROv2:
         seed: int = 0,
         num_threads: int = 4,
         failure_score: float = 0.0,
+        max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        allow_unbounded_metric: bool = False,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
     ) -> None:
@@ -175,6 +186,7 @@ class MIPROv2:
         if proposer_lm is not None and prompt_model is not None and proposer_lm is not prompt_model:
             raise ValueError("Give the proposer LM once: proposer_lm=... or prompt_model=..., not both.")
         check_limits(max_bootstrapped_demos, max_labeled_demos)
+        FailureStreak(max_consecutive_failures)  # checks the limit now, not at compile time
         self.metric = metric
         self.auto = auto
         self.max_bootstrapped_demos = max_bootstrapped_demos
@@ -207,6 +219,8 @@ class MIPROv2:
         self.seed = seed
         self.num_threads = num_threads
         self.failure_score = failure_score
+        self.max_consecutive_failures = max_consecutive_failures
+        self.allow_unbounded_metric = allow_unbounded_metric
         self.callbacks = list(callbacks)
         self.progress = progress
 
@@ -233,6 +247,8 @@ class MIPROv2:
             "max_metric_calls",
             "seed",
             "failure_score",
+            "max_consecutive_failures",
+            "allow_unbounded_metric",
         ]
         cfg = {k: getattr(self, k) for k in keys}
         cfg["storage"] = _redact(self.storage)

@@ -11,7 +11,7 @@ from promptopt.core.example import Example
 from promptopt.lm.usage import Usage
 from promptopt.optimizers.mipro.search import combo_key
 from promptopt.optimizers.mipro.state import Setup
-from promptopt.optimizers.result import Budget, Candidate, OptimizationResult
+from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, best_candidate
 from promptopt.optimizers.stoppers import Progress
 
 
@@ -37,8 +37,13 @@ def build_result(
     config: dict[str, Any],
 ) -> OptimizationResult:
     """Candidates are the fully evaluated combinations in the order they were evaluated (the seed
-    first); the best is chosen among them only, so a lucky minibatch never picks the program."""
+    first); the best is chosen among them only, so a lucky minibatch never picks the program.
+
+    A full evaluation that examples are missing from (the LM or metric failed on them, and the run
+    stopped before they were scored) lists only its scores and is chosen only when no complete one
+    exists (then by :func:`best_candidate`, on the examples candidates have in common)."""
     candidates: list[Candidate] = []
+    complete: list[Candidate] = []
     curve: list[tuple[int, float]] = []
     for i, f in enumerate(sorted(fulls.values(), key=lambda f: f["order"])):
         cand = Candidate(
@@ -46,14 +51,20 @@ def build_result(
             components=setup.components(f["params"]),
             parents=[] if i == 0 else [0],
             origin="seed" if f["kind"] == "seed" else f"mipro:{f['kind']}",
-            val_scores={e.id: f["val_scores"][e.id] for e in val},
+            val_scores={e.id: f["val_scores"][e.id] for e in val if e.id in f["val_scores"]},
             iteration=f["trials_done"],
             discovered_at=int(f["total_metric_calls"]),
         )
         candidates.append(cand)
+        if len(cand.val_scores) < len(val):
+            continue
+        complete.append(cand)
         if not curve or cand.val_score > curve[-1][1]:
             curve.append((cand.discovered_at, cand.val_score))
-    best = max(candidates, key=lambda c: (c.val_score, -c.id))
+    if complete:
+        best = max(complete, key=lambda c: (c.val_score, -c.id))
+    else:
+        best = best_candidate(candidates)
     full_by_key = {k: mean(f["val_scores"]) for k, f in fulls.items()}
     rows = [
         {

@@ -6,6 +6,16 @@ every worker (and a resumed run) sees the same numbers. Work cut short by a
 kill (a trial, a full evaluation) is recorded nowhere, so its redo is counted
 once; the run as a whole repeats the uninterrupted one (see
 :mod:`promptopt.optimizers.mipro.search` for how trials are drawn).
+
+Examples the LM or the metric could not score are run again at once (see
+:func:`~promptopt.optimizers.mipro.space.run_until_scored`), so a short outage
+changes nothing. After ``max_consecutive_failures`` failures in a row the run
+stops with the cause as its stop reason and no end mark: the trial in flight is
+left to be redone, a full evaluation keeps the examples it scored, and
+``resume=True`` goes on to the result of a run that had no outage. The study
+never holds a stand-in score: trials are told only once every example of their
+minibatch is scored, and a full evaluation with examples missing is completed
+before the next step's work and cannot be chosen until it is.
 """
 
 from __future__ import annotations
@@ -40,11 +50,11 @@ from promptopt.optimizers.mipro.search import (
     slot_of,
     sqlite_file,
 )
-from promptopt.optimizers.mipro.space import SpaceBuilder
+from promptopt.optimizers.mipro.space import MAX_STALE_ATTEMPTS, SpaceBuilder, run_until_scored
 from promptopt.optimizers.mipro.state import SETUP_FILE, DamagedRunError, Setup, damaged
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.rundir import RunDir
-from promptopt.optimizers.stoppers import Progress, first_reason
+from promptopt.optimizers.stoppers import ConsecutiveFailuresError, FailureStreak, Progress, first_reason
 
 RUN_FILES = (SETUP_FILE, "result.json", "best_program.json", "events.jsonl", "STOP")
 # What a run directory holds once a run has got past its study's creation (events.jsonl may be
@@ -96,7 +106,13 @@ class MIPRORun:
             max_metric_calls=opt.max_metric_calls, stop_file=self.rundir.stop_file if self.rundir else None
         )
         self.evaluator = CandidateEvaluator(
-            program, opt.metric, num_threads=opt.num_threads, failure_score=opt.failure_score, lm=self.task_lm
+            program,
+            opt.metric,
+            num_threads=opt.num_threads,
+            failure_score=opt.failure_score,
+            lm=self.task_lm,
+            streak=FailureStreak(opt.max_consecutive_failures),
+            allow_unbounded_metric=opt.allow_unbounded_metric,
         )
         self.t0 = time.time()
         self._keys: dict[str, str] = {}
@@ -259,6 +275,8 @@ class MIPRORun:
         usage = self._usage(trials, fulls)
         best, best_at = float("-inf"), 0
         for f in sorted(fulls.values(), key=lambda f: f["order"]):
+            if not self._complete(f):
+                continue
             score = mean(f["val_scores"])
             if score > best:
                 best, best_at = score, f["trials_done"]
@@ -298,6 +316,8 @@ class MIPRORun:
             basis = self._full_eval_step("end")
         except KeyboardInterrupt:
             return "interrupted (Ctrl-C)"
+        except ConsecutiveFailuresError as exc:
+            return str(exc)  # not marked: a resumed run completes the evaluation and then ends
         self.study.mark_end(reason, basis)
         return reason
 
@@ -327,6 +347,8 @@ class MIPRORun:
             self._full_eval_step("step")
         except KeyboardInterrupt:
             return "interrupted (Ctrl-C)", False, ran
+        except ConsecutiveFailuresError as exc:
+            return str(exc), False, ran
         while True:
             progress = self._progress()
             reason = first_reason(self.stoppers, progress)
@@ -347,6 +369,11 @@ class MIPRORun:
             except KeyboardInterrupt:
                 self.study.let_go(trial)  # if not yet told: the next ask redoes it
                 return "interrupted (Ctrl-C)", False, ran
+            except ConsecutiveFailuresError as exc:
+                # Like an interrupt: a trial not yet told is redone by the next ask (after resume)
+                # under its own number, slot and combination, as if the outage never happened.
+                self.study.let_go(trial)
+                return str(exc), False, ran
             progress = self._progress()
             self.events.emit("iteration_end", iteration=progress.iteration, progress=progress)
 
@@ -362,7 +389,17 @@ class MIPRORun:
         batch = self._minibatch(slot_of(trial))
         before = self.evaluator.metric_calls
         with track_usage() as used:
-            recs = self.evaluator.run(self.setup.components(params), batch)
+            recs = run_until_scored(self.evaluator, self.setup.components(params), batch)
+        unscored = [r for r in recs if not r.scored]
+        if unscored:
+            # Not told with a mean over fewer examples: Optuna keeps a told value for good, TPE
+            # would learn from a number the run without failures never saw, and every later draw
+            # (and so a resumed run) would differ. Left untold, the trial is redone on resume.
+            last = unscored[-1]
+            raise ConsecutiveFailuresError(
+                f"stopped: {len(unscored)} example(s) of trial {trial.number} could not be scored in "
+                f"{MAX_STALE_ATTEMPTS + 1} runs ({last.failure} failure: {last.error})"
+            )
         scores = {r.example_id: r.score for r in recs}
         value = mean(scores)
         attrs = {
@@ -389,6 +426,7 @@ class MIPRORun:
         (counted over all workers); the ``end`` one whenever trials are exhausted, once for the
         same completed trials (a run killed after it, or a second worker ending, adds none).
         """
+        self._complete_fulls()
         with self.study.lock():
             trials = self.study.completed()
             self._record_covered(trials, self.study.full_evals())
@@ -403,18 +441,69 @@ class MIPRORun:
             if pick is None or not self.study.claim(pick, kind, len(trials)):
                 return len(trials)
         params = next(t.params for t in trials if combo_key(t.params) == pick)
+        comps = self.setup.components(params)
+        stopped: ConsecutiveFailuresError | None = None
         try:
             self._sync_records(trials, fulls)
             before = self.evaluator.metric_calls
             with track_usage() as used:
-                recs = self.evaluator.run(self.setup.components(params), self.val)
+                try:
+                    run_until_scored(self.evaluator, comps, self.val)
+                except ConsecutiveFailuresError as exc:
+                    stopped = exc
+            scores = self.evaluator.scored(comps, self.val)
+            if not scores:
+                raise stopped or ConsecutiveFailuresError("stopped: no validation example could be scored")
         except BaseException:
             self.study.release(pick)
             raise
+        # Saved with what was scored (the calls are spent) and completed by _complete_fulls.
         spent = self.evaluator.metric_calls - before
-        scores = {r.example_id: r.score for r in recs}
         self._save_full(pick, params, scores, spent, used.to_dict(), kind, trials)
+        if stopped is not None:
+            raise stopped
         return len(trials)
+
+    def _complete(self, full: dict[str, Any]) -> bool:
+        return all(e.id in full["val_scores"] for e in self.val)
+
+    def _complete_fulls(self) -> None:
+        """Score the validation examples a full evaluation was saved without (an outage stopped
+        it, or they kept failing), oldest first: until then it cannot be chosen.
+
+        Under the run's lock for the whole evaluation, so two workers never complete the same one
+        and count its calls twice; it is needed only after failures. The record's totals become
+        those of an evaluation done in one go.
+        """
+        with self.study.lock():
+            fulls = self.study.full_evals()
+            for key, f in sorted(fulls.items(), key=lambda kv: kv[1]["order"]):
+                if self._complete(f):
+                    continue
+                self._sync_records(self.study.completed(), fulls)
+                comps = self.setup.components(f["params"])
+                before = self.evaluator.metric_calls
+                stopped: ConsecutiveFailuresError | None = None
+                with track_usage() as used:
+                    try:
+                        run_until_scored(self.evaluator, comps, self.val)
+                    except ConsecutiveFailuresError as exc:
+                        stopped = exc
+                spent = self.evaluator.metric_calls - before
+                if spent:
+                    data = {
+                        **f,
+                        "val_scores": self.evaluator.scored(comps, self.val),
+                        "metric_calls": int(f.get("metric_calls", 0)) + spent,
+                        "usage": usage_sum([f.get("usage", {}), used.to_dict()]).to_dict(),
+                        "total_metric_calls": int(f["total_metric_calls"]) + spent,
+                    }
+                    self.study.record_full(key, data)
+                    self.events.emit(
+                        "val_evaluated", candidate_id=None, score=mean(data["val_scores"]), params=f["params"]
+                    )
+                if stopped is not None:
+                    raise stopped
 
     def _ended(self, basis: int, fulls: dict[str, dict[str, Any]]) -> bool:
         """Whether the end evaluation after ``basis`` completed trials is done or under way."""

@@ -18,12 +18,37 @@ from promptopt.lm.usage import track_usage
 from promptopt.optimizers.baselines import predictor_names
 from promptopt.optimizers.bootstrap import Bootstrapper, demo_sets
 from promptopt.optimizers.callbacks import Dispatcher
-from promptopt.optimizers.evaluation import CandidateEvaluator
+from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
 from promptopt.optimizers.mipro.engine import MIPROv2
 from promptopt.optimizers.mipro.proposer import GroundedProposer
 from promptopt.optimizers.mipro.state import Setup, serialize_demos
 from promptopt.optimizers.mipro.summaries import dataset_summary, program_summary
 from promptopt.optimizers.result import serialize_components
+
+# With max_consecutive_failures=None, runs in a row of the same examples that scored none of them
+# before an evaluation gives up on them (a metric that fails on one example every time). With a
+# limit, the failure streak ends such a loop: every run that scores nothing adds to it.
+MAX_STALE_ATTEMPTS = 3
+
+
+def run_until_scored(
+    evaluator: CandidateEvaluator, components: dict[str, Any], examples: list[Example]
+) -> list[Record]:
+    """A record per example, running the unscored ones again while that scores more of them.
+
+    A short outage then costs a few repeated calls instead of a hole in the scores: the result is
+    the one a run without the outage gets. Scored pairs come from the evaluator's cache.
+    Raises :class:`~promptopt.optimizers.stoppers.ConsecutiveFailuresError` when the streak ends it.
+    """
+    recs = evaluator.run(components, examples)
+    stale = 0
+    while stale < MAX_STALE_ATTEMPTS or evaluator.streak.limit is not None:
+        left = sum(not r.scored for r in recs)
+        if not left:
+            break
+        recs = evaluator.run(components, examples)
+        stale = stale + 1 if sum(not r.scored for r in recs) >= left else 0
+    return recs
 
 
 class SpaceBuilder:
@@ -58,8 +83,11 @@ class SpaceBuilder:
         seed_comps = self.program.components()
         with track_usage() as usage:
             demo_sets_by_pred = self._bootstrap(rng)
-            seed_recs = self.evaluator.run(serialize_components(seed_comps), self.val)
-            seed_scores = {r.example_id: r.score for r in seed_recs}
+            # Missing seed scores (an example the metric always fails on) are tried again by the
+            # search before the seed can be chosen; the proposer gets the mean of those it has.
+            seed_scores = scores_of(
+                run_until_scored(self.evaluator, serialize_components(seed_comps), self.val)
+            )
             with track_usage() as proposer_usage:
                 summary = ""
                 if opt.data_aware:
@@ -76,7 +104,7 @@ class SpaceBuilder:
                     demo_sets_by_pred,
                     summary,
                     prog_summary,
-                    sum(seed_scores.values()) / len(seed_scores),
+                    sum(seed_scores.values()) / len(seed_scores) if seed_scores else 0.0,
                 )
         return Setup(
             train_ids=[e.id for e in self.train],
@@ -114,6 +142,8 @@ class SpaceBuilder:
             lm=self.evaluator.lm,
             num_threads=opt.num_threads,
             failure_score=opt.failure_score,
+            streak=self.evaluator.streak,  # one count of failures in a row for the whole run
+            allow_unbounded_metric=opt.allow_unbounded_metric,
         )
         sets = demo_sets(
             boot,
