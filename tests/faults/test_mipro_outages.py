@@ -106,10 +106,13 @@ class Marks(Callback):
     def __init__(self, outage, metric):
         self.outage, self.metric = outage, metric
         self.search_starts_at = self.metric_calls_before = None
+        self.after_trials = []  # task-LM calls when each trial ended
 
     def on_event(self, event, **_):
         if event == "run_start":
             self.search_starts_at, self.metric_calls_before = self.outage.calls, self.metric.calls
+        elif event == "trial":
+            self.after_trials.append(self.outage.calls)
 
 
 def compile_run(run_dir, outage, *, resume=False, **kw):
@@ -170,7 +173,7 @@ def healthy(where):
     outage = Outage()
     res, _, marks = compile_run(where / "healthy", outage)
     assert len(res.candidates) >= 3 and res.stop_reason == "all 12 trials run"
-    return decisions(res, where / "healthy"), marks.search_starts_at, outage.calls
+    return decisions(res, where / "healthy"), marks.search_starts_at, outage.calls, marks.after_trials
 
 
 def no_stand_ins(run_dir, expected):
@@ -184,7 +187,7 @@ def no_stand_ins(run_dir, expected):
 
 @pytest.mark.parametrize("offset", [4, 13, 30])
 def test_a_long_outage_stops_the_run_and_resume_matches_a_run_without_one(where, healthy, offset):
-    expected, start, total = healthy
+    expected, start, total, _ = healthy
     assert start + offset < total
     outage = Outage(down=lambda n: n >= start + offset)
     first, _, _ = compile_run(where / "run", outage)
@@ -198,6 +201,23 @@ def test_a_long_outage_stops_the_run_and_resume_matches_a_run_without_one(where,
     assert decisions(resumed, where / "run") == expected
 
 
+def test_a_full_evaluation_cut_short_keeps_its_scores_and_is_completed_on_resume(where, healthy):
+    expected, _, _, after_trials = healthy
+    step_starts = after_trials[3]  # the fourth trial is followed by a step's full evaluation
+    outage = Outage(down=lambda n: n >= step_starts + 3)
+    first, _, _ = compile_run(where / "run", outage)
+    assert first.stop_reason.startswith("stopped: 10 consecutive LM failures")
+    _, fulls = recorded(where / "run")
+    partial = [k for k, scores in fulls.items() if len(scores) < len(VAL)]
+    assert len(partial) == 1 and 3 <= len(fulls[partial[0]]) < len(VAL)  # the rest from its trials
+    assert first.candidates[-1].val_scores == fulls[partial[0]]  # listed, but not chosen while partial
+    assert first.best_id != len(first.candidates) - 1
+    no_stand_ins(where / "run", expected)
+
+    resumed, _, _ = compile_run(where / "run", Outage(), resume=True)
+    assert decisions(resumed, where / "run") == expected
+
+
 def test_an_lm_that_never_answers_stops_the_run_at_once(where):
     outage = Outage(down=lambda n: True)
     with pytest.raises(
@@ -208,7 +228,7 @@ def test_an_lm_that_never_answers_stops_the_run_at_once(where):
 
 
 def test_an_lm_that_dies_during_the_search_stops_it_with_few_metric_calls(where, healthy):
-    _, start, _ = healthy
+    _, start, _, _ = healthy
     outage = Outage(down=lambda n: n >= start)
     res, metric, marks = compile_run(where / "run", outage)
     assert res.stop_reason.startswith("stopped: 10 consecutive LM failures")
@@ -219,7 +239,7 @@ def test_an_lm_that_dies_during_the_search_stops_it_with_few_metric_calls(where,
 @pytest.mark.parametrize("every", [3, 7])
 def test_short_outages_do_not_change_the_run(where, healthy, every):
     """Fewer than ten failures in a row: the unscored examples are run again, nothing stops."""
-    expected, start, _ = healthy
+    expected, start, _, _ = healthy
     outage = Outage(down=lambda n: n >= start and n % every == 0)
     res, _, _ = compile_run(where / "run", outage)
     assert outage.failed > 5
@@ -228,7 +248,7 @@ def test_short_outages_do_not_change_the_run(where, healthy, every):
 
 
 def test_a_window_of_nine_failures_does_not_change_the_run(where, healthy):
-    expected, start, _ = healthy
+    expected, start, _, _ = healthy
     outage = Outage(down=lambda n: start + 20 <= n < start + 29)
     res, _, _ = compile_run(where / "run", outage)
     assert outage.failed == 9
