@@ -8,47 +8,15 @@ import shutil
 import pytest
 
 from langprobe.task import mirror_dir
-from promptopt.bench import ExperimentSpec, LMs, build_report, run_matrix
+from promptopt.bench import ExperimentSpec, build_report, run_matrix
 from promptopt.bench import runner as runner_mod
 from promptopt.bench.cli import main as bench_main
 from promptopt.bench.reproduce import reproduce_cells
 from promptopt.bench.store import Store
 from promptopt.provenance import PACKAGES, code_version, files_sha256, source_sha256
-from promptopt.testing import ScriptedLM, field_value, last_user_message
+from promptopt.testing import ScriptedLM
 
 needs_mirror = pytest.mark.skipif(mirror_dir() is None, reason="no local data mirror (shared/data)")
-RULE = "RULE-PETALS"
-
-
-def iris_reply(messages):
-    msg = last_user_message(messages)
-    if RULE in messages[0]["content"]:
-        length = float(field_value(msg, "petal_length"))
-        width = float(field_value(msg, "petal_width"))
-        species = "setosa" if length < 2.5 else ("versicolor" if width < 1.75 else "virginica")
-    else:
-        species = "virginica"
-    return f"species: {species}"
-
-
-def make_lms(task_fn=iris_reply) -> LMs:
-    reflector = ScriptedLM(lambda m: f"```\n{RULE}: decide the species from the petal length and width.\n```")
-    return LMs(task=ScriptedLM(task_fn), reflection=reflector)
-
-
-def spec(out, **kw) -> ExperimentSpec:
-    opts = dict(
-        tasks=["iris"],
-        programs=["predict"],
-        optimizers=["baseline", "gepa"],
-        seeds=[0],
-        budget=30,
-        sizes={"iris": (6, 6, 12)},
-        num_threads=1,
-        out=str(out),
-    )
-    opts.update(kw)
-    return ExperimentSpec(**opts).validate()
 
 
 def test_code_version_and_source_hash(tmp_path):
@@ -68,9 +36,9 @@ def test_default_out_is_a_run_folder_not_results():
 
 
 @needs_mirror
-def test_cells_carry_identity_and_provenance(tmp_path):
-    s = spec(tmp_path / "out")
-    outcome = run_matrix(s, lms=make_lms(), progress=False)
+def test_cells_carry_identity_and_provenance(tmp_path, iris):
+    s = iris.spec(tmp_path / "out", seeds=[0])
+    outcome = run_matrix(s, lms=iris.lms(), progress=False)
     assert [r["status"] for r in outcome.ran] == ["ok", "ok"]
     for cell in Store(s.out).cells():
         ident, prov = cell["identity"], cell["provenance"]
@@ -97,32 +65,32 @@ def test_cells_carry_identity_and_provenance(tmp_path):
 
 
 @needs_mirror
-def test_a_cell_is_rerun_when_code_data_or_lm_changed(tmp_path, monkeypatch):
+def test_a_cell_is_rerun_when_code_data_or_lm_changed(tmp_path, monkeypatch, iris):
     data = tmp_path / "data"
     shutil.copytree(mirror_dir() / "iris", data / "iris")
-    s = spec(tmp_path / "out", data_dir=str(data))
-    run_matrix(s, lms=make_lms(), progress=False)
-    assert run_matrix(s, lms=make_lms(), progress=False).ran == []
+    s = iris.spec(tmp_path / "out", seeds=[0], data_dir=str(data))
+    run_matrix(s, lms=iris.lms(), progress=False)
+    assert run_matrix(s, lms=iris.lms(), progress=False).ran == []
 
     # Other code: every cell runs again, and the run says why.
     monkeypatch.setattr(runner_mod, "code_identity", lambda: "0" * 64)
-    again = run_matrix(s, lms=make_lms(), progress=False)
+    again = run_matrix(s, lms=iris.lms(), progress=False)
     assert len(again.ran) == 2 and set(again.rerun_reasons.values()) == {"changed code"}
     monkeypatch.undo()
-    assert set(run_matrix(s, lms=make_lms(), progress=False).rerun_reasons.values()) == {"changed code"}
+    assert set(run_matrix(s, lms=iris.lms(), progress=False).rerun_reasons.values()) == {"changed code"}
 
     # Other data: a row appended to the task's file in the mirror.
     csv = data / "iris" / "iris.csv"
     csv.write_text(csv.read_text() + csv.read_text().splitlines()[-1] + "\n")
-    again = run_matrix(s, lms=make_lms(), progress=False)
+    again = run_matrix(s, lms=iris.lms(), progress=False)
     assert len(again.ran) == 2 and set(again.rerun_reasons.values()) == {"changed data"}
 
     # Another task LM: the cells that called it run again.
     class OtherLM(ScriptedLM):
         pass
 
-    lms = make_lms()
-    lms.task = OtherLM(iris_reply)
+    lms = iris.lms()
+    lms.task = OtherLM(iris.reply)
     again = run_matrix(s, lms=lms, progress=False)
     assert set(again.rerun_reasons.values()) == {"changed lms"} and len(again.ran) == 2
 
@@ -138,34 +106,34 @@ def test_a_cell_is_rerun_when_code_data_or_lm_changed(tmp_path, monkeypatch):
 
 
 @needs_mirror
-def test_a_run_dir_of_another_experiment_is_not_resumed(tmp_path):
-    s = spec(tmp_path / "out")
+def test_a_run_dir_of_another_experiment_is_not_resumed(tmp_path, iris):
+    s = iris.spec(tmp_path / "out", seeds=[0])
     store = Store(s.out)
     stale = store.run_dir("iris__predict__gepa__local__s0")
     stale.mkdir(parents=True)
     (stale / "identity.json").write_text(json.dumps({"code": "older"}))
     (stale / "state.json").write_text("{}")  # would be resumed if it were kept
-    outcome = run_matrix(s, lms=make_lms(), progress=False)
+    outcome = run_matrix(s, lms=iris.lms(), progress=False)
     assert [r["status"] for r in outcome.ran] == ["ok", "ok"]
     assert json.loads((stale / "identity.json").read_text())["code"] == code_version().source_sha256
 
 
 @needs_mirror
-def test_fresh_reruns_everything(tmp_path):
-    s = spec(tmp_path / "out")
-    run_matrix(s, lms=make_lms(), progress=False)
+def test_fresh_reruns_everything(tmp_path, iris):
+    s = iris.spec(tmp_path / "out", seeds=[0])
+    run_matrix(s, lms=iris.lms(), progress=False)
     run_dir = Store(s.out).run_dir("iris__predict__gepa__local__s0")
     (run_dir / "planted").write_text("state of an earlier run")
-    again = run_matrix(s, lms=make_lms(), progress=False, fresh=True)
+    again = run_matrix(s, lms=iris.lms(), progress=False, fresh=True)
     assert set(again.rerun_reasons.values()) == {"--fresh"} and len(again.ran) == 2
     assert not (run_dir / "planted").exists()  # --fresh starts the optimizer over, too
 
 
 @needs_mirror
-def test_reproduce_gives_back_the_stored_numbers_exactly(tmp_path):
-    s = spec(tmp_path / "out")
-    run_matrix(s, lms=make_lms(), progress=False)
-    outcomes = reproduce_cells(s.out, lms=make_lms())
+def test_reproduce_gives_back_the_stored_numbers_exactly(tmp_path, iris):
+    s = iris.spec(tmp_path / "out", seeds=[0])
+    run_matrix(s, lms=iris.lms(), progress=False)
+    outcomes = reproduce_cells(s.out, lms=iris.lms())
     assert [o.key for o in outcomes] == [c.key for c in sorted(s.cells(), key=lambda c: c.key)]
     assert all(o.exact for o in outcomes), [o.describe() for o in outcomes]
     assert outcomes[0].describe().endswith("reproduced exactly")
@@ -175,20 +143,20 @@ def test_reproduce_gives_back_the_stored_numbers_exactly(tmp_path):
     def fickle(messages):
         return "species: setosa"
 
-    outcomes = reproduce_cells(s.out, ["iris__predict__gepa__local__s0"], lms=make_lms(fickle))
+    outcomes = reproduce_cells(s.out, ["iris__predict__gepa__local__s0"], lms=iris.lms(fickle))
     (outcome,) = outcomes
     assert not outcome.exact
     assert {"baseline.test.scores", "optimized.test.scores", "lift.mean"} <= set(outcome.differences)
     assert "DIFFERS in" in outcome.describe() and "baseline.test.scores" in outcome.describe()
     with pytest.raises(KeyError, match="No finished cell 'nope'"):
-        reproduce_cells(s.out, ["nope"], lms=make_lms())
+        reproduce_cells(s.out, ["nope"], lms=iris.lms())
 
 
 @needs_mirror
-def test_reproduce_command_exit_code(tmp_path, monkeypatch, capsys):
-    s = spec(tmp_path / "out")
-    run_matrix(s, lms=make_lms(), progress=False)
-    monkeypatch.setattr("promptopt.bench.reproduce.LMs", make_lms)
+def test_reproduce_command_exit_code(tmp_path, monkeypatch, capsys, iris):
+    s = iris.spec(tmp_path / "out", seeds=[0])
+    run_matrix(s, lms=iris.lms(), progress=False)
+    monkeypatch.setattr("promptopt.bench.reproduce.LMs", iris.lms)
     assert bench_main(["reproduce", "--out", s.out, "-q"]) == 0
     assert "2 of 2 cells reproduced exactly" in capsys.readouterr().out
     assert bench_main(["reproduce", "--out", s.out, "--cells", "missing"]) == 2
@@ -204,29 +172,29 @@ def test_data_identity_hashes_files_and_examples(tmp_path):
 
 
 @needs_mirror
-def test_per_cell_lm_cache_starts_every_cell_cold_and_replays(tmp_path, monkeypatch):
+def test_per_cell_lm_cache_starts_every_cell_cold_and_replays(tmp_path, monkeypatch, iris):
     """Under lm_cache="per_cell" built LMs answer from a cache in the cell's own run directory: a
     cell repeats requests that another cell made (it starts cold), and a replay reproduces it."""
     from promptopt.testing import FakeOpenAIServer
 
     def reply(messages):
         try:
-            return iris_reply(messages)
+            return iris.reply(messages)
         except (KeyError, ValueError):  # not an iris case: the reflection prompt
-            return f"```\n{RULE}: decide the species from the petal length and width.\n```"
+            return f"```\n{iris.RULE}: decide the species from the petal length and width.\n```"
 
     with FakeOpenAIServer(reply) as server:
         monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         common = dict(lms=["openai/fake-iris"], reflection_lm="openai/fake-iris", budget=20)
-        cold = spec(tmp_path / "cold", lm_cache="per_cell", **common)
+        cold = iris.spec(tmp_path / "cold", seeds=[0], lm_cache="per_cell", **common)
         run_matrix(cold, progress=False)
         cold_cell = Store(cold.out).load_cell("iris__predict__gepa__openai-fake-iris__s0")
         assert (Store(cold.out).run_dir(cold_cell["key"]) / "lm-cache.sqlite").exists()
         cache_dir = tmp_path / "shared-cache"
         monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(cache_dir))
-        warm = spec(tmp_path / "warm", **common)
+        warm = iris.spec(tmp_path / "warm", seeds=[0], **common)
         run_matrix(warm, progress=False)
         warm_cell = Store(warm.out).load_cell("iris__predict__gepa__openai-fake-iris__s0")
         # The shared cache answered the seed's validation requests that the baseline had made.

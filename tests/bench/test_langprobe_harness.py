@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 
 import numpy as np
 import pytest
 
 from langprobe.task import mirror_dir
-from promptopt.bench import ExperimentSpec, LMs, SpecError, build_report, cell_key, run_matrix
+from promptopt.bench import ExperimentSpec, SpecError, build_report, cell_key, run_matrix
 from promptopt.bench import runner as runner_mod
 from promptopt.bench.cli import main as bench_main
 from promptopt.bench.executors import ExecutorError, LocalExecutor, make_executor
@@ -21,59 +20,8 @@ from promptopt.bench.spec import preset
 from promptopt.bench.stats import paired_bootstrap
 from promptopt.bench.store import Store
 from promptopt.evaluate import bootstrap_ci
-from promptopt.testing import ScriptedLM, field_value, last_user_message
 
 needs_mirror = pytest.mark.skipif(mirror_dir() is None, reason="no local data mirror (shared/data)")
-
-RULE = "RULE-PETAL"
-
-
-def iris_reply(messages):
-    """Answers from the petals once the instruction carries the rule; 'virginica' before."""
-    if RULE not in messages[0]["content"]:
-        return "species: virginica"
-    user = last_user_message(messages)
-    length, width = float(field_value(user, "petal_length")), float(field_value(user, "petal_width"))
-    species = "setosa" if length < 2.5 else ("versicolor" if width < 1.75 else "virginica")
-    return f"species: {species}"
-
-
-class Interrupting:
-    """A task LM that raises KeyboardInterrupt (like Ctrl-C) on its N-th call, once."""
-
-    def __init__(self, at: int | None = None) -> None:
-        self.at = at
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, messages):
-        with self._lock:
-            self.calls += 1
-            fire = self.at is not None and self.calls == self.at
-        if fire:
-            raise KeyboardInterrupt
-        return iris_reply(messages)
-
-
-def make_lms(task_fn=iris_reply) -> LMs:
-    reflector = ScriptedLM(lambda m: f"```\n{RULE}: decide the species from the petal length and width.\n```")
-    return LMs(task=ScriptedLM(task_fn), reflection=reflector)
-
-
-def spec(out, **kw) -> ExperimentSpec:
-    opts = dict(
-        tasks=["iris"],
-        programs=["predict"],
-        optimizers=["baseline", "gepa"],
-        seeds=[0, 1],
-        budget=30,
-        sizes={"iris": (6, 6, 12)},
-        num_threads=1,
-        out=str(out),
-    )
-    opts.update(kw)
-    return ExperimentSpec(**opts).validate()
-
 
 STABLE = ("config", "splits", "baseline", "lift", "validation", "learning_curve", "components")
 
@@ -190,10 +138,10 @@ def test_paired_bootstrap_ci_is_tighter_than_unpaired_and_deterministic():
 
 # --- running a matrix ----------------------------------------------------------------------
 @needs_mirror
-def test_matrix_cells_report_and_resume_after_an_interrupt(tmp_path):
+def test_matrix_cells_report_and_resume_after_an_interrupt(tmp_path, iris):
     # Uninterrupted reference run.
-    ref = spec(tmp_path / "ref")
-    outcome = run_matrix(ref, lms=make_lms(), progress=False)
+    ref = iris.spec(tmp_path / "ref")
+    outcome = run_matrix(ref, lms=iris.lms(), progress=False)
     assert [r["status"] for r in outcome.ran] == ["ok"] * 4 and not outcome.skipped
     store = Store(ref.out)
     cells = {c["key"]: c for c in store.cells()}
@@ -207,7 +155,7 @@ def test_matrix_cells_report_and_resume_after_an_interrupt(tmp_path):
     assert base["optimized"]["test"]["scores"] == base["baseline"]["test"]["scores"]
     assert base["lift"]["mean"] == 0.0 and base["budget"]["metric_calls"] == 0
     # GEPA learns the rule: the seed program says virginica, the optimized one reads the petals.
-    assert RULE in gepa["components"]["self.instruction"]
+    assert iris.RULE in gepa["components"]["self.instruction"]
     assert gepa["optimized"]["test"]["score"] == 1.0 > gepa["baseline"]["test"]["score"]
     expected = np.mean(gepa["optimized"]["test"]["scores"]) - np.mean(gepa["baseline"]["test"]["scores"])
     assert gepa["lift"]["mean"] == pytest.approx(expected) and gepa["lift"]["ci"][0] <= expected
@@ -233,17 +181,17 @@ def test_matrix_cells_report_and_resume_after_an_interrupt(tmp_path):
 
 
 @needs_mirror
-def test_interrupted_matrix_resumes_without_rerunning_finished_cells(tmp_path):
-    ref = spec(tmp_path / "ref")
-    counter = Interrupting()
-    run_matrix(ref, lms=make_lms(counter), progress=False)
+def test_interrupted_matrix_resumes_without_rerunning_finished_cells(tmp_path, iris):
+    ref = iris.spec(tmp_path / "ref")
+    counter = iris.Interrupting()
+    run_matrix(ref, lms=iris.lms(counter), progress=False)
     reference = {c["key"]: stable(c) for c in Store(ref.out).cells()}
 
-    s = spec(tmp_path / "run")
-    lm = Interrupting(at=counter.calls - 3)  # inside the last cell: seed 1's GEPA
+    s = iris.spec(tmp_path / "run")
+    lm = iris.Interrupting(at=counter.calls - 3)  # inside the last cell: seed 1's GEPA
     seen = []
     with pytest.raises(KeyboardInterrupt):
-        run_matrix(s, lms=make_lms(lm), progress=False, on_cell=lambda r: seen.append(r["key"]))
+        run_matrix(s, lms=iris.lms(lm), progress=False, on_cell=lambda r: seen.append(r["key"]))
     store = Store(s.out)
     finished = {c["key"]: c for c in store.cells()}
     assert sorted(finished) == sorted(seen) and len(seen) == 3  # the interrupted cell is not stored
@@ -251,7 +199,7 @@ def test_interrupted_matrix_resumes_without_rerunning_finished_cells(tmp_path):
     assert unfinished not in finished and (store.run_dir(unfinished) / "state.json").exists()
     stamps = {k: store.cell_path(k).stat().st_mtime_ns for k in finished}
 
-    again = run_matrix(s, lms=make_lms(Interrupting()), progress=False)
+    again = run_matrix(s, lms=iris.lms(iris.Interrupting()), progress=False)
     assert [r["key"] for r in again.ran] == [unfinished] and sorted(again.skipped) == sorted(finished)
     assert {k: store.cell_path(k).stat().st_mtime_ns for k in finished} == stamps  # not rewritten
     events = (store.run_dir(unfinished) / "events.jsonl").read_text().splitlines()
@@ -261,8 +209,8 @@ def test_interrupted_matrix_resumes_without_rerunning_finished_cells(tmp_path):
 
     # A third run has nothing left to do; a changed budget is another experiment: its cells run again
     # (the seed-only baselines do not depend on the budget and are reused).
-    assert run_matrix(s, lms=make_lms(), progress=False).ran == []
-    changed = run_matrix(spec(tmp_path / "run", budget=31), lms=make_lms(), progress=False)
+    assert run_matrix(s, lms=iris.lms(), progress=False).ran == []
+    changed = run_matrix(iris.spec(tmp_path / "run", budget=31), lms=iris.lms(), progress=False)
     assert sorted(changed.rerun_reasons) == [*sorted(k for k in finished if "__gepa__" in k), unfinished]
     assert set(changed.rerun_reasons.values()) == {"changed config (budget)"}
     assert sorted(changed.skipped) == sorted(k for k in finished if "__baseline__" in k)
@@ -270,7 +218,7 @@ def test_interrupted_matrix_resumes_without_rerunning_finished_cells(tmp_path):
 
 
 @needs_mirror
-def test_failed_cells_are_recorded_and_the_matrix_goes_on(tmp_path, monkeypatch):
+def test_failed_cells_are_recorded_and_the_matrix_goes_on(tmp_path, monkeypatch, iris):
     monkeypatch.setitem(
         OPTIMIZERS,
         "missing",
@@ -284,8 +232,8 @@ def test_failed_cells_are_recorded_and_the_matrix_goes_on(tmp_path, monkeypatch)
         return real(name, ctx)
 
     monkeypatch.setattr(runner_mod, "run_optimizer", flaky)
-    s = spec(tmp_path / "out", optimizers=["gepa", "missing", "baseline"], seeds=[0])
-    outcome = run_matrix(s, lms=make_lms(), progress=False)
+    s = iris.spec(tmp_path / "out", optimizers=["gepa", "missing", "baseline"], seeds=[0])
+    outcome = run_matrix(s, lms=iris.lms(), progress=False)
     status = {r["key"].split("__")[2]: r for r in outcome.ran}
     assert [r["key"].split("__")[2] for r in outcome.ran] == ["gepa", "missing", "baseline"]
     assert status["gepa"]["status"] == "failed"
@@ -301,7 +249,7 @@ def test_failed_cells_are_recorded_and_the_matrix_goes_on(tmp_path, monkeypatch)
 
     # Failed cells are retried on the next run; finished ones are not.
     monkeypatch.setattr(runner_mod, "run_optimizer", real)
-    again = run_matrix(s, lms=make_lms(), progress=False)
+    again = run_matrix(s, lms=iris.lms(), progress=False)
     assert sorted(r["key"].split("__")[2] for r in again.ran) == ["gepa", "missing"]
     assert Store(s.out).load_cell(status["gepa"]["key"])["status"] == "ok"
 
@@ -328,24 +276,24 @@ def test_cells_are_written_atomically(tmp_path, monkeypatch):
 
 
 # --- executors and command line ------------------------------------------------------------
-def test_executors_fail_clearly(monkeypatch, tmp_path):
+def test_executors_fail_clearly(monkeypatch, tmp_path, iris):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ExecutorError, match="pip install ray"):
         make_executor("ray")
     with pytest.raises(ExecutorError, match="Unknown executor 'slurm'"):
         make_executor("slurm")
     with pytest.raises(ExecutorError, match="workers=1"):
-        list(LocalExecutor(2).run(spec(tmp_path), spec(tmp_path).cells(), lms=make_lms()))
+        list(LocalExecutor(2).run(iris.spec(tmp_path), iris.spec(tmp_path).cells(), lms=iris.lms()))
     assert bench_main(["langprobe", "--tasks", "iris", "--executor", "ray", "--dry-run"]) == 2
 
 
 @needs_mirror
-def test_report_command_and_promptopt_bench_entry(tmp_path, capsys):
+def test_report_command_and_promptopt_bench_entry(tmp_path, capsys, iris):
     from promptopt.cli import main as promptopt_main
 
     assert bench_main(["report", "--out", str(tmp_path / "empty")]) == 2
-    s = spec(tmp_path / "out", seeds=[0])
-    run_matrix(s, lms=make_lms(), progress=False)
+    s = iris.spec(tmp_path / "out", seeds=[0])
+    run_matrix(s, lms=iris.lms(), progress=False)
     (tmp_path / "out" / "report.md").unlink(missing_ok=True)
     assert promptopt_main(["bench", "report", "--out", s.out]) == 0
     assert "wrote" in capsys.readouterr().out
@@ -365,17 +313,19 @@ def test_the_experiment_files_in_the_repository_are_valid():
 
 
 @needs_mirror
-def test_optimizer_options_reach_the_optimizer_and_are_checked(tmp_path):
-    s = spec(
+def test_optimizer_options_reach_the_optimizer_and_are_checked(tmp_path, iris):
+    s = iris.spec(
         tmp_path / "out", optimizers=["gepa"], seeds=[0], optimizer_options={"gepa": {"minibatch_size": 2}}
     )
-    (record,) = run_matrix(s, lms=make_lms(), progress=False).ran
+    (record,) = run_matrix(s, lms=iris.lms(), progress=False).ran
     assert record["status"] == "ok" and record["optimizer"]["config"]["minibatch_size"] == 2
     assert record["config"]["optimizer_options"] == {"gepa": {"minibatch_size": 2}}["gepa"]
-    bad = spec(tmp_path / "bad", optimizers=["gepa"], seeds=[0], optimizer_options={"gepa": {"minibatch": 2}})
-    (record,) = run_matrix(bad, lms=make_lms(), progress=False).ran
+    bad = iris.spec(
+        tmp_path / "bad", optimizers=["gepa"], seeds=[0], optimizer_options={"gepa": {"minibatch": 2}}
+    )
+    (record,) = run_matrix(bad, lms=iris.lms(), progress=False).ran
     assert record["status"] == "failed"
     assert "GEPA takes no option 'minibatch'" in record["error"]["message"]
     assert "minibatch_size" in record["error"]["message"]
     with pytest.raises(SpecError, match="optimizer_options names an unknown optimizer 'gepa3'"):
-        spec(tmp_path, optimizer_options={"gepa3": {}})
+        iris.spec(tmp_path, optimizer_options={"gepa3": {}})
