@@ -31,8 +31,9 @@ from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
-from promptopt.evaluate import ExampleResult, evaluate
+from promptopt.evaluate import ExampleResult
 from promptopt.lm.base import LanguageModel
+from promptopt.optimizers.evaluation import ScoredRuns
 from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, FailureStreak
 
 DemoSet = dict[str, list[Example]]
@@ -89,7 +90,7 @@ def check_dataset(
     return data
 
 
-class Bootstrapper:
+class Bootstrapper(ScoredRuns):
     """Runs a teacher on training examples (each once per round) and builds demo sets.
 
     Args:
@@ -165,24 +166,9 @@ class Bootstrapper:
                 error=r.error,
                 scored=r.scored,
             )
-            if r.scored:
-                self.metric_calls += 1
-                self.streak.scored()
-            else:
-                self.unscored_calls += 1
-                self.streak.failed(r.failure or "evaluation", r.error or "")
+            self._count(r.scored, r.failure, r.error)
 
-        evaluate(
-            self._teacher(round_),
-            todo,
-            self.metric,
-            num_threads=self.num_threads,
-            display_progress=False,
-            failure_score=self.failure_score,
-            lm=self.lm,
-            on_result=keep,
-            allow_unbounded_metric=self.allow_unbounded_metric,
-        )
+        self._evaluate(self._teacher(round_), todo, keep)
 
     def demo_set(
         self,

@@ -83,7 +83,46 @@ def scores_of(records: Sequence[Record]) -> dict[str, float]:
     return {r.example_id: r.score for r in records if r.scored}
 
 
-class CandidateEvaluator:
+class ScoredRuns:
+    """What the candidate evaluator and the bootstrapper share: running a program on examples with
+    the run's metric, LM and threads, and counting each run as a metric call (scored) or an unscored
+    call (not scored, which also advances the failure ``streak``)."""
+
+    metric: Callable[..., Any]
+    num_threads: int
+    failure_score: float
+    lm: LanguageModel | None
+    allow_unbounded_metric: bool
+    metric_calls: int
+    unscored_calls: int
+    streak: FailureStreak
+
+    def _evaluate(
+        self, program: Program, examples: Sequence[Example], on_result: Callable[[ExampleResult], None]
+    ) -> None:
+        evaluate(
+            program,
+            examples,
+            self.metric,
+            num_threads=self.num_threads,
+            display_progress=False,
+            failure_score=self.failure_score,
+            lm=self.lm,
+            on_result=on_result,
+            allow_unbounded_metric=self.allow_unbounded_metric,
+        )
+
+    def _count(self, scored: bool, failure: str | None, error: str | None) -> None:
+        """Count one run; raises :class:`ConsecutiveFailuresError` when the streak reaches its limit."""
+        if scored:
+            self.metric_calls += 1
+            self.streak.scored()
+        else:
+            self.unscored_calls += 1
+            self.streak.failed(failure or "evaluation", error or "")
+
+
+class CandidateEvaluator(ScoredRuns):
     """Runs candidates on examples with a per-(candidate, example) record cache.
 
     ``metric_calls`` counts the pairs actually run and scored, which is the budget unit of every
@@ -162,25 +201,12 @@ class CandidateEvaluator:
                 rec = _record(r)
                 if rec.scored:
                     self.records[f"{key}|{r.example.id}"] = rec.to_dict()
-                    self.metric_calls += 1
-                    self.streak.scored()
-                    return
-                failed[r.example.id] = rec
-                self.unscored_calls += 1
-                self._warn(rec)
-                self.streak.failed(rec.failure or "evaluation", rec.error or "")
+                else:
+                    failed[r.example.id] = rec
+                    self._warn(rec)
+                self._count(rec.scored, rec.failure, rec.error)
 
-            evaluate(
-                self.build(components),
-                missing,
-                self.metric,
-                num_threads=self.num_threads,
-                display_progress=False,
-                failure_score=self.failure_score,
-                lm=self.lm,
-                on_result=keep,
-                allow_unbounded_metric=self.allow_unbounded_metric,
-            )
+            self._evaluate(self.build(components), missing, keep)
         out = []
         for ex in examples:
             saved = self.records.get(f"{key}|{ex.id}")

@@ -595,14 +595,7 @@ class _Run:
         batch = self._next_minibatch()
         cached = self.evaluator.cached(parent.components, batch)
         if cached is not None and self._perfect(cached) and self.opt.skip_perfect_score:
-            self.events.emit(
-                "proposal",
-                iteration=st.iteration,
-                component=None,
-                text=None,
-                accepted=False,
-                reason="parent already perfect on this minibatch (no budget spent)",
-            )
+            self._no_proposal("parent already perfect on this minibatch (no budget spent)")
             return
         parent_recs = self.evaluator.run(parent.components, batch)
         self.pool.add(parent_recs, self.opt.demo_threshold)
@@ -614,24 +607,10 @@ class _Run:
             scores=[r.score if r.scored else None for r in parent_recs],
         )
         if not any(r.scored for r in parent_recs):
-            self.events.emit(
-                "proposal",
-                iteration=st.iteration,
-                component=None,
-                text=None,
-                accepted=False,
-                reason="the parent could not be scored on this minibatch (LM or metric failures)",
-            )
+            self._no_proposal("the parent could not be scored on this minibatch (LM or metric failures)")
             return
         if self._perfect(parent_recs) and self.opt.skip_perfect_score:
-            self.events.emit(
-                "proposal",
-                iteration=st.iteration,
-                component=None,
-                text=None,
-                accepted=False,
-                reason="parent already perfect on this minibatch",
-            )
+            self._no_proposal("parent already perfect on this minibatch")
             return
         child, changed = self._propose(parent, [r for r in parent_recs if r.scored])
         if child is None:
@@ -676,6 +655,17 @@ class _Run:
         observe = getattr(self.proposer, "observe", None)
         if callable(observe):
             observe(improved)
+
+    def _no_proposal(self, reason: str, component: str | None = None) -> None:
+        """Report that nothing is proposed (for ``component``, or in this iteration at all), and why."""
+        self.events.emit(
+            "proposal",
+            iteration=self.state.iteration,
+            component=component,
+            text=None,
+            accepted=False,
+            reason=reason,
+        )
 
     def _perfect(self, recs: list[Record]) -> bool:
         return all(r.scored and r.score >= self.opt.perfect_score for r in recs)
@@ -755,14 +745,7 @@ class _Run:
         )
         comp = comp or f"{pred}.instruction"
         if not examples:
-            self.events.emit(
-                "proposal",
-                iteration=self.state.iteration,
-                component=comp,
-                text=None,
-                accepted=False,
-                reason="the predictor left no trace on this minibatch",
-            )
+            self._no_proposal("the predictor left no trace on this minibatch", comp)
             return None
         request = ProposalRequest(comp, instruction, self.signatures[pred], examples, subject)
         rollout = f"gepa-{self.opt.seed}-{self.state.iteration}-{comp if subject else pred}"
