@@ -4,6 +4,7 @@ LangProBe data mirror is there (without it the data-backed tests would skip and 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -60,3 +61,18 @@ def tmp_cache(tmp_path):
     from promptopt.lm.cache import Cache
 
     return Cache(tmp_path / "cache.sqlite")
+
+
+@pytest.fixture
+def memory_path(tmp_path):
+    """A fresh folder in memory (/dev/shm) where the machine has one with room, else ``tmp_path``:
+    for runs that commit to a SQLite study hundreds of times, which on a disk costs seconds a run."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and shutil.disk_usage(shm).free > 1 << 28):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="promptopt-test-", dir=shm))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -13,7 +13,16 @@ from promptopt.optimizers.evaluation import components_key
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.merge import find_merge, merge_components
 from promptopt.optimizers.result import Candidate, OptimizationResult, serialize_components
-from promptopt.testing import Killed, ScriptedLM, dies_at, field_value, last_user_message, toy_examples
+from promptopt.testing import (
+    Killed,
+    ScriptedLM,
+    dies_at,
+    field_value,
+    last_user_message,
+    toy_examples,
+    toy_reply,
+)
+from promptopt.testing import toy_program as program
 
 data = toy_examples
 
@@ -27,13 +36,10 @@ def metric(ex, pred, trace=None):
 def task_lm(*, demo_works=False):
     """Uppercases only when the system prompt says so (or, optionally, when a demo shows it)."""
 
-    def reply(messages):
-        word = field_value(last_user_message(messages), "word")
-        system = messages[0]["content"].lower()
-        shown = demo_works and any(m["role"] == "assistant" for m in messages)
-        return f"out: {word.upper() if ('uppercase' in system or shown) else word}"
+    def capitals(word, system, shown):
+        return "uppercase" in system or (demo_works and shown)
 
-    return ScriptedLM(reply)
+    return ScriptedLM(lambda messages: toy_reply(messages, capitals))
 
 
 def rules_reflector(calls=None):
@@ -44,10 +50,6 @@ def rules_reflector(calls=None):
 
     lm = ScriptedLM(reply)
     return lm
-
-
-def program():
-    return po.Predict("word -> out", "Repeat the word.")
 
 
 def run(tmp_path=None, **kw):

@@ -13,29 +13,28 @@ import promptopt as po
 from promptopt.optimizers import Callback, MIPROv2
 from promptopt.optimizers.mipro import AUTO_PRESETS, GroundedProposer, parse_proposal, program_summary
 from promptopt.optimizers.mipro.summaries import dataset_summary
-from promptopt.testing import Killed, ScriptedLM, dies_at, field_value, last_user_message, toy_examples
+from promptopt.testing import (
+    InterruptAfter,
+    Killed,
+    ScriptedLM,
+    dies_at,
+    field_value,
+    last_user_message,
+    toy_examples,
+    toy_proposer,
+    toy_reply,
+)
+from promptopt.testing import toy_metric as metric
+from promptopt.testing import toy_program as program
 
 data = toy_examples
 
 
-def metric(ex, pred, trace=None):
-    return float(pred.out == ex.out)
-
-
-def program():
-    return po.Predict("word -> out", "Repeat the word.")
-
-
 def task_lm():
     """Uppercases when the instruction says so or when a demo is shown."""
-
-    def reply(messages):
-        word = field_value(last_user_message(messages), "word")
-        system = messages[0]["content"].lower()
-        shown = any(m["role"] == "assistant" for m in messages)
-        return f"out: {word.upper() if ('uppercase' in system or shown) else word}"
-
-    return ScriptedLM(reply)
+    return ScriptedLM(
+        lambda messages: toy_reply(messages, lambda word, system, shown: "uppercase" in system or shown)
+    )
 
 
 PROPOSALS = [
@@ -47,18 +46,10 @@ PROPOSALS = [
 
 
 def proposer_lm(proposals=PROPOSALS):
-    state = {"n": 0}
-
-    def reply(messages):
-        prompt = messages[0]["content"]
-        if prompt.startswith("Here are"):
-            return "Each example is a word and the same word in capital letters."
-        if prompt.startswith("Here are notes"):
-            return "Words paired with their capitalised forms."
-        state["n"] += 1
-        return proposals[(state["n"] - 1) % len(proposals)]
-
-    return ScriptedLM(reply)
+    # the merge of the dataset notes gets the notes' own text
+    return toy_proposer(
+        proposals, merged_notes="Each example is a word and the same word in capital letters."
+    )
 
 
 def mipro(**kw):
@@ -261,16 +252,6 @@ def test_program_is_chosen_from_full_evaluations_only():
     assert res.candidates[0].val_score == 0.5  # the seed, worse on its minibatch-free record ...
     assert res.candidates[1].val_score == 1 / 8  # ... but the proposal is worse on the full set
     assert res.best_id == 0 and res.best_program.get_instructions()["self"] == "Repeat the word."
-
-
-class InterruptAfter(Callback):
-    def __init__(self, n):
-        self.n, self.seen = n, 0
-
-    def on_trial(self, trial, **_):
-        self.seen += 1
-        if self.seen == self.n:
-            raise KeyboardInterrupt
 
 
 def test_interrupt_and_kill_then_resume_from_the_study(tmp_path):

@@ -11,7 +11,6 @@ import sqlite3
 import threading
 import time
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,80 +23,26 @@ from promptopt.lm.cache import Cache, CacheCorruptError, CacheWarning
 from promptopt.testing import FakeOpenAIServer, field_value, last_user_message
 
 MSG = [{"role": "user", "content": "hello"}]
-HANG = "hang"
+HANG = FakeOpenAIServer.HANG
 HANG_LIMIT_S = 15.0  # a hanging handler gives up by itself, so no test can leave a thread behind for long
 
 
-class ScriptedServer:
+class ScriptedServer(FakeOpenAIServer):
     """An OpenAI-compatible endpoint whose n-th request gets the n-th action of ``actions`` (the last
     one repeats): ``HANG`` (read the request, answer nothing), an HTTP status (an error reply) or a
     string (a normal reply with that content)."""
 
     def __init__(self, actions: list[Any]) -> None:
+        super().__init__(self._next_action, prompt_tokens=3, hang_s=HANG_LIMIT_S)
         self.actions = actions
-        self.requests = 0
-        self._lock = threading.Lock()
-        self._release = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._served = 0
+        self._served_lock = threading.Lock()
 
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
-
-    def __enter__(self) -> ScriptedServer:
-        scripted = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with scripted._lock:
-                    n = scripted.requests
-                    scripted.requests += 1
-                action = scripted.actions[min(n, len(scripted.actions) - 1)]
-                if action == HANG:
-                    scripted._release.wait(HANG_LIMIT_S)
-                    self.close_connection = True
-                    return
-                if isinstance(action, int):
-                    status = action
-                    body: dict[str, Any] = {"error": {"message": "scripted failure", "type": "server_error"}}
-                else:
-                    status = 200
-                    body = {
-                        "id": f"chatcmpl-{n}",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": "tiny",
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": action},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-                    }
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._release.set()
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+    def _next_action(self, messages: list[dict[str, Any]]) -> Any:
+        with self._served_lock:
+            n = self._served
+            self._served += 1
+        return self.actions[min(n, len(self.actions) - 1)]
 
 
 def _lm(server: Any, **kwargs: Any) -> po.LM:
@@ -118,28 +63,28 @@ def quick_backoff(monkeypatch):
     monkeypatch.setattr(lm_client, "BACKOFF_BASE_S", 0.05)
 
 
+def _seconds_to_fail(lm: po.LM, match: str) -> float:
+    """How long ``lm`` takes to raise the :class:`LMError` matching ``match`` on ``MSG``."""
+    start = time.monotonic()
+    with pytest.raises(po.LMError, match=match):
+        lm(MSG)
+    return time.monotonic() - start
+
+
 # --- One timeout means one timeout -----------------------------------------------------------
 
 
 def test_hanging_server_without_retries_costs_one_request_and_one_timeout():
     with ScriptedServer([HANG]) as server:
-        lm = _lm(server, timeout=1, num_retries=0)
-        start = time.monotonic()
-        with pytest.raises(po.LMError, match="1 attempt"):
-            lm(MSG)
-        elapsed = time.monotonic() - start
-    assert server.requests == 1
+        elapsed = _seconds_to_fail(_lm(server, timeout=1, num_retries=0), "1 attempt")
+    assert len(server.requests) == 1
     assert elapsed < 2.5
 
 
 def test_hanging_server_with_retries_costs_one_request_per_attempt(quick_backoff):
     with ScriptedServer([HANG]) as server:
-        lm = _lm(server, timeout=1, num_retries=2)
-        start = time.monotonic()
-        with pytest.raises(po.LMError, match="3 attempt"):
-            lm(MSG)
-        elapsed = time.monotonic() - start
-    assert server.requests == 3
+        elapsed = _seconds_to_fail(_lm(server, timeout=1, num_retries=2), "3 attempt")
+    assert len(server.requests) == 3
     assert elapsed < 3 * 1 + 2 * 0.05 + 2.0
 
 
@@ -147,10 +92,10 @@ def test_server_errors_are_retried_by_promptopt_only(quick_backoff):
     with ScriptedServer([500, "fine"]) as server:
         with pytest.raises(po.LMError, match="1 attempt"):
             _lm(server, num_retries=0)(MSG)
-        assert server.requests == 1  # the client library did not retry behind our back
+        assert len(server.requests) == 1  # the client library did not retry behind our back
     with ScriptedServer([500, 500, "fine"]) as server:
         assert _lm(server, num_retries=2)(MSG).text == "fine"
-        assert server.requests == 3
+        assert len(server.requests) == 3
 
 
 def test_backoff_between_attempts_is_bounded(monkeypatch):
@@ -184,14 +129,12 @@ def _as_local_server(lm: po.LM, base_url: str) -> po.LM:
 
 def test_local_server_timeout_is_not_retried_but_connection_errors_are(quick_backoff):
     with ScriptedServer([HANG]) as server:
-        lm = _as_local_server(po.LM("local", cache=False, timeout=1, num_retries=2), server.base_url)
-        start = time.monotonic()
-        with pytest.raises(po.LMError, match=r"1 attempt.*timeout=1 s"):
-            lm(MSG)
-        assert time.monotonic() - start < 2.5
-    assert server.requests == 1
+        base_url = server.base_url
+        lm = _as_local_server(po.LM("local", cache=False, timeout=1, num_retries=2), base_url)
+        assert _seconds_to_fail(lm, r"1 attempt.*timeout=1 s") < 2.5
+    assert len(server.requests) == 1
     # nothing listens there any more: refused at once, and retried
-    lm = _as_local_server(po.LM("local", cache=False, timeout=1, num_retries=2), server.base_url)
+    lm = _as_local_server(po.LM("local", cache=False, timeout=1, num_retries=2), base_url)
     with pytest.raises(po.LMError, match="3 attempt"):
         lm(MSG)
 
@@ -212,7 +155,7 @@ def test_empty_reply_is_returned_but_never_cached(tmp_path, empty):
         assert first.text == empty and not first.cached
         second = lm(MSG)
         assert not second.cached
-        assert server.requests == 2  # asked again, not replayed
+        assert len(server.requests) == 2  # asked again, not replayed
     assert len(Cache(tmp_path / "c.sqlite")) == 0
 
 
@@ -220,7 +163,7 @@ def test_nonempty_reply_is_still_cached(tmp_path):
     with ScriptedServer(["answer"]) as server:
         lm = _lm(server, cache=tmp_path / "c.sqlite")
         lm(MSG)
-        assert lm(MSG).cached and server.requests == 1
+        assert lm(MSG).cached and len(server.requests) == 1
 
 
 # --- A damaged cache file --------------------------------------------------------------------

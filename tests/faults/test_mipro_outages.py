@@ -2,36 +2,25 @@
 run with its cause and leaves it resumable, and a resumed (or briefly disturbed) run ends as a run
 that never had an outage."""
 
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import optuna
 import pytest
 
-import promptopt as po
 from promptopt.optimizers import Callback, MIPROv2
 from promptopt.optimizers.result import serialize_components
 from promptopt.optimizers.stoppers import ConsecutiveFailuresError
-from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
+from promptopt.testing import ScriptedLM, toy_examples, toy_metric, toy_proposer, toy_reply
+from promptopt.testing import toy_program as program
 
 TRAIN = toy_examples(6)
 VAL = toy_examples(8, offset=10)
 
 
 @pytest.fixture
-def where(tmp_path):
+def where(memory_path):
     """In memory where the machine has it: a run commits to its SQLite study hundreds of times."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and shutil.disk_usage(shm).free > 1 << 28):
-        yield tmp_path
-        return
-    path = Path(tempfile.mkdtemp(prefix="mipro-outage-", dir=shm))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    return memory_path
 
 
 class Metric:
@@ -42,7 +31,7 @@ class Metric:
     def __call__(self, ex, pred, trace=None):
         with self.lock:
             self.calls += 1
-        return float(pred.out == ex.out)
+        return toy_metric(ex, pred, trace)
 
 
 class Outage:
@@ -63,41 +52,13 @@ class Outage:
                 with self.lock:
                     self.failed += 1
                 raise ConnectionError("connection refused")
-            word = field_value(last_user_message(messages), "word")
-            system = messages[0]["content"].lower()
-            shown = any(m["role"] == "assistant" for m in messages)
-            if "uppercase" in system:
-                ok = word[0] not in "kmq"
-            elif "capitals" in system:
-                ok = len(word) % 2 == 1 or shown
-            else:
-                ok = (shown and word[0] < "p") or word[0] in "aeiou"
-            return f"out: {word.upper() if ok else word}"
+            return toy_reply(messages)
 
         return ScriptedLM(reply)
 
 
-PROPOSALS = [
-    "proposed_instruction: Write the word in uppercase letters.",
-    "proposed_instruction: Answer with the word in capitals.",
-    "Repeat the word exactly.",
-    "proposed_instruction: Return the word unchanged.",
-]
-
-
 def proposer():
-    state = {"n": 0}
-
-    def reply(messages):
-        prompt = messages[0]["content"]
-        if prompt.startswith("Here are notes"):
-            return "Words paired with their capitalised forms."
-        if prompt.startswith("Here are"):
-            return "Each example is a word and the same word in capital letters."
-        state["n"] += 1
-        return PROPOSALS[(state["n"] - 1) % len(PROPOSALS)]
-
-    return ScriptedLM(reply)
+    return toy_proposer()
 
 
 class Marks(Callback):
@@ -133,10 +94,6 @@ def compile_run(run_dir, outage, *, resume=False, **kw):
     opt = MIPROv2(metric, proposer_lm=proposer(), callbacks=[marks], **opts)
     res = opt.compile(program(), TRAIN, VAL, lm=outage.lm(), run_dir=run_dir, resume=resume)
     return res, metric, marks
-
-
-def program():
-    return po.Predict("word -> out", "Repeat the word.")
 
 
 def study_of(run_dir):

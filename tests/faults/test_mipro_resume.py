@@ -4,73 +4,34 @@ run resumed again changes nothing, and damaged state files stop the run with an 
 import copy
 import json
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-from pathlib import Path
 
 import optuna
 import pytest
 
-import promptopt as po
 from promptopt.optimizers import Callback, MIPROv2
 from promptopt.optimizers.result import serialize_components
-from promptopt.testing import Killed, ScriptedLM, field_value, last_user_message, toy_examples
+from promptopt.testing import InterruptAfter, Killed, ScriptedLM, toy_examples, toy_proposer, toy_reply
+from promptopt.testing import toy_metric as metric
+from promptopt.testing import toy_program as program
 
 TRAIN = toy_examples(6)
 VAL = toy_examples(8, offset=10)
 
 
 @pytest.fixture
-def where(tmp_path):
+def where(memory_path):
     """In memory where the machine has it: a run commits to its SQLite study some 500 times, which
     on a disk costs seconds per run and minutes for the kill tests."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and shutil.disk_usage(shm).free > 1 << 28):
-        yield tmp_path
-        return
-    path = Path(tempfile.mkdtemp(prefix="mipro-resume-", dir=shm))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def metric(ex, pred, trace=None):
-    return float(pred.out == ex.out)
-
-
-def program():
-    return po.Predict("word -> out", "Repeat the word.")
+    return memory_path
 
 
 def task_lm():
     """Deterministic but input-dependent, so that instructions, demo sets and minibatches all matter."""
-
-    def reply(messages):
-        word = field_value(last_user_message(messages), "word")
-        system = messages[0]["content"].lower()
-        shown = any(m["role"] == "assistant" for m in messages)
-        if "uppercase" in system:
-            ok = word[0] not in "kmq"
-        elif "capitals" in system:
-            ok = len(word) % 2 == 1 or shown
-        else:
-            ok = (shown and word[0] < "p") or word[0] in "aeiou"
-        return f"out: {word.upper() if ok else word}"
-
-    return ScriptedLM(reply)
-
-
-PROPOSALS = [
-    "proposed_instruction: Write the word in uppercase letters.",
-    "proposed_instruction: Answer with the word in capitals.",
-    "Repeat the word exactly.",
-    "proposed_instruction: Return the word unchanged.",
-]
+    return ScriptedLM(toy_reply)
 
 
 class Ticker:
@@ -96,19 +57,7 @@ class Ticker:
         return metric(ex, pred, trace)
 
     def proposer(self):
-        state = {"n": 0}
-
-        def reply(messages):
-            self.tick("proposer")
-            prompt = messages[0]["content"]
-            if prompt.startswith("Here are notes"):
-                return "Words paired with their capitalised forms."
-            if prompt.startswith("Here are"):
-                return "Each example is a word and the same word in capital letters."
-            state["n"] += 1
-            return PROPOSALS[(state["n"] - 1) % len(PROPOSALS)]
-
-        return ScriptedLM(reply)
+        return toy_proposer(before=lambda: self.tick("proposer"))
 
 
 class Phases(Callback):
@@ -298,15 +247,6 @@ def test_resuming_a_finished_run_changes_nothing(where, budget):
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_one(where):
-    class InterruptAfter(Callback):
-        def __init__(self, n):
-            self.n, self.seen = n, 0
-
-        def on_trial(self, trial, **_):
-            self.seen += 1
-            if self.seen == self.n:
-                raise KeyboardInterrupt
-
     full, _, _ = compile_run(where / "full", num_trials=6)
     first, _, _ = compile_run(where / "r", num_trials=6, callbacks=[InterruptAfter(2)])
     assert first.stop_reason == "interrupted (Ctrl-C)"

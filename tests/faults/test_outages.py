@@ -23,7 +23,8 @@ from promptopt.optimizers.stoppers import (
     MaxConsecutiveFailures,
     Progress,
 )
-from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
+from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples, toy_request
+from promptopt.testing import toy_program as program
 
 data = toy_examples
 VAL_WORDS = {e.word for e in data(6, offset=10)}
@@ -31,10 +32,6 @@ VAL_WORDS = {e.word for e in data(6, offset=10)}
 
 def metric(ex, pred, trace=None):
     return po.Score(float(pred.out == ex.out), "Correct." if pred.out == ex.out else f"Expected {ex.out}.")
-
-
-def program():
-    return po.Predict("word -> out", "Repeat the word.")
 
 
 def rules_reflector():
@@ -54,8 +51,7 @@ class Outage:
         """Uppercases the words in ``good``, or every word when the instruction says so."""
 
         def reply(messages):
-            word = field_value(last_user_message(messages), "word")
-            system = messages[0]["content"].lower()
+            word, system, _ = toy_request(messages)
             with self.lock:
                 n = self.calls
                 self.calls += 1
