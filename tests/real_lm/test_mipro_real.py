@@ -30,7 +30,13 @@ def test_tiny_mipro_run_on_iris(tmp_path, local_lm_factory):
 
     assert res.stop_reason == "all 3 trials run" and len(res.trials) == 3
     assert res.candidates[0].origin == "seed" and all(len(c.val_scores) == 6 for c in res.candidates)
-    assert 0.0 <= res.seed_score <= res.best_score <= 1.0
+    # The seed's and the best program's validation scores are reproduced, example by example, by
+    # evaluating the programs apart with the same LM: the same requests, all answered from the cache.
+    for prog, cand in ((task.program("predict"), res.candidates[0]), (res.best_program, res.best_candidate)):
+        again = po.evaluate(prog, val, task.metric, lm=lm, display_progress=False)
+        assert {r.example.id: r.score for r in again.results} == cand.val_scores
+        assert again.usage.uncached_calls == 0
+    assert res.best_score == max(c.val_score for c in res.candidates)
     assert res.learning_curve and res.learning_curve[-1][1] == res.best_score
     assert all(t["minibatch_score"] is not None and len(t["example_ids"]) == 3 for t in res.trials)
     setup = json.loads((tmp_path / "run" / "proposals.json").read_text())

@@ -133,5 +133,7 @@ def test_grpo_with_the_metric_as_reward(tiny_model, tmp_path):
     )
     trained = backend.result(backend.submit(job, "rl"), timeout=600)
     assert trained.kind == "rl" and trained.steps == 2
+    # Each step logs one reward, and it is the job's metric (exact:out) scoring the completions.
     rewards = [h for h in trained.history if "reward" in h]
-    assert rewards and all(0.0 <= h["reward"] <= 1.0 for h in rewards)
+    assert [h["step"] for h in rewards] == [1, 2]
+    assert all(h["reward"] == h.get("rewards/reward_exact_match_out/mean") for h in rewards), rewards
