@@ -3,8 +3,9 @@
 Each (task, program) pair runs on one test example (the task's first program on two) with the
 embedded 0.5B model and is scored by the task's metric: the loaders, programs, adapters, metrics
 and the HumanEval sandbox meet a real model's replies. Scores are whatever the model earns; the
-assertions are that every example ran through the LM, was scored in [0, 1], and that any failure is
-a reply the program could not parse (kept in the result), never an error of the harness.
+assertions are that every example ran through the LM and was scored (evaluate() turns a metric value
+outside [0, 1] into a metric failure, not a score), and that any error is a reply the program could
+not parse (kept in the result), never an error of the harness.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def test_task_program_runs_on_the_local_model(task_name, program_name, lm):
         task.program(program_name), examples, task.metric, num_threads=1, display_progress=False, lm=lm
     )
     for r in result.results:
-        assert 0.0 <= r.score <= 1.0
+        # scored: no LM failure, no metric error or value outside [0, 1], no program-contract failure
+        assert r.failure is None, f"{task_name}/{program_name}: {r.failure} failure: {r.error}"
         assert len(r.trace) >= 1, f"{task_name}/{program_name} made no LM call: {r.error}"
         assert r.error is None or r.error.startswith("ParseError"), r.error
     print(
