@@ -20,6 +20,18 @@ from typing import Any
 from promptopt.core.program import write_json_atomic
 
 
+class DamagedStateError(ValueError):
+    """A run's saved state cannot be read: the message names the file and the way out."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} is {reason}: the run cannot be resumed from it. Move the run directory aside "
+            "(the file stays there for a look) and run again, or compile with resume=False, which "
+            "starts over."
+        )
+
+
 class RunDirBusyError(RuntimeError):
     pass
 
@@ -64,12 +76,21 @@ class RunDir:
         return self.state_file.exists()
 
     def load_state(self) -> dict[str, Any]:
+        """The saved run state; a damaged file (atomic writes make it a foreign or hand-edited one)
+        raises :class:`DamagedStateError` naming it."""
         try:
-            return json.loads(self.state_file.read_text())
-        except json.JSONDecodeError as exc:  # atomic writes make this a foreign or hand-edited file
-            raise ValueError(
-                f"{self.state_file} is not valid JSON ({exc}); move it away to start over."
+            state = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DamagedStateError(
+                self.state_file, f"not UTF-8 text ({exc.reason} at byte {exc.start})"
             ) from exc
+        except json.JSONDecodeError as exc:
+            raise DamagedStateError(
+                self.state_file, f"not valid JSON ({exc.msg} at line {exc.lineno})"
+            ) from exc
+        if not isinstance(state, dict):
+            raise DamagedStateError(self.state_file, f"a JSON {type(state).__name__}, not a run state")
+        return state
 
     def save_state(self, state: dict[str, Any]) -> None:
         write_json_atomic(self.state_file, state)

@@ -332,3 +332,29 @@ def test_failure_streak_uses_the_stopper_and_resets_on_a_score():
     with pytest.raises(ConsecutiveFailuresError, match=r"3 consecutive LM failures \(ConnectionError: e\)"):
         streak.failed("LM", "ConnectionError: e")
     assert FailureStreak(None).limit is None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"iteration": 3, "cand', "not valid JSON"),
+        (b"\x00\xff\xfe binary", "not UTF-8 text"),
+        (b"[1, 2]", "a JSON list, not a run state"),
+        (b'{"iteration": 3}', "not a GEPA run state"),
+    ],
+)
+def test_a_damaged_gepa_state_is_named_with_the_way_out(tmp_path, content, reason):
+    from promptopt.optimizers.rundir import DamagedStateError
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_bytes(content)
+    gepa = GEPA(metric, max_metric_calls=10, reflection_lm=ScriptedLM(lambda m: "```\nx\n```"))
+    with pytest.raises(DamagedStateError, match=rf"state\.json is {reason}.*resume=False"):
+        gepa.compile(
+            program(),
+            toy_examples(4),
+            toy_examples(3, 4),
+            lm=ScriptedLM(lambda m: "out: x"),
+            run_dir=tmp_path / "run",
+            resume=True,
+        )

@@ -60,7 +60,7 @@ from promptopt.optimizers.result import (
     compare_on_common,
     serialize_components,
 )
-from promptopt.optimizers.rundir import RunDir
+from promptopt.optimizers.rundir import DamagedStateError, RunDir
 from promptopt.optimizers.stoppers import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     ConsecutiveFailuresError,
@@ -359,7 +359,13 @@ class _Run:
 
     def _load_or_init(self) -> tuple[GEPAState, bool]:
         if self.rundir and self.resume and self.rundir.has_state():
-            state = GEPAState.from_dict(self.rundir.load_state())
+            try:
+                state = GEPAState.from_dict(self.rundir.load_state())
+            except (KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, DamagedStateError):
+                    raise
+                why = f"not a GEPA run state ({type(exc).__name__}: {exc})"
+                raise DamagedStateError(self.rundir.state_file, why) from exc
             if state.train_ids != list(self.train) or state.val_ids != [e.id for e in self.val]:
                 raise ValueError(
                     f"The run in {self.rundir.path} used other training/validation examples; resume with "
