@@ -111,7 +111,9 @@ def test_sft_stop_resume_and_serve(tiny_model, tmp_path):
     reply = served([{"role": "user", "content": "word: apple"}])
     assert reply.completion_tokens > 0 and reply.model.startswith("hf/")
     again = served([{"role": "user", "content": "word: apple"}])
-    assert again.cached and again.text == reply.text
+    # Greedy decoding gives the same reply; it is answered from the cache unless it is blank (a blank
+    # reply is never cached, so it is not replayed on later runs).
+    assert again.text == reply.text and again.cached == bool(reply.text.strip())
     # A trained model is scored like any other LM.
     res = po.evaluate(seed, toy_examples(2), metric, lm=served, num_threads=1, display_progress=False)
     assert len(res.results) == 2
