@@ -49,7 +49,7 @@ else
   if [ "$rc" -eq 0 ]; then
     rm -rf results/quick
     mkdir -p results/quick
-    cp -r "$work/clone/runs/langprobe/quick/"{report.md,report.csv,charts,cells,spec.json} results/quick/
+    cp -r "$work/clone/runs/langprobe/quick/"{report.md,report.csv,charts,cells} results/quick/
   fi
 fi
 set -e
