@@ -42,21 +42,21 @@ def task_lm(max_tokens: int = 64) -> dspy.LM:
 
 
 def proposal_lm() -> dspy.LM:
-    return dspy_lm(po.LM(TASK_MODEL, temperature=0.7, max_tokens=400))
+    return dspy_lm(po.LM(TASK_MODEL, temperature=0.7, max_tokens=250))
 
 
 def small_mipro(metric, tmp_path) -> MIPROv2:
-    """A MIPROv2 small enough for a test: 2 candidates per predictor, 3 trials on minibatches of 3
-    with a full validation every 3, up to 2 bootstrapped + 2 labelled demos."""
+    """A MIPROv2 small enough for a test: 2 candidates per predictor, 3 trials on minibatches of 2
+    with a full validation every 3, up to 1 bootstrapped + 1 labelled demo."""
     return MIPROv2(
         metric,
         auto=None,
         num_candidates=2,
         num_trials=3,
-        minibatch_size=3,
+        minibatch_size=2,
         minibatch_full_eval_steps=3,
-        max_bootstrapped_demos=2,
-        max_labeled_demos=2,
+        max_bootstrapped_demos=1,
+        max_labeled_demos=1,
         prompt_model=proposal_lm(),
         num_threads=2,
         run_dir=tmp_path / "run",
@@ -175,7 +175,7 @@ def test_promptopt_mipro_compiles_dspy_modules(case, tmp_path):
     """MIPROv2 on a ChainOfThought and on a two-module pipeline: every predictor's instruction and
     demos are components, optimized together."""
     make, components, split_seed, max_tokens = MIPRO_CASES[case]
-    train, val, test, accuracy, _ = data("iris", seed=split_seed, sizes=(8, 6, 2))
+    train, val, test, accuracy, _ = data("iris", seed=split_seed, sizes=(6, 4, 2))
     lm = task_lm(max_tokens=max_tokens)
     mipro = small_mipro(accuracy, tmp_path)
     compiled = compile_and_check(make(), mipro, (train, val, test), accuracy, lm, components)
@@ -194,7 +194,7 @@ def petal_size(petal_length: float, petal_width: float) -> str:
 def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
     """A dspy.ReAct agent with one tool: its instruction and the tool's description are components,
     and GEPA's reflection on the local model proposes a new description from the agent's traces."""
-    train, val, test, _, metric = data("iris", seed=2, sizes=(6, 3, 2))
+    train, val, test, _, metric = data("iris", seed=2, sizes=(4, 2, 1))
 
     proposals = []
 
@@ -204,13 +204,17 @@ def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
                 proposals.append(data)
 
     # The ReAct mechanics (tool descriptions as components) need no strong model: the 0.5B runs it.
-    react_lm = dspy_lm(po.LM("local", max_tokens=200))
-    reflection_lm = dspy_lm(po.LM("local", temperature=0.7, max_tokens=300))
-    student = dspy.ReAct(IrisSpecies, tools=[petal_size], max_iters=2)
+    # One step per call and minibatches of 2: the validation (2), then an iteration whose parent
+    # minibatch (2) is reflected on for every component at once and whose child is scored on it (2).
+    react_lm = dspy_lm(po.LM("local", max_tokens=150))
+    reflection_lm = dspy_lm(po.LM("local", temperature=0.7, max_tokens=250))
+    student = dspy.ReAct(IrisSpecies, tools=[petal_size], max_iters=1)
     with dspy.context(lm=react_lm):
         compiled = GEPA(
             metric,
-            max_metric_calls=9,
+            max_metric_calls=6,
+            minibatch_size=2,
+            tie_extensions=0,
             reflection_lm=reflection_lm,
             component_selector="all",
             evolve_demos=False,

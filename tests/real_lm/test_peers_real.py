@@ -1,7 +1,7 @@
-"""Peer optimizers against the real local model: the gepa library and dspy.GEPA on iris (6 train, 6 val).
+"""Peer optimizers against the real local model: the gepa library and dspy.GEPA on iris (6 train, 4 val).
 
-The budget (20 metric calls) and the short reflections keep each run to a few reflection calls on a
-CPU-served 0.5B model."""
+The budget (14 metric calls), short replies and short reflections keep each run to a few reflection
+calls on a CPU-served 0.5B model."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from promptopt.optimizers.result import serialize_components
 # Minutes on the local model: run with `pytest -m slow` (CI does).
 pytestmark = pytest.mark.slow
 
-BUDGET = 20
+BUDGET = 14
 
 
 def iris():
     task = get_task("iris")
-    splits = task.splits(seed=0, sizes=(6, 6, 6))
+    splits = task.splits(seed=0, sizes=(6, 4, 4))
     return task, splits.train, splits.val
 
 
@@ -42,7 +42,7 @@ def check(result, task, val):
 
 def test_gepa_library_on_iris(tmp_path, local_lm_factory):
     task, train, val = iris()
-    task_lm = local_lm_factory(tmp_path / "c.sqlite")
+    task_lm = local_lm_factory(tmp_path / "c.sqlite", max_tokens=64)
     reflection_lm = local_lm_factory(tmp_path / "c.sqlite", temperature=0.7, max_tokens=150)
     result = peers.run_gepa_library(
         task.program("predict"),
@@ -74,7 +74,7 @@ def test_dspy_gepa_on_iris(tmp_path, local_lm_factory):
         task.metric,
         train,
         val,
-        task_lm=local_lm_factory(tmp_path / "c.sqlite"),
+        task_lm=local_lm_factory(tmp_path / "c.sqlite", max_tokens=64),
         reflection_lm=local_lm_factory(tmp_path / "c.sqlite", temperature=0.7, max_tokens=150),
         max_metric_calls=BUDGET,
         run_dir=tmp_path / "run",
