@@ -35,8 +35,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import promptopt as po
 from langprobe import get_task
 from promptopt.bench.identity import experiment_provenance
-from promptopt.core.program import write_json_atomic
 from promptopt.evaluate import EvaluationResult, bootstrap_ci
+from promptopt.io import write_json_atomic
 from promptopt.optimizers import GEPA, BootstrapFewShot, MIPROv2
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.train import LocalBackend, TrainingJob, export_sft

@@ -24,8 +24,7 @@ from promptopt.core.signature import Field, Signature
 from promptopt.core.trace import Trace, TraceEntry, collect_trace
 from promptopt.evaluate import EvaluationResult, ExampleResult, evaluate
 from promptopt.lm import LM, Cache, Completion, LMError, Usage, track_usage
-
-__version__ = "0.1.0"
+from promptopt.version import __version__
 
 __all__ = [
     "LM",
@@ -49,6 +48,7 @@ __all__ = [
     "Trace",
     "TraceEntry",
     "Usage",
+    "__version__",
     "collect_trace",
     "configure",
     "context",

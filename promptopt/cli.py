@@ -59,7 +59,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     task = None
     if args.task:
-        from langprobe import get_task
+        from promptopt.tasks import get_task
 
         task = get_task(args.task)
     if args.program_file:

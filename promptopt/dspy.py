@@ -63,9 +63,9 @@ from promptopt.integrations.dspy import (
     react_tools,
     to_dspy_example,
 )
-from promptopt.lm.base import Completion, LanguageModel
 from promptopt.lm.client import LM
 from promptopt.lm.usage import report
+from promptopt.lm_protocol import Completion, LanguageModel
 from promptopt.optimizers.gepa import engine as _gepa
 from promptopt.optimizers.mipro import engine as _mipro
 from promptopt.optimizers.result import OptimizationResult, deserialize_components

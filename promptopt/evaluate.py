@@ -39,10 +39,11 @@ import numpy as np
 from promptopt.core import settings
 from promptopt.core.example import Example, Prediction
 from promptopt.core.metric import MetricValueError, checked_score, metric_name
-from promptopt.core.program import Program, write_json_atomic
+from promptopt.core.program import Program
 from promptopt.core.trace import Trace, collect_trace
-from promptopt.lm.base import LanguageModel
+from promptopt.io import write_json_atomic
 from promptopt.lm.usage import Usage, track_usage
+from promptopt.lm_protocol import LanguageModel
 
 
 @dataclass

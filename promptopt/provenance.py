@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import os
 import platform
 import shlex
@@ -26,6 +27,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from promptopt.version import __version__
 
 # The packages whose versions can change a result: ours, the peers we run, and the libraries
 # between us and the model or the search.
@@ -47,16 +50,15 @@ class CodeVersion:
         return asdict(self)
 
 
+_PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
 def _source_roots() -> list[Path]:
-    import promptopt
-
-    roots = [Path(promptopt.__file__).resolve().parent]
-    try:
-        import langprobe
-
-        roots.append(Path(langprobe.__file__).resolve().parent)
-    except ImportError:  # promptopt installed without the benchmark tasks
-        pass
+    roots = [_PACKAGE_ROOT]
+    # Found without importing it: the task package imports promptopt, not the other way round.
+    spec = importlib.util.find_spec("langprobe")
+    if spec is not None and spec.origin:  # None: promptopt installed without the benchmark tasks
+        roots.append(Path(spec.origin).resolve().parent)
     return roots
 
 
@@ -86,17 +88,13 @@ def _git(root: Path, *args: str) -> str | None:
 @functools.cache
 def code_version() -> CodeVersion:
     """The running promptopt's version, git commit, dirty flag and source hash (computed once)."""
-    import promptopt
-
-    repo = Path(promptopt.__file__).resolve().parent.parent
+    repo = _PACKAGE_ROOT.parent
     commit = dirty = None
     if (repo / ".git").exists():
         commit = _git(repo, "rev-parse", "HEAD")
         status = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", *_CODE_PATHS)
         dirty = None if status is None else bool(status)
-    return CodeVersion(
-        version=promptopt.__version__, commit=commit, dirty=dirty, source_sha256=source_sha256()
-    )
+    return CodeVersion(version=__version__, commit=commit, dirty=dirty, source_sha256=source_sha256())
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:

@@ -15,9 +15,9 @@ from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.core.program import Predict
-from promptopt.lm.base import Completion
 from promptopt.lm.usage import report
-from promptopt.optimizers.callbacks import Callback
+from promptopt.lm_protocol import Completion
+from promptopt.optimizers.callbacks import Callback, TrialEvent
 
 
 class ScriptedLM:
@@ -88,7 +88,7 @@ class InterruptAfter(Callback):
     def __init__(self, n: int) -> None:
         self.n, self.seen = n, 0
 
-    def on_trial(self, trial: Any, **_: Any) -> None:
+    def on_trial(self, event: TrialEvent) -> None:
         self.seen += 1
         if self.seen == self.n:
             raise KeyboardInterrupt

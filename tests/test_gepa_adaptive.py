@@ -36,8 +36,8 @@ class Collect(Callback):
     def __init__(self):
         self.events = []
 
-    def on_event(self, event, **data):
-        self.events.append((event, data))
+    def on_event(self, name, event):
+        self.events.append((name, dict(event)))
 
 
 def compile_with(

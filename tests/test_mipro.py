@@ -299,7 +299,7 @@ class TouchAfter(Callback):
     def __init__(self, path, n):
         self.path, self.n, self.seen = path, n, 0
 
-    def on_trial(self, trial, **_):
+    def on_trial(self, event):
         self.seen += 1
         if self.seen == self.n:
             self.path.touch()
@@ -321,7 +321,7 @@ def test_stoppers_and_in_memory_runs(tmp_path):
 
 
 def test_minibatch_size_fits_the_budget_unless_given():
-    from promptopt.optimizers.mipro.engine import fitted_minibatch_size
+    from promptopt.optimizers.mipro.search import fitted_minibatch_size
 
     assert fitted_minibatch_size(None, 100, None, 12) == 25  # no budget: the default
     assert fitted_minibatch_size(None, 15, None, 12) == 15  # capped at the validation set

@@ -1,10 +1,13 @@
-"""Name -> Task for every LangProBe task."""
+"""Name -> Task for every LangProBe task: the task source promptopt finds through its
+``promptopt.tasks`` entry point (``TASKS``, ``get_task``, ``task_dir``)."""
 
 from __future__ import annotations
 
 import importlib
 
-from langprobe.task import Task
+from langprobe.task import Task, task_dir
+
+__all__ = ["TASKS", "get_task", "task_dir"]
 
 _MODULES = {
     name: f"langprobe.tasks.{name}"

@@ -82,8 +82,8 @@ def spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
 
 def cmd_langprobe(args: argparse.Namespace) -> int:
     from promptopt.bench.executors import ExecutorError, make_executor
+    from promptopt.bench.matrix import run_matrix
     from promptopt.bench.report import build_report
-    from promptopt.bench.runner import run_matrix
 
     try:
         spec = spec_from_args(args)
@@ -92,8 +92,8 @@ def cmd_langprobe(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
+        from promptopt.bench.matrix import plan
         from promptopt.bench.optimizers import availability
-        from promptopt.bench.runner import plan
         from promptopt.bench.store import Store
 
         todo_plan = plan(spec, Store(spec.out), fresh=args.fresh)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.provenance import code_version, files_sha256
+from promptopt.tasks import get_task, task_dir
 
 PARTS = ("config", "data", "lms", "code")
 
@@ -78,9 +79,6 @@ def _data_identity_json(
     sizes: tuple[int, ...],
     stamp: tuple[tuple[str, int, int], ...],
 ) -> str:
-    from langprobe import get_task
-    from langprobe.task import task_dir
-
     folder = task_dir(task, data_dir)
     splits = get_task(task).splits(data_dir, seed=split_seed, sizes=sizes)
     return json.dumps(
@@ -97,8 +95,6 @@ def data_identity(
 ) -> dict[str, Any]:
     """What a cell's examples came from: the sha256 of every file of ``task`` in the data mirror
     (``None`` when they came from the hub) and of the drawn train/val/test examples."""
-    from langprobe.task import task_dir
-
     folder = task_dir(task, data_dir)
     key = None if data_dir is None else str(data_dir)
     return json.loads(_data_identity_json(task, key, split_seed, tuple(sizes), _stamp(folder)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +119,13 @@ def run_optimizer(name: str, ctx: RunContext) -> OptimizationResult:
 
 def _seed_result(program: Program) -> OptimizationResult:
     comps = serialize_components(program.components())
-    result = OptimizationResult(
-        optimizer="baseline", candidates=[Candidate(id=0, components=comps)], best_id=0, stop_reason="none"
+    return OptimizationResult(
+        optimizer="baseline",
+        candidates=[Candidate(id=0, components=comps)],
+        best_id=0,
+        stop_reason="none",
+        best_program=program,
     )
-    result.best_program = program
-    return result
 
 
 def _accepted(fn: Callable[..., Any]) -> tuple[set[str], bool]:
@@ -193,13 +195,15 @@ def _check_options(fn: Callable[..., Any], options: dict[str, Any], who: str) ->
 def _as_result(value: Any, seed_program: Program, name: str) -> OptimizationResult:
     if isinstance(value, OptimizationResult):
         if value.best_program is None:
-            value.best_program = value.program_for(seed_program)
+            return replace(value, best_program=value.program_for(seed_program))
         return value
     if isinstance(value, Program):  # an optimizer that returns only the compiled program
         comps = serialize_components(value.components())
-        result = OptimizationResult(
-            optimizer=name, candidates=[Candidate(id=0, components=comps)], best_id=0, budget=Budget()
+        return OptimizationResult(
+            optimizer=name,
+            candidates=[Candidate(id=0, components=comps)],
+            best_id=0,
+            budget=Budget(),
+            best_program=value,
         )
-        result.best_program = value
-        return result
     raise TypeError(f"{name} returned {type(value).__name__}, not an OptimizationResult or a Program.")

@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.core.example import Example
-from promptopt.core.program import Program, write_json_atomic
-from promptopt.lm.base import LanguageModel
+from promptopt.core.program import Program
+from promptopt.io import write_json_atomic
 from promptopt.lm.usage import Usage, track_usage
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
@@ -102,7 +103,7 @@ def _finish(
     trials: list[dict[str, Any]] | None = None,
 ) -> OptimizationResult:
     scored = [c for c in candidates if c.val_scores]
-    result = OptimizationResult(
+    return OptimizationResult(
         optimizer=name,
         candidates=candidates,
         best_id=best_id,
@@ -112,9 +113,8 @@ def _finish(
         stop_reason=stop_reason,
         trials=trials or [],
         config=config,
+        best_program=program.with_components(best_components),
     )
-    result.best_program = program.with_components(best_components)
-    return result
 
 
 class _DspyAccounting:

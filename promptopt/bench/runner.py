@@ -36,6 +36,7 @@ from promptopt.lm.identity import lm_identity
 from promptopt.lm.usage import track_usage
 from promptopt.optimizers.result import serialize_components
 from promptopt.provenance import collect
+from promptopt.tasks import get_task
 
 # 2: cells carry their identity and provenance.
 SCHEMA = 2
@@ -159,8 +160,6 @@ def _finite(x: float | None) -> bool:
 
 # --- one cell ---------------------------------------------------------------------------
 def _splits(spec: ExperimentSpec, cell: Cell) -> Any:
-    from langprobe import get_task
-
     task = get_task(cell.task)
     cfg = spec.cell_config(cell)
     return task, task.splits(spec.data_dir, seed=cfg["split_seed"], sizes=cfg["sizes"])
@@ -237,6 +236,22 @@ def ensure_baseline(
         return record
 
 
+def why_rerun(stored: dict[str, Any], identity: CellIdentity) -> str | None:
+    """Why a stored cell is not the same experiment as ``identity`` (``None``: it is)."""
+    if stored.get("status") != "ok":
+        return "failed before"
+    if not isinstance(stored.get("identity"), dict):
+        return "stored without an identity (older code)"
+    changed = identity.changed_parts(stored["identity"])
+    if not changed:
+        return None
+    if "config" in changed:
+        had, want = stored["identity"].get("config") or {}, identity.config
+        keys = sorted(k for k in want if had.get(k) != want[k])
+        changed[changed.index("config")] = f"config ({', '.join(keys)})"
+    return "changed " + ", ".join(changed)
+
+
 BUSY = "busy"  # the status of a cell another process was running: not run here, not stored
 
 
@@ -264,7 +279,7 @@ def run_cell(
                 found = store.load_cell(cell.key)
             except UnreadableRecordError:
                 found = None
-            if found is not None and _why_rerun(found, cell_identity(spec, cell, lms)) is None:
+            if found is not None and why_rerun(found, cell_identity(spec, cell, lms)) is None:
                 return {**found, "reused": True}
         return _run_and_store(spec, cell, store, lms, progress, resume=reuse_finished)
 
@@ -396,138 +411,3 @@ def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: boo
             "candidates": len(result.candidates),
         },
     }
-
-
-# --- the matrix ---------------------------------------------------------------------------
-@dataclass
-class MatrixOutcome:
-    ran: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    rerun_reasons: dict[str, str] = field(default_factory=dict)
-    busy: list[str] = field(default_factory=list)  # cells another run on the same folder was running
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.ran if r["status"] != "ok"]
-
-
-@dataclass
-class Plan:
-    """What a run of the matrix will do with each cell."""
-
-    todo: list[Cell]
-    reused: list[str]  # keys of stored cells that are the same experiment
-    reasons: dict[str, str]  # key -> why a stored cell is run again
-
-    def summary(self) -> str:
-        counts: dict[str, int] = {}
-        for why in self.reasons.values():
-            counts[why] = counts.get(why, 0) + 1
-        whys = "; ".join(f"{n} {why}" for why, n in sorted(counts.items()))
-        new = len(self.todo) - len(self.reasons)
-        text = f"{len(self.reused)} reused (same config, data, LMs and code), {new} new"
-        return text + (f", {len(self.reasons)} rerun: {whys}" if whys else "")
-
-
-def _why_rerun(stored: dict[str, Any], identity: CellIdentity) -> str | None:
-    if stored.get("status") != "ok":
-        return "failed before"
-    if not isinstance(stored.get("identity"), dict):
-        return "stored without an identity (older code)"
-    changed = identity.changed_parts(stored["identity"])
-    if not changed:
-        return None
-    if "config" in changed:
-        had, want = stored["identity"].get("config") or {}, identity.config
-        keys = sorted(k for k in want if had.get(k) != want[k])
-        changed[changed.index("config")] = f"config ({', '.join(keys)})"
-    return "changed " + ", ".join(changed)
-
-
-def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: bool = False) -> Plan:
-    """Which cells to run: those not stored, failed, or stored with another identity (all of them
-    with ``fresh``)."""
-    lms = lms or LMs()
-    todo, reused, reasons = [], [], {}
-    for cell in spec.cells():
-        try:
-            found = store.load_cell(cell.key)
-        except UnreadableRecordError as exc:
-            todo.append(cell)
-            reasons[cell.key] = f"unreadable ({exc.reason})"
-            continue
-        if found is None:
-            todo.append(cell)
-            continue
-        why = "--fresh" if fresh else _why_rerun(found, cell_identity(spec, cell, lms))
-        if why is None:
-            reused.append(cell.key)
-        else:
-            todo.append(cell)
-            reasons[cell.key] = why
-    return Plan(todo=todo, reused=reused, reasons=reasons)
-
-
-def describe(record: dict[str, Any]) -> str:
-    if record["status"] == BUSY:
-        return "in progress in another run on this folder; skipped here (run again later to include it)"
-    if record.get("reused"):
-        return "finished by another run on this folder meanwhile; reused"
-    if record["status"] != "ok":
-        err = record.get("error") or {}
-        return f"FAILED {err.get('type', '')}: {str(err.get('message', ''))[:200]}"
-    base, opt = record["baseline"]["test"]["score"], record["optimized"]["test"]["score"]
-    lift = record["lift"]
-    lo, hi = lift["ci"]
-    b = record["budget"]
-    return (
-        f"test {100 * base:.1f}% -> {100 * opt:.1f}% (lift {100 * lift['mean']:+.1f}, "
-        f"95% CI {100 * lo:+.1f}..{100 * hi:+.1f}); {b['metric_calls']} metric calls, "
-        f"{b['lm_calls']} LM calls, {record['seconds']:.0f}s"
-    )
-
-
-def run_matrix(
-    spec: ExperimentSpec,
-    *,
-    executor: Any = None,
-    lms: LMs | None = None,
-    progress: bool = True,
-    on_cell: Callable[[dict[str, Any]], None] | None = None,
-    fresh: bool = False,
-) -> MatrixOutcome:
-    """Run every cell of ``spec`` that is not stored as the same experiment (every cell with
-    ``fresh``); ``on_cell`` sees each stored record."""
-    from promptopt.bench.executors import LocalExecutor
-
-    spec.validate()
-    store = Store(spec.out)
-    todo_plan = plan(spec, store, lms, fresh=fresh)
-    todo, done = todo_plan.todo, todo_plan.reused
-    store.save_spec(spec.to_dict())
-    executor = executor or LocalExecutor()
-    outcome = MatrixOutcome(skipped=done, rerun_reasons=todo_plan.reasons)
-    total = len(todo) + len(done)
-    if progress:
-        print(
-            f"LangProBe {spec.name or 'experiment'}: {total} cells -> {spec.out}\n"
-            f"  cells: {todo_plan.summary()}",
-            file=sys.stderr,
-        )
-        for name in spec.optimizers:
-            why = availability(name)
-            if why:
-                print(f"  {name}: {why}", file=sys.stderr)
-    records = executor.run(spec, todo, lms=lms, progress=progress, reuse_finished=not fresh)
-    for i, record in enumerate(records, start=1):
-        if record["status"] == BUSY:
-            outcome.busy.append(record["key"])
-        elif record.get("reused"):
-            outcome.skipped.append(record["key"])
-        else:
-            outcome.ran.append(record)
-        if progress:
-            print(f"[{len(done) + i}/{total}] {record['key']}: {describe(record)}", file=sys.stderr)
-        if on_cell is not None:
-            on_cell(record)
-    return outcome

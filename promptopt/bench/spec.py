@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.bench.optimizers import OPTIMIZERS
+from promptopt.tasks import get_task, task_names
 
 LM_CACHE_MODES = ("shared", "per_cell")
 
@@ -121,9 +122,7 @@ class ExperimentSpec:
 
     # --- validation ---------------------------------------------------------------
     def validate(self) -> ExperimentSpec:
-        from langprobe import TASKS
-
-        _check_list("tasks", self.tasks, TASKS)
+        _check_list("tasks", self.tasks, task_names())
         _check_list("optimizers", self.optimizers, tuple(OPTIMIZERS))
         if not self.lms or not all(isinstance(x, str) and x for x in self.lms):
             raise SpecError("lms must be a non-empty list of LM strings (e.g. ['local']).")
@@ -151,9 +150,9 @@ class ExperimentSpec:
         if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
             raise SpecError(f"split_seed must be a non-negative integer, not {self.split_seed!r}.")
         for task, sz in self.sizes.items():
-            if task != "default" and task not in TASKS:
+            if task != "default" and task not in task_names():
                 raise SpecError(
-                    f"sizes names an unknown task {task!r}; allowed: {', '.join(TASKS)} or 'default'."
+                    f"sizes names an unknown task {task!r}; allowed: {', '.join(task_names())} or 'default'."
                 )
             if (
                 len(sz) != 3
@@ -167,7 +166,7 @@ class ExperimentSpec:
             if not self.programs:
                 raise SpecError("programs must name at least one program (or be omitted).")
             if self.programs != ["all"]:
-                known = {p for t in self.tasks for p in _task(t).programs}
+                known = {p for t in self.tasks for p in get_task(t).programs}
                 for p in self.programs:
                     if p not in known:
                         raise SpecError(
@@ -178,7 +177,7 @@ class ExperimentSpec:
 
     # --- the matrix ---------------------------------------------------------------
     def programs_for(self, task: str) -> list[str]:
-        defined = list(_task(task).programs)
+        defined = list(get_task(task).programs)
         if self.programs is None:
             return defined[:1]
         if self.programs == ["all"]:
@@ -201,7 +200,7 @@ class ExperimentSpec:
             return tuple(self.sizes[task])  # type: ignore[return-value]
         if "default" in self.sizes:
             return tuple(self.sizes["default"])  # type: ignore[return-value]
-        return tuple(_task(task).sizes)  # type: ignore[return-value]
+        return tuple(get_task(task).sizes)
 
     def cell_config(self, cell: Cell) -> dict[str, Any]:
         """What a cell's result depends on: a stored cell with another config is not reused."""
@@ -294,12 +293,6 @@ def _check_list(name: str, values: list[str], allowed: tuple[str, ...]) -> None:
         raise SpecError(f"{name} has duplicates: {values!r}.")
 
 
-def _task(name: str) -> Any:
-    from langprobe import get_task
-
-    return get_task(name)
-
-
 # --- presets -----------------------------------------------------------------------
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on two CPU cores with the 0.5B local model: two short-answer classification tasks.
@@ -339,9 +332,7 @@ def preset(name: str) -> dict[str, Any]:
         raise SpecError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
     data = {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[name].items()}
     if data.get("tasks") is None:
-        from langprobe import TASKS
-
-        data["tasks"] = list(TASKS)
+        data["tasks"] = list(task_names())
     data["sizes"] = dict(data.get("sizes", {}))
     data["optimizer_options"] = {k: dict(v) for k, v in data.get("optimizer_options", {}).items()}
     return data

@@ -23,10 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
-from promptopt.core.files import file_lock
-from promptopt.core.program import write_json_atomic
+from promptopt.io import LockBusyError, file_lock, hold_lock, write_json_atomic
 
 # Keys a stored cell must have to be read; a finished one also carries its numbers.
 _CELL_KEYS = ("key", "status", "config")
@@ -97,11 +94,9 @@ class Store:
         """Hold cell ``key`` for this process while it runs: yields ``False`` at once when another
         process (another run on the same folder) holds it, so two runs split the cells instead of
         both running one. The lock is released when the block ends or the process dies."""
-        lock = FileLock(self.root / "locks" / f"{key}.cell.lock")
-        (self.root / "locks").mkdir(parents=True, exist_ok=True)
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
+            lock = hold_lock(self.root / "locks" / f"{key}.cell.lock")
+        except LockBusyError:
             yield False
             return
         try:

@@ -13,9 +13,6 @@ import copy
 import importlib
 import json
 import os
-import re
-import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +23,8 @@ from promptopt.core.adapter import Adapter, ChatAdapter
 from promptopt.core.example import Example, Prediction
 from promptopt.core.signature import Field, Signature, ensure_signature
 from promptopt.core.trace import TraceEntry, record
-from promptopt.lm.base import LanguageModel
+from promptopt.io import write_json_atomic
+from promptopt.lm_protocol import LanguageModel
 
 FORMAT = "promptopt.program/1"
 
@@ -210,59 +208,6 @@ def load_program(path: str | os.PathLike[str]) -> Program:
 
 def _signature_from_state(state: Mapping[str, Any]) -> Signature:
     return Signature.from_dict(state["predictors"]["self"]["signature"])
-
-
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write JSON so a reader never sees a half-written file, even after a kill.
-
-    The data goes to a temp file beside the target (``.<name>.XXXXXXXX.tmp``) that then replaces it;
-    temp files a killed writer left there are removed (:func:`remove_stale_temp_files`).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    remove_stale_temp_files(target)
-    return target
-
-
-# A writer refreshes its temp file's mtime with every chunk it writes and replaces the target right
-# after the last one, so a temp file untouched this long has no writer left.
-STALE_TEMP_SECONDS = 300.0
-
-
-def remove_stale_temp_files(path: str | os.PathLike[str], max_age_s: float = STALE_TEMP_SECONDS) -> int:
-    """Remove the temp files :func:`write_json_atomic` left beside ``path`` (a killed writer's) that
-    were last written more than ``max_age_s`` seconds ago; returns how many. Age, not the writer's
-    pid, decides: pids are reused, and a run folder may be shared by processes on other machines.
-    Never raises: a file that vanished or cannot be removed is left to a later call."""
-    target = Path(path)
-    # exactly the names mkstemp gives for this target: prefix, 8 characters, suffix
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp")
-    removed = 0
-    cutoff = time.time() - max_age_s
-    try:
-        entries = list(os.scandir(target.parent))
-    except OSError:
-        return 0
-    for entry in entries:
-        if not pattern.fullmatch(entry.name):
-            continue
-        try:
-            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
-                os.unlink(entry.path)
-                removed += 1
-        except OSError:
-            continue
-    return removed
 
 
 def _as_example(d: Any) -> Example:

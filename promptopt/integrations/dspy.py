@@ -47,8 +47,8 @@ from promptopt.core.metric import Score, call_metric
 from promptopt.core.program import Predict, Program, TextComponent
 from promptopt.core.signature import Field, Signature
 from promptopt.core.trace import TraceEntry, record
-from promptopt.lm.base import Completion, LanguageModel
 from promptopt.lm.client import LM
+from promptopt.lm_protocol import Completion, LanguageModel
 
 __all__ = [
     "CallCounter",

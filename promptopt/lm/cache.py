@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from promptopt.lm.base import Completion, LMError
+from promptopt.lm_protocol import Completion, LMError
 
 # SQLite's primary result codes for a damaged file and for a file that is not a database.
 _SQLITE_CORRUPT = 11

@@ -17,9 +17,9 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from promptopt.lm.base import Completion, LMError
 from promptopt.lm.cache import Cache, request_key
 from promptopt.lm.usage import Usage, report
+from promptopt.lm_protocol import Completion, LMError
 
 # The wait before retry k (k = 1, 2, ...) is min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**(k-1)) seconds,
 # times a random factor in [0.5, 1]: 0.5-1 s, 1-2 s, 2-4 s, ... and never more than 30 s.

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from promptopt.core.files import file_lock
-from promptopt.lm.base import Completion
+from promptopt.io import file_lock
 from promptopt.lm.cache import default_cache_dir
+from promptopt.lm_protocol import Completion
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 

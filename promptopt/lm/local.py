@@ -32,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
-from promptopt.core.files import file_lock
+from promptopt.io import file_lock, write_json_atomic
 from promptopt.lm.cache import default_cache_dir
 
 
@@ -344,9 +344,7 @@ class LocalServer:
         return self
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self.state_file)
+        write_json_atomic(self.state_file, state)
 
     def _start(self, keep_alive: bool, startup_timeout: float) -> None:
         try:

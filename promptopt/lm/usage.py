@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from promptopt.lm.base import Completion
+from promptopt.lm_protocol import Completion
 
 
 @dataclass

@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from promptopt.core.files import file_lock
+from promptopt.io import file_lock
 
 
 def watch(server_dir: Path, pid: int, *, grace: float = 30.0, poll: float = 5.0) -> str:

@@ -31,8 +31,8 @@ from typing import Any
 from promptopt.core import settings
 from promptopt.core.example import Example
 from promptopt.core.program import Program
-from promptopt.lm.base import LanguageModel
 from promptopt.lm.usage import Usage, track_usage
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.bootstrap import (
     Bootstrapper,
     DemoSet,
@@ -187,10 +187,10 @@ class _Session:
             best_before = best_candidate(scored) if scored else None
             if cand.val_scores and (best_before is None or compare_on_common(cand, best_before)[0] > 0):
                 self.learning_curve.append((self.metric_calls, cand.val_score))
-            self.events.emit("val_evaluated", candidate_id=cand.id, score=cand.val_score)
+            self.events.on_val_evaluated({"candidate_id": cand.id, "score": cand.val_score})
         cand.discovered_at = self.metric_calls
         self.candidates.append(cand)
-        self.events.emit("candidate_accepted", iteration=cand.id, candidate=cand.to_dict())
+        self.events.on_candidate_accepted({"iteration": cand.id, "candidate": cand.to_dict()})
         self.save_state()
         if stopped is not None:
             raise stopped
@@ -220,7 +220,8 @@ class _Session:
             unscored_calls=self.extra_unscored_calls
             + (self.evaluator.unscored_calls if self.evaluator else 0),
         )
-        result = OptimizationResult(
+        result = OptimizationResult.of_run(
+            self.program,
             optimizer=self.optimizer,
             candidates=self.candidates,
             best_id=best_id,
@@ -229,11 +230,10 @@ class _Session:
             stop_reason=stop_reason,
             config=self.config,
         )
-        result.best_program = result.program_for(self.program)
         if self.rundir:
             result.save(self.rundir.path / "result.json")
             result.best_program.save(self.rundir.path / "best_program.json")
-        self.events.emit("run_end", result=result)
+        self.events.on_run_end({"result": result})
         return result
 
 
@@ -588,8 +588,8 @@ class BootstrapFewShotWithRandomSearch:
             max_consecutive_failures=self.base.max_consecutive_failures,
             allow_unbounded_metric=self.base.allow_unbounded_metric,
         )
-        session.events.emit(
-            "run_start", optimizer=self.base.name, config=self.config(), resumed=session.resumed
+        session.events.on_run_start(
+            {"optimizer": self.base.name, "config": self.config(), "resumed": session.resumed}
         )
         reason = "all candidates scored"
         boot = self.base.bootstrapper(program, lm, session.streak)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from promptopt.core.example import Example
-from promptopt.core.program import Program, write_json_atomic
+from promptopt.core.program import Program
 from promptopt.evaluate import format_score, json_safe
+from promptopt.io import write_json_atomic
 
 
 def serialize_components(components: dict[str, Any]) -> dict[str, Any]:
@@ -119,13 +120,24 @@ class Budget:
         return cls(**data)
 
 
-@dataclass
-class OptimizationResult:
-    """Everything an optimization run found.
+class ResultFormatError(ValueError):
+    """A saved result this version cannot read: the message names the file or format and what to do."""
 
-    ``best_program`` is set when the result comes from a run; a result loaded
-    from JSON rebuilds it with :meth:`program_for` given the seed program.
+
+@dataclass(frozen=True)
+class OptimizationResult:
+    """Everything an optimization run found; frozen once built.
+
+    ``best_program`` is the seed program with the best candidate's components, set when the result
+    is built (:meth:`of_run`). A result read back from JSON has it only when the seed program is
+    given to :meth:`from_dict` / :meth:`load`; :meth:`program_for` builds any candidate's program.
+
+    Saved results carry ``format`` (:attr:`FORMAT`); :meth:`from_dict` reads every earlier format.
     """
+
+    # 2: the "format" key; budgets count unscored calls; candidates record when they were found.
+    # 1: results saved before the format was recorded.
+    FORMAT: ClassVar[int] = 2
 
     optimizer: str
     candidates: list[Candidate]
@@ -137,6 +149,20 @@ class OptimizationResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     best_program: Program | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of_run(
+        cls,
+        seed_program: Program,
+        *,
+        optimizer: str,
+        candidates: list[Candidate],
+        best_id: int,
+        **details: Any,
+    ) -> OptimizationResult:
+        """A run's result, with ``best_program`` built from ``seed_program`` and the best candidate."""
+        best = seed_program.with_components(deserialize_components(candidates[best_id].components))
+        return cls(optimizer=optimizer, candidates=candidates, best_id=best_id, best_program=best, **details)
 
     @property
     def best_candidate(self) -> Candidate:
@@ -166,6 +192,7 @@ class OptimizationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "format": self.FORMAT,
             "optimizer": self.optimizer,
             "candidates": [c.to_dict() for c in self.candidates],
             "best_id": self.best_id,
@@ -178,26 +205,75 @@ class OptimizationResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OptimizationResult:
-        return cls(
-            optimizer=data["optimizer"],
-            candidates=[Candidate.from_dict(c) for c in data["candidates"]],
-            best_id=data["best_id"],
-            pareto_front=list(data.get("pareto_front", [])),
-            budget=Budget.from_dict(data.get("budget", {})),
-            learning_curve=[(int(a), _float(b)) for a, b in data.get("learning_curve", [])],
-            stop_reason=data.get("stop_reason", ""),
-            trials=data.get("trials", []),
-            config=data.get("config", {}),
+    def from_dict(cls, data: Mapping[str, Any], seed_program: Program | None = None) -> OptimizationResult:
+        """Read a saved result of any format up to :attr:`FORMAT`; with ``seed_program``, also
+        rebuild ``best_program``."""
+        version = data.get("format", 1)
+        if not isinstance(version, int) or version < 1:
+            raise ResultFormatError(f"A result's format must be a positive integer, not {version!r}.")
+        if version > cls.FORMAT:
+            raise ResultFormatError(
+                f"This result has format {version}, written by a newer promptopt (this one reads up to "
+                f"format {cls.FORMAT}): upgrade promptopt to read it."
+            )
+        current = dict(data)
+        for step in range(version, cls.FORMAT):
+            current = _MIGRATIONS[step](current)
+        result = cls(
+            optimizer=current["optimizer"],
+            candidates=[Candidate.from_dict(c) for c in current["candidates"]],
+            best_id=current["best_id"],
+            pareto_front=list(current["pareto_front"]),
+            budget=Budget.from_dict(current["budget"]),
+            learning_curve=[(int(a), _float(b)) for a, b in current["learning_curve"]],
+            stop_reason=current["stop_reason"],
+            trials=list(current["trials"]),
+            config=dict(current["config"]),
         )
+        if seed_program is None:
+            return result
+        return replace(result, best_program=result.program_for(seed_program))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write standard JSON: NaN and infinities (a score of nothing, an unlimited option) become null."""
         return write_json_atomic(path, json_safe(self.to_dict()))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> OptimizationResult:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path: str | os.PathLike[str], seed_program: Program | None = None) -> OptimizationResult:
+        """Read a saved result (see :meth:`from_dict`); a file that is no result names itself."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ResultFormatError(f"a JSON {type(data).__name__}, not a result")
+            return cls.from_dict(data, seed_program)
+        except (ValueError, KeyError, TypeError) as exc:
+            why = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ResultFormatError(f"{path} cannot be read as an optimization result: {why}") from exc
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 results predate several fields: fill each with the value a run then meant."""
+    budget = {f.name: 0 for f in fields(Budget)} | dict(data.get("budget") or {})
+    candidates = []
+    for c in data["candidates"]:
+        c = {"parents": [], "origin": "seed", "val_scores": {}, "iteration": 0, "discovered_at": 0} | dict(c)
+        candidates.append(c)
+    return {
+        "pareto_front": [],
+        "learning_curve": [],
+        "stop_reason": "",
+        "trials": [],
+        "config": {},
+        **data,
+        "format": 2,
+        "budget": budget,
+        "candidates": candidates,
+    }
+
+
+# format N -> N + 1
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 def _float(value: Any) -> float:

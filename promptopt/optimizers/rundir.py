@@ -11,13 +11,12 @@ Layout of ``RUN_DIR``::
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from promptopt.core.program import write_json_atomic
+from promptopt.io import LockBusyError, hold_lock, write_json_atomic
 
 
 class DamagedStateError(ValueError):
@@ -40,7 +39,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock_fh: Any = None
+        self._lock: Any = None
 
     @property
     def state_file(self) -> Path:
@@ -56,21 +55,17 @@ class RunDir:
 
     def lock(self) -> None:
         """Hold the directory for this process; a second run on it fails fast."""
-        self._lock_fh = open(self.path / "run.lock", "a+")  # noqa: SIM115 - held for the run
         try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_fh.close()
-            self._lock_fh = None
+            self._lock = hold_lock(self.path / "run.lock")
+        except LockBusyError:
             raise RunDirBusyError(
                 f"Another process is running in {self.path}; wait for it or use another run_dir."
             ) from None
 
     def unlock(self) -> None:
-        if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def has_state(self) -> bool:
         return self.state_file.exists()

@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not task_name:
         raise SystemExit(f"{run_dir} is not a LangProBe cell: give --task NAME (and --program).")
     import promptopt as po
-    from langprobe import get_task
+    from promptopt.tasks import get_task
 
     task = get_task(task_name)
     program = task.program(args.program or cfg.get("program"))

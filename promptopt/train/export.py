@@ -30,9 +30,10 @@ from typing import Any, Literal
 
 from promptopt.core.adapter import ChatAdapter
 from promptopt.core.example import Example
-from promptopt.core.program import Program, write_json_atomic
+from promptopt.core.program import Program
 from promptopt.evaluate import ExampleResult, evaluate
-from promptopt.lm.base import LanguageModel
+from promptopt.io import write_json_atomic
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.result import OptimizationResult
 
 CandidateChoice = Literal["best", "front"] | int | Sequence[int]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from promptopt.core.program import write_json_atomic
+from promptopt.io import write_json_atomic
 from promptopt.train.backend import JobStatus, TrainedModel, TrainingJob
 
 

@@ -21,7 +21,7 @@ def resolve_metric(spec: str) -> Callable[..., Any]:
     """A metric from a spec: ``task:<langprobe task>``, ``exact:<field>`` or ``module:attribute``."""
     kind, _, rest = spec.partition(":")
     if kind == "task" and rest:
-        from langprobe import get_task
+        from promptopt.tasks import get_task
 
         return get_task(rest).metric
     if kind == "exact" and rest:

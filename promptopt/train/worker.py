@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from promptopt.core.program import write_json_atomic
+from promptopt.io import write_json_atomic
 from promptopt.train.backend import JobStatus, TrainedModel, TrainingJob
 from promptopt.train.export import ExportedDataset
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import promptopt as po
-from promptopt.core.program import remove_stale_temp_files, write_json_atomic
+from promptopt.io import remove_stale_temp_files, write_json_atomic
 from promptopt.lm import client as lm_client
 from promptopt.lm.cache import Cache, CacheCorruptError, CacheWarning
 from promptopt.testing import FakeOpenAIServer, field_value, last_user_message

@@ -69,10 +69,10 @@ class Marks(Callback):
         self.search_starts_at = self.metric_calls_before = None
         self.after_trials = []  # task-LM calls when each trial ended
 
-    def on_event(self, event, **_):
-        if event == "run_start":
+    def on_event(self, name, event):
+        if name == "run_start":
             self.search_starts_at, self.metric_calls_before = self.outage.calls, self.metric.calls
-        elif event == "trial":
+        elif name == "trial":
             self.after_trials.append(self.outage.calls)
 
 

@@ -66,8 +66,8 @@ class Phases(Callback):
     def __init__(self, ticker):
         self.ticker, self.seen = ticker, []
 
-    def on_event(self, event, **_):
-        self.seen.append((event, self.ticker.n))
+    def on_event(self, name, event):
+        self.seen.append((name, self.ticker.n))
 
 
 def compile_run(run_dir, *, kill_at=None, resume=False, callbacks=(), **kw):

@@ -30,6 +30,7 @@ from langprobe import get_task
 from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, PetalsThenSpecies, scores_on
 from promptopt.dspy import GEPA, MIPROv2
 from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
+from promptopt.optimizers import Callback
 
 # Minutes on the local model: run with `pytest -m slow` (CI does).
 pytestmark = pytest.mark.slow
@@ -198,10 +199,9 @@ def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
 
     proposals = []
 
-    class Proposals:
-        def on_event(self, event, **data):
-            if event == "proposal":
-                proposals.append(data)
+    class Proposals(Callback):
+        def on_proposal(self, event):
+            proposals.append(event)
 
     # The ReAct mechanics (tool descriptions as components) need no strong model: the 0.5B runs it.
     # One step per call and minibatches of 2: the validation (2), then an iteration whose parent

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from promptopt.lm.base import LanguageModel
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.gepa.reflection import (
     Proposal,
     ProposalRequest,

@@ -34,8 +34,8 @@ from promptopt.core import settings
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.evaluate import is_lm_failure
-from promptopt.lm.base import LanguageModel
 from promptopt.lm.usage import Usage, track_usage
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.bootstrap import check_dataset
 from promptopt.optimizers.callbacks import Callback, Dispatcher, EventLog, ProgressLine
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
@@ -443,7 +443,7 @@ class _Run:
         self._seconds_before = self.state.progress.seconds
         self._t0 = time.time()
         self._print_estimate(resumed)
-        self.events.emit("run_start", optimizer="gepa", config=self.opt.config(), resumed=resumed)
+        self.events.on_run_start({"optimizer": "gepa", "config": self.opt.config(), "resumed": resumed})
         with track_usage() as self.usage:
             try:
                 self._loop()
@@ -455,7 +455,7 @@ class _Run:
         if self.rundir:
             result.save(self.rundir.path / "result.json")
             result.best_program.save(self.rundir.path / "best_program.json")  # type: ignore[union-attr]
-        self.events.emit("run_end", result=result)
+        self.events.on_run_end({"result": result})
         return result
 
     def _loop(self) -> None:
@@ -476,7 +476,7 @@ class _Run:
                 break
             try:
                 self.state.iteration += 1
-                self.events.emit("iteration_start", iteration=self.state.iteration)
+                self.events.on_iteration_start({"iteration": self.state.iteration})
                 spent_before = self.evaluator.metric_calls
                 self._iteration()
                 stalled = self.evaluator.metric_calls == spent_before
@@ -490,7 +490,7 @@ class _Run:
                 self.state.iteration -= 1  # dropped like an interrupted one
                 raise
             self._save()
-            self.events.emit("iteration_end", iteration=self.state.iteration, progress=self._progress())
+            self.events.on_iteration_end({"iteration": self.state.iteration, "progress": self._progress()})
             limit = self.opt.max_consecutive_failures
             if limit is not None and self.reflection_streak.count >= limit:
                 p = self.reflection_streak.fill(Progress())
@@ -522,7 +522,7 @@ class _Run:
             return
         known = {**cand.val_scores, **got}
         cand.val_scores = {e.id: known[e.id] for e in self.val if e.id in known}  # validation order
-        self.events.emit("val_evaluated", candidate_id=cand.id, score=cand.val_score)
+        self.events.on_val_evaluated({"candidate_id": cand.id, "score": cand.val_score})
         if best_candidate([c for c in self.state.candidates if c.val_scores]) is cand:
             curve = self.state.learning_curve
             if not curve or curve[-1][1] != cand.val_score:
@@ -578,7 +578,7 @@ class _Run:
         if scores:
             self.state.learning_curve.append([self.evaluator.metric_calls, seed.val_score])
             self.state.progress.best_score = seed.val_score
-        self.events.emit("val_evaluated", candidate_id=0, score=seed.val_score)
+        self.events.on_val_evaluated({"candidate_id": 0, "score": seed.val_score})
         self._save()
         if stopped is not None:
             raise stopped
@@ -592,11 +592,8 @@ class _Run:
                 return
         parent_id = pareto.select_parent(st.candidates, self.rng)
         parent = st.candidates[parent_id]
-        self.events.emit(
-            "parent_selected",
-            iteration=st.iteration,
-            candidate_id=parent_id,
-            front=pareto.front(st.candidates),
+        self.events.on_parent_selected(
+            {"iteration": st.iteration, "candidate_id": parent_id, "front": pareto.front(st.candidates)}
         )
         batch = self._next_minibatch()
         cached = self.evaluator.cached(parent.components, batch)
@@ -605,12 +602,13 @@ class _Run:
             return
         parent_recs = self.evaluator.run(parent.components, batch)
         self.pool.add(parent_recs, self.opt.demo_threshold)
-        self.events.emit(
-            "minibatch_evaluated",
-            iteration=st.iteration,
-            candidate_id=parent_id,
-            example_ids=[e.id for e in batch],
-            scores=[r.score if r.scored else None for r in parent_recs],
+        self.events.on_minibatch_evaluated(
+            {
+                "iteration": st.iteration,
+                "candidate_id": parent_id,
+                "example_ids": [e.id for e in batch],
+                "scores": [r.score if r.scored else None for r in parent_recs],
+            }
         )
         if not any(r.scored for r in parent_recs):
             self._no_proposal("the parent could not be scored on this minibatch (LM or metric failures)")
@@ -640,14 +638,15 @@ class _Run:
             before, after, judged = before + b, after + a, judged + n
         self._observe(judged > 0 and after > before)
         if judged == 0 or after <= before:
-            self.events.emit(
-                "candidate_rejected",
-                iteration=st.iteration,
-                parent_id=parent_id,
-                component=",".join(changed),
-                parent_score=before,
-                child_score=after,
-                example_ids=[e.id for e in batch],
+            self.events.on_candidate_rejected(
+                {
+                    "iteration": st.iteration,
+                    "parent_id": parent_id,
+                    "component": ",".join(changed),
+                    "parent_score": before,
+                    "child_score": after,
+                    "example_ids": [e.id for e in batch],
+                }
             )
             return
         self._accept(child, [parent_id], "reflection:" + ",".join(changed))
@@ -664,13 +663,14 @@ class _Run:
 
     def _no_proposal(self, reason: str, component: str | None = None) -> None:
         """Report that nothing is proposed (for ``component``, or in this iteration at all), and why."""
-        self.events.emit(
-            "proposal",
-            iteration=self.state.iteration,
-            component=component,
-            text=None,
-            accepted=False,
-            reason=reason,
+        self.events.on_proposal(
+            {
+                "iteration": self.state.iteration,
+                "component": component,
+                "text": None,
+                "accepted": False,
+                "reason": reason,
+            }
         )
 
     def _perfect(self, recs: list[Record]) -> bool:
@@ -719,13 +719,14 @@ class _Run:
                     self.rng,
                     max_chars=self.opt.max_demo_chars,
                 )
-                self.events.emit(
-                    "proposal",
-                    iteration=self.state.iteration,
-                    component=comp,
-                    text=None if demos is None else f"{len(demos)} demos",
-                    accepted=demos is not None,
-                    reason="demo pool" if demos else "no new successful traces for this predictor",
+                self.events.on_proposal(
+                    {
+                        "iteration": self.state.iteration,
+                        "component": comp,
+                        "text": None if demos is None else f"{len(demos)} demos",
+                        "accepted": demos is not None,
+                        "reason": "demo pool" if demos else "no new successful traces for this predictor",
+                    }
                 )
                 if demos is None:
                     continue
@@ -776,15 +777,16 @@ class _Run:
             text, reason = None, "unchanged: identical to the current instruction"
         if text is None:
             self._observe(False)
-        self.events.emit(
-            "proposal",
-            iteration=self.state.iteration,
-            component=comp,
-            text=proposal.instruction,
-            accepted=text is not None,
-            reason=reason,
-            raw=proposal.raw,
-            proposer=proposal.extras.get("proposer"),
+        self.events.on_proposal(
+            {
+                "iteration": self.state.iteration,
+                "component": comp,
+                "text": proposal.instruction,
+                "accepted": text is not None,
+                "reason": reason,
+                "raw": proposal.raw,
+                "proposer": proposal.extras.get("proposer"),
+            }
         )
         return text
 
@@ -806,8 +808,8 @@ class _Run:
         if cand.val_scores and (best_before is None or compare_on_common(cand, best_before)[0] > 0):
             st.learning_curve.append([self.evaluator.metric_calls, cand.val_score])
             st.progress.last_improvement_iteration = st.iteration
-        self.events.emit("val_evaluated", candidate_id=cand.id, score=cand.val_score)
-        self.events.emit("candidate_accepted", iteration=st.iteration, candidate=cand.to_dict())
+        self.events.on_val_evaluated({"candidate_id": cand.id, "score": cand.val_score})
+        self.events.on_candidate_accepted({"iteration": st.iteration, "candidate": cand.to_dict()})
         return cand
 
     def _try_merge(self) -> bool:
@@ -831,7 +833,7 @@ class _Run:
         merged_sum = sum(merged_scores[i] for i in judged)
         best_parent = max(sum(c.val_scores[i] for i in judged) for c in (ca, cb))
         accepted = bool(judged) and merged_sum >= best_parent
-        self.events.emit("merge", iteration=st.iteration, ids=[a, b], accepted=accepted)
+        self.events.on_merge({"iteration": st.iteration, "ids": [a, b], "accepted": accepted})
         if accepted:
             self._accept(merged, [a, b], "merge")
         return True
@@ -852,7 +854,8 @@ class _Run:
             proposer_lm_calls=st.proposer_calls,
             unscored_calls=self.evaluator.unscored_calls,
         )
-        result = OptimizationResult(
+        return OptimizationResult.of_run(
+            self.program,
             optimizer="promptopt.GEPA",
             candidates=st.candidates,
             best_id=best.id,
@@ -862,8 +865,6 @@ class _Run:
             stop_reason=st.stop_reason or "unknown",
             config={**self.opt.config(), "budget": self.budget, **self._proposer_stats()},
         )
-        result.best_program = result.program_for(self.program)
-        return result
 
 
 def _paired_sums(parent: list[Record], child: list[Record]) -> tuple[float, float, int]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from promptopt.core.signature import Signature
-from promptopt.lm.base import LanguageModel
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.evaluation import Record
 
 RULES_HEADER = "\n\nRules:\n"

@@ -52,9 +52,11 @@ from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
-from promptopt.lm.base import LanguageModel
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.bootstrap import check_limits
 from promptopt.optimizers.callbacks import Callback
+from promptopt.optimizers.mipro.run import MIPRORun
+from promptopt.optimizers.mipro.search import redacted_url
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.stoppers import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
@@ -71,25 +73,6 @@ AUTO_PRESETS: dict[str, tuple[int, int]] = {
     "medium": (12, 30),
     "heavy": (18, 60),
 }
-
-
-DEFAULT_MINIBATCH = 25
-MIN_FITTED_MINIBATCH = 3
-
-
-def fitted_minibatch_size(requested: int | None, n_val: int, budget: int | None, num_trials: int) -> int:
-    """Validation examples per trial.
-
-    ``requested`` when given; else 25, or less when a metric-call budget could not otherwise pay
-    for ``num_trials`` trials besides two full evaluations (the seed's and the final one): with 15
-    validation examples and 60 calls, 25-example trials (capped at 15) leave room for one trial,
-    3-example ones for about ten. Never under 3 (noisier minibatches mislead the search more than
-    fewer trials do). A function of the configuration only, so a resumed run and every worker agree.
-    """
-    size = DEFAULT_MINIBATCH if requested is None else requested
-    if requested is None and budget is not None:
-        size = min(size, max(MIN_FITTED_MINIBATCH, (budget - 2 * n_val) // max(1, num_trials)))
-    return max(1, min(size, n_val))
 
 
 class MIPROv2:
@@ -251,7 +234,7 @@ class MIPROv2:
             "allow_unbounded_metric",
         ]
         cfg = {k: getattr(self, k) for k in keys}
-        cfg["storage"] = _redact(self.storage)
+        cfg["storage"] = redacted_url(self.storage)
         cfg.update(self.stop_options.to_dict())
         return cfg
 
@@ -275,16 +258,4 @@ class MIPROv2:
             resume: continue the run in ``run_dir`` (or join it as another worker) instead of
                 starting over.
         """
-        from promptopt.optimizers.mipro.run import MIPRORun
-
         return MIPRORun(self, program, trainset, valset, lm, run_dir, resume).execute()
-
-
-def _redact(url: str | None) -> str | None:
-    """A storage URL without its password, for the saved config."""
-    if url is None or "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"

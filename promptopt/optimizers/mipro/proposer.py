@@ -22,7 +22,7 @@ from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.core.signature import Signature
-from promptopt.lm.base import LanguageModel
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.mipro.summaries import clip, render_example
 
 # Each proposal call gets one tip, drawn at random: varied tips give varied instructions.

@@ -8,6 +8,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 from promptopt.core.example import Example
+from promptopt.core.program import Program
 from promptopt.lm.usage import Usage
 from promptopt.optimizers.mipro.search import combo_key
 from promptopt.optimizers.mipro.state import Setup
@@ -27,6 +28,7 @@ def usage_sum(rows: Sequence[dict[str, Any]]) -> Usage:
 
 
 def build_result(
+    program: Program,
     setup: Setup,
     val: Sequence[Example],
     trials: list[FrozenTrial],
@@ -88,7 +90,8 @@ def build_result(
         seconds=progress.seconds,
         proposer_lm_calls=setup.proposer_calls,
     )
-    return OptimizationResult(
+    return OptimizationResult.of_run(
+        program,
         optimizer="promptopt.MIPROv2",
         candidates=candidates,
         best_id=best.id,

@@ -25,28 +25,29 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, Trial
 
 from promptopt.core import settings
 from promptopt.core.example import Example
-from promptopt.core.files import file_lock
 from promptopt.core.program import ConfigurationError, Program
-from promptopt.lm.base import LanguageModel
+from promptopt.io import file_lock
 from promptopt.lm.usage import Usage, track_usage
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.baselines import predictor_names
 from promptopt.optimizers.bootstrap import check_dataset
 from promptopt.optimizers.callbacks import Dispatcher, EventLog, ProgressLine
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, components_key
-from promptopt.optimizers.mipro.engine import MIPROv2, _redact, fitted_minibatch_size
 from promptopt.optimizers.mipro.report import build_result, mean, usage_sum
 from promptopt.optimizers.mipro.search import (
     SharedStudy,
     combo_key,
     default_storage,
     delete_study,
+    fitted_minibatch_size,
+    redacted_url,
     slot_of,
     sqlite_file,
 )
@@ -55,6 +56,9 @@ from promptopt.optimizers.mipro.state import SETUP_FILE, DamagedRunError, Setup,
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.rundir import RunDir
 from promptopt.optimizers.stoppers import ConsecutiveFailuresError, FailureStreak, Progress, first_reason
+
+if TYPE_CHECKING:
+    from promptopt.optimizers.mipro.engine import MIPROv2
 
 RUN_FILES = (SETUP_FILE, "result.json", "best_program.json", "events.jsonl", "STOP")
 # What a run directory holds once a run has got past its study's creation (events.jsonl may be
@@ -167,7 +171,7 @@ class MIPRORun:
         return self.rundir.path if self.rundir and self.opt.storage is None else None
 
     def _storage_name(self) -> str:
-        return str(sqlite_file(self.storage) or f"the Optuna storage {_redact(self.storage)}")
+        return str(sqlite_file(self.storage) or f"the Optuna storage {redacted_url(self.storage)}")
 
     def _discard(self) -> None:
         """A fresh run: remove what an earlier run left (a damaged file too, unread)."""
@@ -295,7 +299,7 @@ class MIPRORun:
     def execute(self) -> OptimizationResult:
         self.setup, resumed = self._prepare()
         self._print_estimate(resumed)
-        self.events.emit("run_start", optimizer="mipro", config=self.opt.config(), resumed=resumed)
+        self.events.on_run_start({"optimizer": "mipro", "config": self.opt.config(), "resumed": resumed})
         if combo_key(self.setup.seed_params()) not in self.study.full_evals():
             self._record_seed()
         reason, finished, ran = self._search()
@@ -307,7 +311,7 @@ class MIPRORun:
         elif finished:
             reason = self._end(reason)
         result = self._result(reason)
-        self.events.emit("run_end", result=result)
+        self.events.on_run_end({"result": result})
         return result
 
     def _end(self, reason: str) -> str:
@@ -335,7 +339,7 @@ class MIPRORun:
             "total_metric_calls": self.setup.metric_calls,
         }
         self.study.record_full(combo_key(params), data)
-        self.events.emit("val_evaluated", candidate_id=0, score=mean(self.setup.seed_scores))
+        self.events.on_val_evaluated({"candidate_id": 0, "score": mean(self.setup.seed_scores)})
 
     def _search(self) -> tuple[str, bool, int]:
         """Run trials until ``num_trials`` are done or a stopper fires; (reason, finished, trials
@@ -375,7 +379,7 @@ class MIPRORun:
                 self.study.let_go(trial)
                 return str(exc), False, ran
             progress = self._progress()
-            self.events.emit("iteration_end", iteration=progress.iteration, progress=progress)
+            self.events.on_iteration_end({"iteration": progress.iteration, "progress": progress})
 
     def _minibatch(self, slot: int) -> list[Example]:
         # Drawn from the trial's slot alone, so any worker (or a resumed run) draws the same batch,
@@ -408,15 +412,16 @@ class MIPRORun:
             "usage": used.to_dict(),
         }
         self.study.tell(trial, value, attrs)
-        self.events.emit(
-            "minibatch_evaluated",
-            iteration=trial.number,
-            candidate_id=None,
-            example_ids=list(scores),
-            scores=list(scores.values()),
+        self.events.on_minibatch_evaluated(
+            {
+                "iteration": trial.number,
+                "candidate_id": None,
+                "example_ids": list(scores),
+                "scores": list(scores.values()),
+            }
         )
         row = {"number": trial.number, "params": params, "minibatch_score": value, **attrs}
-        self.events.emit("trial", trial={k: v for k, v in row.items() if k != "usage"})
+        self.events.on_trial({"trial": {k: v for k, v in row.items() if k != "usage"}})
 
     def _full_eval_step(self, kind: str) -> int:
         """Fully evaluate the best-by-minibatch combination not yet fully evaluated, when due;
@@ -499,8 +504,8 @@ class MIPRORun:
                         "total_metric_calls": int(f["total_metric_calls"]) + spent,
                     }
                     self.study.record_full(key, data)
-                    self.events.emit(
-                        "val_evaluated", candidate_id=None, score=mean(data["val_scores"]), params=f["params"]
+                    self.events.on_val_evaluated(
+                        {"candidate_id": None, "score": mean(data["val_scores"]), "params": f["params"]}
                     )
                 if stopped is not None:
                     raise stopped
@@ -551,7 +556,7 @@ class MIPRORun:
                 "total_metric_calls": self._metric_calls(now_trials, fulls) + spent,
             }
             self.study.record_full(key, data)
-        self.events.emit("val_evaluated", candidate_id=None, score=mean(scores), params=data["params"])
+        self.events.on_val_evaluated({"candidate_id": None, "score": mean(scores), "params": data["params"]})
 
     def _record_covered(self, trials: list[FrozenTrial], fulls: dict[str, dict[str, Any]]) -> None:
         """Programs whose trials already scored every validation example are fully evaluated
@@ -618,6 +623,7 @@ class MIPRORun:
                 "search_space": self.setup.param_sizes(),
             }
             result = build_result(
+                self.program,
                 self.setup,
                 self.val,
                 trials,
@@ -627,7 +633,6 @@ class MIPRORun:
                 reason,
                 config,
             )
-            result.best_program = result.program_for(self.program)
             if self.rundir:
                 result.save(self.rundir.path / "result.json")
                 result.best_program.save(self.rundir.path / "best_program.json")

@@ -27,7 +27,6 @@ neither lost nor counted twice. A claim left behind is simply taken again.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -43,6 +42,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.engine import make_url
+
+from promptopt.io import file_lock
 
 FULL = "full:"
 CLAIM = "claim:"
@@ -195,8 +196,8 @@ class SharedStudy:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """The run-wide lock (re-entrant within this process: flock on a second descriptor of
-        the same file would wait for ourselves)."""
+        """The run-wide lock, re-entrant within this process (a second OS lock on the same file
+        would wait for ourselves)."""
         with self._thread_lock:
             if self.lock_path is None or self._depth > 0:
                 self._depth += 1
@@ -205,15 +206,12 @@ class SharedStudy:
                 finally:
                     self._depth -= 1
                 return
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.lock_path, "a+") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
+            with file_lock(self.lock_path):
                 self._depth += 1
                 try:
                     yield
                 finally:
                     self._depth -= 1
-                    fcntl.flock(fh, fcntl.LOCK_UN)
 
     # --- trials --------------------------------------------------------------
     def counted(self) -> int:
@@ -313,3 +311,32 @@ class SharedStudy:
     def mark_end(self, reason: str, trials_done: int) -> None:
         with self.lock():
             self.study.set_user_attr(END, {"reason": reason, "trials_done": trials_done})
+
+
+DEFAULT_MINIBATCH = 25
+MIN_FITTED_MINIBATCH = 3
+
+
+def fitted_minibatch_size(requested: int | None, n_val: int, budget: int | None, num_trials: int) -> int:
+    """Validation examples per trial.
+
+    ``requested`` when given; else 25, or less when a metric-call budget could not otherwise pay
+    for ``num_trials`` trials besides two full evaluations (the seed's and the final one): with 15
+    validation examples and 60 calls, 25-example trials (capped at 15) leave room for one trial,
+    3-example ones for about ten. Never under 3 (noisier minibatches mislead the search more than
+    fewer trials do). A function of the configuration only, so a resumed run and every worker agree.
+    """
+    size = DEFAULT_MINIBATCH if requested is None else requested
+    if requested is None and budget is not None:
+        size = min(size, max(MIN_FITTED_MINIBATCH, (budget - 2 * n_val) // max(1, num_trials)))
+    return max(1, min(size, n_val))
+
+
+def redacted_url(url: str | None) -> str | None:
+    """A storage URL without its password, for the saved config."""
+    if url is None or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.core.signature import Signature
-from promptopt.lm.base import LanguageModel
 from promptopt.lm.usage import track_usage
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.baselines import predictor_names
 from promptopt.optimizers.bootstrap import Bootstrapper, demo_sets
 from promptopt.optimizers.callbacks import Dispatcher
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
-from promptopt.optimizers.mipro.engine import MIPROv2
 from promptopt.optimizers.mipro.proposer import GroundedProposer
 from promptopt.optimizers.mipro.state import Setup, serialize_demos
 from promptopt.optimizers.mipro.summaries import dataset_summary, program_summary
 from promptopt.optimizers.result import serialize_components
+
+if TYPE_CHECKING:
+    from promptopt.optimizers.mipro.engine import MIPROv2
 
 # With max_consecutive_failures=None, runs in a row of the same examples that scored none of them
 # before an evaluation gives up on them (a metric that fails on one example every time). With a
@@ -197,14 +199,15 @@ class SpaceBuilder:
             instructions[name] = [sig.instruction, *texts]
             for log in tried:
                 logs.append(log.to_dict())
-                self.events.emit(
-                    "proposal",
-                    iteration=0,
-                    component=f"{name}.instruction",
-                    text=log.text,
-                    accepted=log.accepted,
-                    reason=log.reason,
-                    raw=log.raw,
+                self.events.on_proposal(
+                    {
+                        "iteration": 0,
+                        "component": f"{name}.instruction",
+                        "text": log.text,
+                        "accepted": log.accepted,
+                        "reason": log.reason,
+                        "raw": log.raw,
+                    }
                 )
         return instructions, logs
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.core.example import Example
-from promptopt.core.program import write_json_atomic
+from promptopt.io import write_json_atomic
 
 SETUP_VERSION = 1
 SETUP_FILE = "proposals.json"

@@ -15,7 +15,7 @@ from typing import Any
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.core.signature import Signature
-from promptopt.lm.base import LanguageModel
+from promptopt.lm_protocol import LanguageModel
 
 OBSERVE_TEMPLATE = """Here are {n} examples from a dataset:
 

@@ -2,7 +2,8 @@
 
 Anything callable as ``lm(messages, **options) -> Completion`` can serve a
 predictor: :class:`promptopt.LM` (litellm, cache, local server) is one, a
-scripted test double is another.
+scripted test double is another. A bottom-layer module: programs (``promptopt.core``)
+and the LM clients (``promptopt.lm``) both depend on it and not on each other.
 """
 
 from __future__ import annotations

@@ -1,0 +1,132 @@
+"""Run a LangProBe matrix: plan which cells to run (a stored cell is reused only when it is the same
+experiment), hand them to an executor and report each as it finishes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptopt.bench.executors import LocalExecutor
+from promptopt.bench.optimizers import availability
+from promptopt.bench.runner import BUSY, LMs, cell_identity, why_rerun
+from promptopt.bench.spec import Cell, ExperimentSpec
+from promptopt.bench.store import Store, UnreadableRecordError
+
+
+@dataclass
+class MatrixOutcome:
+    ran: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    rerun_reasons: dict[str, str] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)  # cells another run on the same folder was running
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.ran if r["status"] != "ok"]
+
+
+@dataclass
+class Plan:
+    """What a run of the matrix will do with each cell."""
+
+    todo: list[Cell]
+    reused: list[str]  # keys of stored cells that are the same experiment
+    reasons: dict[str, str]  # key -> why a stored cell is run again
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for why in self.reasons.values():
+            counts[why] = counts.get(why, 0) + 1
+        whys = "; ".join(f"{n} {why}" for why, n in sorted(counts.items()))
+        new = len(self.todo) - len(self.reasons)
+        text = f"{len(self.reused)} reused (same config, data, LMs and code), {new} new"
+        return text + (f", {len(self.reasons)} rerun: {whys}" if whys else "")
+
+
+def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: bool = False) -> Plan:
+    """Which cells to run: those not stored, failed, or stored with another identity (all of them
+    with ``fresh``)."""
+    lms = lms or LMs()
+    todo, reused, reasons = [], [], {}
+    for cell in spec.cells():
+        try:
+            found = store.load_cell(cell.key)
+        except UnreadableRecordError as exc:
+            todo.append(cell)
+            reasons[cell.key] = f"unreadable ({exc.reason})"
+            continue
+        if found is None:
+            todo.append(cell)
+            continue
+        why = "--fresh" if fresh else why_rerun(found, cell_identity(spec, cell, lms))
+        if why is None:
+            reused.append(cell.key)
+        else:
+            todo.append(cell)
+            reasons[cell.key] = why
+    return Plan(todo=todo, reused=reused, reasons=reasons)
+
+
+def describe(record: dict[str, Any]) -> str:
+    if record["status"] == BUSY:
+        return "in progress in another run on this folder; skipped here (run again later to include it)"
+    if record.get("reused"):
+        return "finished by another run on this folder meanwhile; reused"
+    if record["status"] != "ok":
+        err = record.get("error") or {}
+        return f"FAILED {err.get('type', '')}: {str(err.get('message', ''))[:200]}"
+    base, opt = record["baseline"]["test"]["score"], record["optimized"]["test"]["score"]
+    lift = record["lift"]
+    lo, hi = lift["ci"]
+    b = record["budget"]
+    return (
+        f"test {100 * base:.1f}% -> {100 * opt:.1f}% (lift {100 * lift['mean']:+.1f}, "
+        f"95% CI {100 * lo:+.1f}..{100 * hi:+.1f}); {b['metric_calls']} metric calls, "
+        f"{b['lm_calls']} LM calls, {record['seconds']:.0f}s"
+    )
+
+
+def run_matrix(
+    spec: ExperimentSpec,
+    *,
+    executor: Any = None,
+    lms: LMs | None = None,
+    progress: bool = True,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+    fresh: bool = False,
+) -> MatrixOutcome:
+    """Run every cell of ``spec`` that is not stored as the same experiment (every cell with
+    ``fresh``); ``on_cell`` sees each stored record."""
+    spec.validate()
+    store = Store(spec.out)
+    todo_plan = plan(spec, store, lms, fresh=fresh)
+    todo, done = todo_plan.todo, todo_plan.reused
+    store.save_spec(spec.to_dict())
+    executor = executor or LocalExecutor()
+    outcome = MatrixOutcome(skipped=done, rerun_reasons=todo_plan.reasons)
+    total = len(todo) + len(done)
+    if progress:
+        print(
+            f"LangProBe {spec.name or 'experiment'}: {total} cells -> {spec.out}\n"
+            f"  cells: {todo_plan.summary()}",
+            file=sys.stderr,
+        )
+        for name in spec.optimizers:
+            why = availability(name)
+            if why:
+                print(f"  {name}: {why}", file=sys.stderr)
+    records = executor.run(spec, todo, lms=lms, progress=progress, reuse_finished=not fresh)
+    for i, record in enumerate(records, start=1):
+        if record["status"] == BUSY:
+            outcome.busy.append(record["key"])
+        elif record.get("reused"):
+            outcome.skipped.append(record["key"])
+        else:
+            outcome.ran.append(record)
+        if progress:
+            print(f"[{len(done) + i}/{total}] {record['key']}: {describe(record)}", file=sys.stderr)
+        if on_cell is not None:
+            on_cell(record)
+    return outcome
