@@ -66,9 +66,10 @@ from promptopt.integrations.dspy import (
 from promptopt.lm.client import LM
 from promptopt.lm.usage import report
 from promptopt.lm_protocol import Completion, LanguageModel
+from promptopt.optimizers.components import deserialize_components
 from promptopt.optimizers.gepa import engine as _gepa
 from promptopt.optimizers.mipro import engine as _mipro
-from promptopt.optimizers.result import OptimizationResult, deserialize_components
+from promptopt.optimizers.result import OptimizationResult
 
 __all__ = [
     "GEPA",

@@ -9,10 +9,11 @@ import pytest
 
 import promptopt as po
 from promptopt.optimizers import GEPA, Callback, evaluation
+from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.evaluation import components_key
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.merge import find_merge, merge_components
-from promptopt.optimizers.result import Candidate, OptimizationResult, serialize_components
+from promptopt.optimizers.result import Candidate, OptimizationResult
 from promptopt.testing import (
     Killed,
     ScriptedLM,

@@ -9,7 +9,7 @@ import pytest
 
 import promptopt as po
 from promptopt.bench import peers
-from promptopt.optimizers.result import serialize_components
+from promptopt.optimizers.components import serialize_components
 from promptopt.testing import Killed, ScriptedLM, dies_at
 
 TOY_WORDS = ["apple", "berry", "cider", "dates", "elder", "figgy"]

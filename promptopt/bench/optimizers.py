@@ -18,7 +18,8 @@ from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
-from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
+from promptopt.optimizers.components import serialize_components
+from promptopt.optimizers.result import Budget, Candidate, OptimizationResult
 
 
 class OptimizerUnavailableError(RuntimeError):

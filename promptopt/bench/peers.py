@@ -44,9 +44,10 @@ from promptopt.core.program import Program
 from promptopt.io import write_json_atomic
 from promptopt.lm.usage import Usage, track_usage
 from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record
 from promptopt.optimizers.gepa import pareto
-from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, serialize_components
+from promptopt.optimizers.result import Budget, Candidate, OptimizationResult
 
 log = logging.getLogger("promptopt.peers")
 
@@ -802,7 +803,7 @@ def run_gepa_library(
         "peer_reported_metric_calls": found.total_metric_calls,
         **{k: v for k, v in gepa_options.items() if isinstance(v, (int, float, str, bool, type(None)))},
     }
-    from promptopt.optimizers.result import deserialize_components
+    from promptopt.optimizers.components import deserialize_components
 
     return _finish(
         "gepa.optimize",

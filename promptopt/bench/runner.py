@@ -34,7 +34,7 @@ from promptopt.bench.store import Store, UnreadableRecordError
 from promptopt.evaluate import evaluate
 from promptopt.lm.identity import lm_identity
 from promptopt.lm.usage import track_usage
-from promptopt.optimizers.result import serialize_components
+from promptopt.optimizers.components import serialize_components
 from promptopt.provenance import collect
 from promptopt.tasks import get_task
 

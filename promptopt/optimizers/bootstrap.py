@@ -71,25 +71,6 @@ def check_limits(max_bootstrapped_demos: int, max_labeled_demos: int) -> None:
         raise ValueError("max_bootstrapped_demos and max_labeled_demos must be 0 or more.")
 
 
-def check_dataset(
-    name: str, data: Sequence[Example], *, who: str, none_means: str = "to use the trainset"
-) -> list[Example]:
-    """The dataset as a list, after the checks every optimizer needs.
-
-    ``none_means`` says what ``valset=None`` does for this optimizer, for the error an empty
-    valset gets (an empty list is never taken to mean the default).
-    """
-    data = list(data)
-    if not data and name == "valset":
-        raise ValueError(f"{who} got an empty valset: pass a validation set, or valset=None {none_means}.")
-    if not data:
-        raise ValueError(f"{who} needs a non-empty {name}.")
-    ids = [e.id for e in data]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"The {name} has duplicate example ids; give each example a distinct _id.")
-    return data
-
-
 class Bootstrapper(ScoredRuns):
     """Runs a teacher on training examples (each once per round) and builds demo sets.
 

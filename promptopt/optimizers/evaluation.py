@@ -29,7 +29,7 @@ from promptopt.core.program import Program
 from promptopt.core.trace import TraceEntry
 from promptopt.evaluate import ExampleResult, evaluate
 from promptopt.lm_protocol import LanguageModel
-from promptopt.optimizers.result import deserialize_components
+from promptopt.optimizers.components import deserialize_components
 from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, FailureStreak
 
 log = logging.getLogger("promptopt.evaluation")

@@ -11,31 +11,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.evaluate import format_score, json_safe
 from promptopt.io import write_json_atomic
-
-
-def serialize_components(components: dict[str, Any]) -> dict[str, Any]:
-    """Components as JSON: instructions stay strings, demos become example dicts."""
-    out: dict[str, Any] = {}
-    for key, value in components.items():
-        if key.endswith(".demos"):
-            out[key] = [d.to_dict() if isinstance(d, Example) else dict(d) for d in value]
-        else:
-            out[key] = value
-    return out
-
-
-def deserialize_components(components: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in components.items():
-        if key.endswith(".demos"):
-            out[key] = [Example.from_dict(d) if "fields" in d else Example(**d) for d in value]
-        else:
-            out[key] = value
-    return out
+from promptopt.optimizers.components import deserialize_components
 
 
 @dataclass

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from promptopt.optimizers import Callback, MIPROv2
-from promptopt.optimizers.result import serialize_components
+from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.stoppers import ConsecutiveFailuresError
 from promptopt.testing import ScriptedLM, toy_examples, toy_metric, toy_proposer, toy_reply
 from promptopt.testing import toy_program as program

@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from promptopt.optimizers import Callback, MIPROv2
-from promptopt.optimizers.result import serialize_components
+from promptopt.optimizers.components import serialize_components
 from promptopt.testing import InterruptAfter, Killed, ScriptedLM, toy_examples, toy_proposer, toy_reply
 from promptopt.testing import toy_metric as metric
 from promptopt.testing import toy_program as program

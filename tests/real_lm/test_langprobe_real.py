@@ -12,7 +12,7 @@ from langprobe import get_task
 from promptopt.bench import ExperimentSpec, LMs, build_report, run_matrix
 from promptopt.bench.store import Store
 from promptopt.evaluate import evaluate
-from promptopt.optimizers.result import deserialize_components
+from promptopt.optimizers.components import deserialize_components
 
 
 @pytest.mark.real_lm

@@ -10,7 +10,7 @@ import pytest
 import promptopt as po
 from langprobe import get_task
 from promptopt.bench import peers
-from promptopt.optimizers.result import serialize_components
+from promptopt.optimizers.components import serialize_components
 
 # Minutes on the local model: run with `pytest -m slow` (CI does).
 pytestmark = pytest.mark.slow

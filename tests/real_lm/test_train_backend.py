@@ -16,7 +16,8 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 
 import promptopt as po
-from promptopt.optimizers.result import Candidate, OptimizationResult, serialize_components
+from promptopt.optimizers.components import serialize_components
+from promptopt.optimizers.result import Candidate, OptimizationResult
 from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
 from promptopt.train import LocalBackend, TrainingError, TrainingJob, export_rl, export_sft
 

@@ -1,7 +1,8 @@
 """GEPA: reflective Pareto evolution of prompts."""
 
 from promptopt.optimizers.gepa.adaptive import AdaptiveProposer
-from promptopt.optimizers.gepa.engine import GEPA, auto_budget
+from promptopt.optimizers.gepa.config import GEPAConfig, auto_budget
+from promptopt.optimizers.gepa.engine import GEPA
 from promptopt.optimizers.gepa.reflection import (
     Proposal,
     ProposalRequest,
@@ -13,6 +14,7 @@ from promptopt.optimizers.gepa.reflection import (
 __all__ = [
     "GEPA",
     "AdaptiveProposer",
+    "GEPAConfig",
     "Proposal",
     "ProposalRequest",
     "Proposer",

@@ -12,7 +12,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from promptopt.optimizers.evaluation import components_key
+from promptopt.core.example import Example
+from promptopt.optimizers.evaluation import CandidateEvaluator, components_key, scores_of
 from promptopt.optimizers.result import Candidate
 
 
@@ -76,3 +77,26 @@ def find_merge(
         if both and components_key(merged) not in known:
             return i, j, anc, merged
     return None
+
+
+def judge_merge(
+    ca: Candidate,
+    cb: Candidate,
+    merged: dict[str, Any],
+    val: Sequence[Example],
+    evaluator: CandidateEvaluator,
+    rng: random.Random,
+    subsample: int,
+) -> bool:
+    """Whether ``merged`` (of ``ca`` and ``cb``) does at least as well as the better parent on a
+    small validation subsample: of the examples both parents were scored on, those where they
+    disagree when there are enough of them (where a merge shows most, most cheaply)."""
+    common = [e for e in val if e.id in ca.val_scores and e.id in cb.val_scores]
+    differ = [e for e in common if ca.val_scores[e.id] != cb.val_scores[e.id]]
+    pool = differ if len(differ) >= subsample else common
+    sub = rng.sample(pool, min(subsample, len(pool)))
+    merged_scores = scores_of(evaluator.run(merged, sub))
+    judged = [e.id for e in sub if e.id in merged_scores]
+    merged_sum = sum(merged_scores[i] for i in judged)
+    best_parent = max(sum(c.val_scores[i] for i in judged) for c in (ca, cb))
+    return bool(judged) and merged_sum >= best_parent

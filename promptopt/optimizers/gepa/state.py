@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from promptopt.optimizers.result import Candidate
+from promptopt.optimizers.rundir import DamagedStateError
 from promptopt.optimizers.stoppers import Progress
 
 STATE_VERSION = 1
@@ -47,6 +49,26 @@ class GEPAState:
     unscored_calls: int = 0  # runs the LM or the metric failed on; not metric calls
     stop_reason: str = ""
     finished: bool = False
+
+    @classmethod
+    def new(cls, train_ids: list[str], val_ids: list[str], seed: int) -> GEPAState:
+        return cls(train_ids=train_ids, val_ids=val_ids, rng=rng_to_json(random.Random(seed)))
+
+    @classmethod
+    def resumed(
+        cls, saved: dict[str, Any], train_ids: list[str], val_ids: list[str], path: Path
+    ) -> GEPAState:
+        """The state saved in ``path`` (read as ``saved``), for a run on the same examples."""
+        try:
+            state = cls.from_dict(saved)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DamagedStateError(path, f"not a GEPA run state ({type(exc).__name__}: {exc})") from exc
+        if state.train_ids != train_ids or state.val_ids != val_ids:
+            raise ValueError(
+                f"The run in {path.parent} used other training/validation examples; resume with the same "
+                "data, or start a new run directory."
+            )
+        return state
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -36,9 +36,9 @@ from promptopt.core.program import ConfigurationError, Program
 from promptopt.io import file_lock
 from promptopt.lm.usage import Usage, track_usage
 from promptopt.lm_protocol import LanguageModel
-from promptopt.optimizers.baselines import predictor_names
-from promptopt.optimizers.bootstrap import check_dataset
 from promptopt.optimizers.callbacks import Dispatcher, EventLog, ProgressLine
+from promptopt.optimizers.components import predictor_names
+from promptopt.optimizers.datasets import check_dataset
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, components_key
 from promptopt.optimizers.mipro.report import build_result, mean, usage_sum
 from promptopt.optimizers.mipro.search import (

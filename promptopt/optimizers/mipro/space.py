@@ -15,14 +15,13 @@ from promptopt.core.program import Program
 from promptopt.core.signature import Signature
 from promptopt.lm.usage import track_usage
 from promptopt.lm_protocol import LanguageModel
-from promptopt.optimizers.baselines import predictor_names
 from promptopt.optimizers.bootstrap import Bootstrapper, demo_sets
 from promptopt.optimizers.callbacks import Dispatcher
+from promptopt.optimizers.components import predictor_names, serialize_components
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
 from promptopt.optimizers.mipro.proposer import GroundedProposer
 from promptopt.optimizers.mipro.state import Setup, serialize_demos
 from promptopt.optimizers.mipro.summaries import dataset_summary, program_summary
-from promptopt.optimizers.result import serialize_components
 
 if TYPE_CHECKING:
     from promptopt.optimizers.mipro.engine import MIPROv2

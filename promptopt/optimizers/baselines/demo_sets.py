@@ -1,0 +1,141 @@
+"""The candidates of a few-shot run: demo sets scored on the validation set, kept in the run's
+state so that a resumed run scores nothing twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from promptopt.core.example import Example
+from promptopt.optimizers.datasets import check_dataset
+from promptopt.optimizers.evaluation import components_key, scores_of
+from promptopt.optimizers.result import (
+    Budget,
+    Candidate,
+    OptimizationResult,
+    best_candidate,
+    compare_on_common,
+)
+from promptopt.optimizers.session import RunSession
+from promptopt.optimizers.stoppers import ConsecutiveFailuresError, Progress
+
+
+class DemoSetCandidates:
+    """The candidate list of one few-shot run on a :class:`RunSession`.
+
+    Teacher runs (bootstrapping) happen outside the session's evaluator; the caller reports them
+    with :meth:`add_teacher_runs` so that budgets and progress count them.
+    """
+
+    def __init__(self, session: RunSession, optimizer: str) -> None:
+        self.session = session
+        self.optimizer = optimizer
+        self.candidates: list[Candidate] = []
+        self.learning_curve: list[tuple[int, float]] = []
+        self.teacher_metric_calls = 0
+        self.teacher_unscored_calls = 0
+        self.resumed = False
+        state = session.saved_state()
+        if state is not None and session.evaluator is not None:
+            if state.get("optimizer") != optimizer:
+                raise ValueError(
+                    f"{session.rundir.path} holds a {state.get('optimizer')} run, not {optimizer}; "  # type: ignore[union-attr]
+                    "use another run directory."
+                )
+            session.restore_evaluator(
+                state.get("records", {}),
+                # validation runs of the earlier session count toward the budget
+                int(state.get("metric_calls", 0)),
+                int(state.get("unscored_calls", 0)),
+            )
+            self.resumed = bool(session.evaluator.records)
+
+    @property
+    def metric_calls(self) -> int:
+        evaluator = self.session.evaluator
+        return self.teacher_metric_calls + (evaluator.metric_calls if evaluator else 0)
+
+    @property
+    def unscored_calls(self) -> int:
+        evaluator = self.session.evaluator
+        return self.teacher_unscored_calls + (evaluator.unscored_calls if evaluator else 0)
+
+    def set_teacher_runs(self, metric_calls: int, unscored_calls: int) -> None:
+        self.teacher_metric_calls, self.teacher_unscored_calls = metric_calls, unscored_calls
+
+    def progress(self) -> Progress:
+        scored = [c for c in self.candidates if c.val_scores]
+        return self.session.progress(
+            iteration=len(self.candidates),
+            metric_calls=self.metric_calls,
+            best_score=best_candidate(scored).val_score if scored else float("-inf"),
+        )
+
+    def add(
+        self, components: dict[str, Any], origin: str, valset: Sequence[Example] | None
+    ) -> Candidate | None:
+        """Add a candidate (scored on ``valset`` when given); a duplicate of an earlier one is skipped."""
+        key = components_key(components)
+        if any(components_key(c.components) == key for c in self.candidates):
+            return None
+        cand = Candidate(id=len(self.candidates), components=components, origin=origin)
+        evaluator = self.session.evaluator
+        stopped: ConsecutiveFailuresError | None = None
+        if valset is not None and evaluator is not None:
+            try:
+                cand.val_scores = scores_of(evaluator.run(components, valset))
+            except ConsecutiveFailuresError as exc:
+                # Listed with what was scored, so the result shows it; a resumed run scores the rest.
+                cand.val_scores, stopped = evaluator.scored(components, valset), exc
+            scored = [c for c in self.candidates if c.val_scores]
+            best_before = best_candidate(scored) if scored else None
+            if cand.val_scores and (best_before is None or compare_on_common(cand, best_before)[0] > 0):
+                self.learning_curve.append((self.metric_calls, cand.val_score))
+            self.session.events.on_val_evaluated({"candidate_id": cand.id, "score": cand.val_score})
+        cand.discovered_at = self.metric_calls
+        self.candidates.append(cand)
+        self.session.events.on_candidate_accepted({"iteration": cand.id, "candidate": cand.to_dict()})
+        self.save_state()
+        if stopped is not None:
+            raise stopped
+        return cand
+
+    def save_state(self) -> None:
+        evaluator = self.session.evaluator
+        if evaluator is not None:
+            self.session.save_state(
+                {
+                    "optimizer": self.optimizer,
+                    "records": evaluator.records,
+                    "metric_calls": evaluator.metric_calls,
+                    "unscored_calls": evaluator.unscored_calls,
+                }
+            )
+
+    def result(
+        self, best_id: int, stop_reason: str, config: dict[str, Any], proposer_calls: int = 0
+    ) -> OptimizationResult:
+        budget: Budget = self.session.budget(
+            metric_calls=self.metric_calls, unscored_calls=self.unscored_calls, proposer_calls=proposer_calls
+        )
+        result = self.session.result(
+            self.candidates,
+            best_id,
+            budget=budget,
+            stop_reason=stop_reason,
+            config=config,
+            learning_curve=self.learning_curve,
+        )
+        return self.session.end(result)
+
+    def best_scored(self, default: int) -> int:
+        scored = [c for c in self.candidates if c.val_scores]
+        return best_candidate(scored).id if scored else default
+
+
+def scoring_valset(valset: Sequence[Example] | None, score: bool, *, who: str) -> list[Example] | None:
+    """The validation set to score on: none unless one is given and ``score`` is on."""
+    if valset is None:
+        return None
+    checked = check_dataset("valset", valset, who=who, none_means="to score nothing")
+    return checked if score else None

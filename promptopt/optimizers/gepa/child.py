@@ -1,0 +1,197 @@
+"""How a GEPA child is made from its parent: new texts by reflection on the parent's traces,
+new demo sets from the pool of successful traces, for the components the selector chose."""
+
+from __future__ import annotations
+
+import functools
+import random
+from typing import Any
+
+from promptopt.core.program import TextComponent
+from promptopt.core.signature import Signature
+from promptopt.evaluate import is_lm_failure
+from promptopt.lm.usage import track_usage
+from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers.callbacks import Dispatcher
+from promptopt.optimizers.evaluation import Record
+from promptopt.optimizers.gepa.adaptive import auto_proposer, rewrite_or_rules
+from promptopt.optimizers.gepa.config import GEPAConfig
+from promptopt.optimizers.gepa.demos import DemoPool
+from promptopt.optimizers.gepa.reflection import (
+    Proposal,
+    ProposalRequest,
+    Proposer,
+    RewriteProposer,
+    RulesProposer,
+    reflective_dataset,
+)
+from promptopt.optimizers.gepa.state import GEPAState
+from promptopt.optimizers.gepa.strategies import ComponentSelector
+from promptopt.optimizers.result import Candidate
+from promptopt.optimizers.stoppers import FailureStreak
+
+
+def make_proposer(option: str | Proposer, reflection_lm: LanguageModel) -> Proposer:
+    if not isinstance(option, str):
+        return option
+    choices = {
+        "auto": lambda: auto_proposer(reflection_lm),
+        "rewrite": RewriteProposer,
+        "rules": RulesProposer,
+        "adaptive": rewrite_or_rules,
+    }
+    if option not in choices:
+        raise ValueError(f"proposer must be one of {sorted(choices)} or a callable, not {option!r}.")
+    return choices[option]()
+
+
+class ChildProposer:
+    """Proposes children for one run; counts the reflection LM's failures in a row."""
+
+    def __init__(
+        self,
+        cfg: GEPAConfig,
+        proposer: Proposer,
+        reflection_lm: LanguageModel,
+        selector: ComponentSelector,
+        signatures: dict[str, Signature],
+        components: list[str],
+        texts: dict[str, TextComponent],
+        events: Dispatcher,
+    ) -> None:
+        self.cfg = cfg
+        self.proposer = proposer
+        self.reflection_lm = reflection_lm
+        self.selector = selector
+        self.signatures = signatures
+        self.components = components
+        self.texts = texts
+        self.events = events
+        self.reflection_streak = FailureStreak(None)  # never saved: a resumed run counts anew
+
+    def propose(
+        self, parent: Candidate, recs: list[Record], state: GEPAState, pool: DemoPool, rng: random.Random
+    ) -> tuple[dict[str, Any] | None, list[str]]:
+        """The child of ``parent`` (its changed components), or ``(None, [])`` when nothing was proposed."""
+        child = dict(parent.components)
+        changed: list[str] = []
+        choice = self.selector.select(parent, self.components, self.texts, state)
+        for comp in choice.components:
+            pred, _, kind = comp.rpartition(".")
+            if comp in self.texts:
+                text = self._reflect(
+                    state,
+                    self.texts[comp].predictor,
+                    parent.components[comp],
+                    recs,
+                    comp,
+                    self.texts[comp].subject,
+                )
+                if text is None:
+                    if choice.all_of_them:
+                        continue
+                    return None, []
+                child[comp] = text
+            elif kind == "demos":
+                demos = pool.propose(
+                    pred,
+                    parent.components[comp],
+                    self.cfg.max_demos,
+                    rng,
+                    max_chars=self.cfg.max_demo_chars,
+                )
+                self.events.on_proposal(
+                    {
+                        "iteration": state.iteration,
+                        "component": comp,
+                        "text": None if demos is None else f"{len(demos)} demos",
+                        "accepted": demos is not None,
+                        "reason": "demo pool" if demos else "no new successful traces for this predictor",
+                    }
+                )
+                if demos is None:
+                    continue
+                child[comp] = demos
+            else:
+                text = self._reflect(state, pred, parent.components[comp], recs)
+                if text is None:
+                    if choice.all_of_them:
+                        continue
+                    return None, []  # a rejected proposal ends the iteration; the budget was the reflection
+                child[comp] = text
+            changed.append(comp)
+            if not choice.all_of_them:
+                break
+        return (child, changed) if changed else (None, [])
+
+    def _reflect(
+        self,
+        state: GEPAState,
+        pred: str,
+        instruction: str,
+        recs: list[Record],
+        comp: str | None = None,
+        subject: str = "",
+    ) -> str | None:
+        """A new text for ``comp`` (default: ``pred``'s instruction) from ``pred``'s traces, or None."""
+        cfg = self.cfg
+        examples = reflective_dataset(
+            pred, recs, max_examples=cfg.max_reflection_examples, max_chars=cfg.max_reflection_chars
+        )
+        comp = comp or f"{pred}.instruction"
+        if not examples:
+            self.no_proposal(state.iteration, "the predictor left no trace on this minibatch", comp)
+            return None
+        request = ProposalRequest(comp, instruction, self.signatures[pred], examples, subject)
+        rollout = f"gepa-{cfg.seed}-{state.iteration}-{comp if subject else pred}"
+        lm = functools.partial(self.reflection_lm, rollout_id=rollout)
+        with track_usage() as used:
+            try:
+                proposal = self.proposer(request, lm)
+            except Exception as exc:
+                proposal = Proposal(None, f"reflection failed: {type(exc).__name__}: {exc}")
+                if is_lm_failure(exc):
+                    self.reflection_streak.failed("reflection-LM", f"{type(exc).__name__}: {exc}")
+            else:
+                self.reflection_streak.scored()
+        state.proposer_calls += used.calls
+        text, reason = proposal.instruction, proposal.reason
+        if text is not None and cfg.max_instruction_chars and len(text) > cfg.max_instruction_chars:
+            text, reason = (
+                None,
+                f"too long: {len(proposal.instruction or '')} > {cfg.max_instruction_chars} chars",
+            )
+        if text is not None and text.strip() == instruction.strip():
+            text, reason = None, "unchanged: identical to the current instruction"
+        if text is None:
+            self.observe(False)
+        self.events.on_proposal(
+            {
+                "iteration": state.iteration,
+                "component": comp,
+                "text": proposal.instruction,
+                "accepted": text is not None,
+                "reason": reason,
+                "raw": proposal.raw,
+                "proposer": proposal.extras.get("proposer"),
+            }
+        )
+        return text
+
+    def observe(self, improved: bool) -> None:
+        """Tell the proposer whether its last child was kept (an adaptive one learns from it)."""
+        observe = getattr(self.proposer, "observe", None)
+        if callable(observe):
+            observe(improved)
+
+    def no_proposal(self, iteration: int, reason: str, component: str | None = None) -> None:
+        """Report that nothing is proposed (for ``component``, or in this iteration at all), and why."""
+        self.events.on_proposal(
+            {
+                "iteration": iteration,
+                "component": component,
+                "text": None,
+                "accepted": False,
+                "reason": reason,
+            }
+        )

@@ -1,0 +1,93 @@
+"""What a GEPA run searches, as one frozen record (how it runs is
+:class:`~promptopt.optimizers.base.RunOptions`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from promptopt.optimizers.gepa.reflection import Proposer
+from promptopt.optimizers.gepa.strategies import (
+    AcceptanceRule,
+    ComponentSelector,
+    MinibatchSampler,
+    ParentSelector,
+    acceptance_rule,
+    component_selector,
+    minibatch_sampler,
+    parent_selector,
+)
+from promptopt.optimizers.gepa.strategies._resolve import name_of
+
+AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
+
+
+def auto_budget(level: str, n_val: int, minibatch_size: int) -> int:
+    """Metric calls for ``auto``: the seed and ~N accepted candidates on the validation set,
+    plus ~3 proposals per accepted one, each costing two minibatch runs."""
+    if level not in AUTO_CANDIDATES:
+        raise ValueError(f"auto must be one of {sorted(AUTO_CANDIDATES)}, not {level!r}.")
+    n = AUTO_CANDIDATES[level]
+    return n_val * (n + 1) + 3 * n * 2 * minibatch_size
+
+
+@dataclass(frozen=True)
+class GEPAConfig:
+    """GEPA's search options; see :class:`~promptopt.optimizers.gepa.GEPA` for each one.
+
+    The strategy options hold a name or an object; :meth:`strategies` resolves them.
+    """
+
+    auto: str | None = None
+    max_metric_calls: int | None = None
+    proposer: str | Proposer = "auto"
+    parent_selector: str | ParentSelector = "pareto"
+    minibatch_sampler: str | MinibatchSampler = "epoch_shuffled"
+    component_selector: str | ComponentSelector = "round_robin"
+    acceptance: str | AcceptanceRule = "improvement"
+    evolve_demos: bool = True
+    max_demos: int = 8
+    max_demo_chars: int | None = 6000
+    demo_threshold: float = 1.0
+    labeled_demos: bool = True
+    use_merge: bool = True
+    max_merge_invocations: int = 5
+    merge_subsample: int = 5
+    minibatch_size: int = 3
+    tie_extensions: int = 1
+    perfect_score: float = 1.0
+    skip_perfect_score: bool = True
+    max_reflection_examples: int = 4
+    max_reflection_chars: int = 600
+    max_instruction_chars: int | None = 4000
+    seed: int = 0
+    max_stalled_iterations: int = 12
+
+    def __post_init__(self) -> None:
+        if (self.auto is None) == (self.max_metric_calls is None):
+            raise ValueError("Give exactly one of auto='light'|'medium'|'heavy' or max_metric_calls=N.")
+        if self.auto is not None and self.auto not in AUTO_CANDIDATES:
+            raise ValueError(f"auto must be one of {sorted(AUTO_CANDIDATES)}, not {self.auto!r}.")
+        if self.minibatch_size < 1:
+            raise ValueError(f"minibatch_size must be at least 1, not {self.minibatch_size}.")
+        self.strategies()  # a bad name or object is an error now, not at compile time
+
+    def strategies(self) -> tuple[ParentSelector, MinibatchSampler, ComponentSelector, AcceptanceRule]:
+        return (
+            parent_selector(self.parent_selector),
+            minibatch_sampler(self.minibatch_sampler),
+            component_selector(self.component_selector),
+            acceptance_rule(self.acceptance, self.tie_extensions),
+        )
+
+    def budget(self, n_val: int) -> int:
+        """The run's metric-call budget for a validation set of ``n_val`` examples."""
+        return self.max_metric_calls or auto_budget(self.auto or "light", n_val, self.minibatch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option, objects recorded by their class name."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value if isinstance(value, (str, int, float, bool, type(None))) else name_of(value)
+        return out

@@ -1,0 +1,395 @@
+"""One GEPA compile call: the search loop on a :class:`~promptopt.optimizers.session.RunSession`.
+
+The session owns the run directory, events, stoppers, spending and the result; this module owns
+GEPA's state (saved after every iteration), the iteration, proposals, merges and acceptance, with
+the decisions made by the strategies of :mod:`promptopt.optimizers.gepa.strategies`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from promptopt.core.example import Example
+from promptopt.core.program import Program
+from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers.components import serialize_components
+from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
+from promptopt.optimizers.gepa import pareto
+from promptopt.optimizers.gepa.child import ChildProposer, make_proposer
+from promptopt.optimizers.gepa.config import GEPAConfig
+from promptopt.optimizers.gepa.demos import DemoPool
+from promptopt.optimizers.gepa.merge import find_merge, judge_merge
+from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
+from promptopt.optimizers.result import Candidate, OptimizationResult, best_candidate, compare_on_common
+from promptopt.optimizers.session import RunSession
+from promptopt.optimizers.stoppers import (
+    ConsecutiveFailuresError,
+    MaxConsecutiveFailures,
+    Progress,
+)
+
+RESULT_NAME = "promptopt.GEPA"
+
+
+class GEPARun:
+    """One execution of ``GEPA.compile``."""
+
+    # A pair that fails every time (a metric that raises on one example) is not retried forever.
+    MAX_FILL_ATTEMPTS = 3
+
+    def __init__(
+        self,
+        cfg: GEPAConfig,
+        session: RunSession,
+        trainset: list[Example],
+        valset: list[Example],
+        reflection_lm: LanguageModel,
+        config: dict[str, Any],
+    ) -> None:
+        self.cfg = cfg
+        self.session = session
+        self.events = session.events
+        self.program: Program = session.program
+        self.train = {e.id: e for e in trainset}
+        self.val = valset
+        self.config = config
+        self.proposer = make_proposer(cfg.proposer, reflection_lm)
+        self.parents, self.sampler, selector, self.acceptance = cfg.strategies()
+        self.budget = cfg.budget(len(valset))
+        pred_names = [n for n, _ in self.program.named_predictors()]
+        if not pred_names:
+            raise ValueError("The program has no predictors to optimize.")
+        self.signatures = {n: p.signature for n, p in self.program.named_predictors()}
+        self.components = [f"{n}.instruction" for n in pred_names]
+        if cfg.evolve_demos:
+            self.components += [f"{n}.demos" for n in pred_names]
+        # Free texts the program exposes beside its instructions (a DSPy ReAct's tool descriptions).
+        self.texts = self.program.text_components()
+        self.components += list(self.texts)
+        self.children = ChildProposer(
+            cfg,
+            self.proposer,
+            reflection_lm,
+            selector,
+            signatures=self.signatures,
+            components=self.components,
+            texts=self.texts,
+            events=self.events,
+        )
+        self._fill_attempts: dict[int, int] = {}
+
+    # --- state ---------------------------------------------------------------
+    def _load_or_init(self) -> tuple[GEPAState, bool]:
+        saved = self.session.saved_state()
+        train_ids, val_ids = list(self.train), [e.id for e in self.val]
+        if saved is None:
+            return GEPAState.new(train_ids, val_ids, self.cfg.seed), False
+        return GEPAState.resumed(saved, train_ids, val_ids, self.session.rundir.state_file), True  # type: ignore[union-attr]
+
+    def _save(self) -> None:
+        self.state.rng = rng_to_json(self.rng)
+        dump = getattr(self.proposer, "state_dict", None)
+        if callable(dump):
+            self.state.proposer_state = dump()
+        self.state.records = self.evaluator.records
+        self.state.unscored_calls = self.evaluator.unscored_calls
+        self.state.demo_pool = self.pool.to_dict()
+        self.state.progress = self._progress()
+        self.state.usage = self.session.total_usage().to_dict()
+        self.session.save_state(self.state.to_dict())
+
+    def _progress(self) -> Progress:
+        scored = [c for c in self.state.candidates if c.val_scores]
+        p = self.state.progress
+        return self.session.progress(
+            iteration=self.state.iteration,
+            metric_calls=self.evaluator.metric_calls,
+            best_score=best_candidate(scored).val_score if scored else p.best_score,
+            last_improvement_iteration=p.last_improvement_iteration,
+            into=p,
+        )
+
+    # --- the run ---------------------------------------------------------------
+    def execute(self) -> OptimizationResult:
+        self.state, resumed = self._load_or_init()
+        self.rng = rng_from_json(self.state.rng)
+        self.pool = DemoPool(self.state.demo_pool)
+        load = getattr(self.proposer, "load_state_dict", None)
+        if callable(load):
+            load(self.state.proposer_state)
+        if self.cfg.labeled_demos:
+            for name, sig in self.signatures.items():
+                self.pool.add_labeled(name, sig, list(self.train.values()))
+        self.evaluator: CandidateEvaluator = self.session.restore_evaluator(
+            self.state.records, self.state.progress.metric_calls, self.state.unscored_calls
+        )
+        self.session.restore_spending(self.state.usage, self.state.progress.seconds)
+        self._print_estimate(resumed)
+        self.session.start("gepa", self.config, resumed)
+        try:
+            self._loop()
+        except ConsecutiveFailuresError as exc:
+            # Not finished: the saved state is that of the last whole step, and a resumed run
+            # scores what could not be scored and goes on from there.
+            self.state.stop_reason = str(exc)
+        return self.session.end(self._result())
+
+    def _loop(self) -> None:
+        if not self.state.candidates:
+            self._add_seed()
+        while not self.state.finished:
+            self._fill_val_scores()
+            if not self.state.candidates[0].val_scores:
+                # Nothing can be compared against a seed without a single score.
+                p = self.session.streak.fill(Progress())
+                raise ConsecutiveFailuresError(
+                    MaxConsecutiveFailures(1)(p) or "stopped: no validation example could be scored"
+                )
+            reason = self.session.stop_reason(self._progress()) or self._exhausted()
+            if reason:
+                self.state.stop_reason, self.state.finished = reason, True
+                self._save()
+                break
+            try:
+                self.state.iteration += 1
+                self.events.on_iteration_start({"iteration": self.state.iteration})
+                spent_before = self.evaluator.metric_calls
+                self._iteration()
+                stalled = self.evaluator.metric_calls == spent_before
+                self.state.stalled_iterations = self.state.stalled_iterations + 1 if stalled else 0
+            except KeyboardInterrupt:
+                # The unfinished iteration is dropped; the saved state stays resumable.
+                self.state.iteration -= 1
+                self.state.stop_reason = "interrupted (Ctrl-C)"
+                break
+            except ConsecutiveFailuresError:
+                self.state.iteration -= 1  # dropped like an interrupted one
+                raise
+            self._save()
+            self.events.on_iteration_end({"iteration": self.state.iteration, "progress": self._progress()})
+            limit = self.session.options.max_consecutive_failures
+            if limit is not None and self.children.reflection_streak.count >= limit:
+                p = self.children.reflection_streak.fill(Progress())
+                raise ConsecutiveFailuresError(MaxConsecutiveFailures(limit)(p) or "")
+
+    def _fill_val_scores(self) -> None:
+        """Score candidates on the validation examples they have no score for (an LM or metric
+        failure left them out); a candidate is tried at most ``MAX_FILL_ATTEMPTS`` times per process."""
+        for cand in self.state.candidates:
+            missing = [e for e in self.val if e.id not in cand.val_scores]
+            if not missing or self._fill_attempts.get(cand.id, 0) >= self.MAX_FILL_ATTEMPTS:
+                continue
+            self._fill_attempts[cand.id] = self._fill_attempts.get(cand.id, 0) + 1
+            try:
+                got = scores_of(self.evaluator.run(cand.components, missing))
+            except ConsecutiveFailuresError:
+                self._add_val_scores(cand, self.evaluator.scored(cand.components, missing))
+                self._save()
+                raise
+            self._add_val_scores(cand, got)
+            if got:
+                self._save()
+
+    def _add_val_scores(self, cand: Candidate, got: dict[str, float]) -> None:
+        if not got:
+            return
+        known = {**cand.val_scores, **got}
+        cand.val_scores = {e.id: known[e.id] for e in self.val if e.id in known}  # validation order
+        self.events.on_val_evaluated({"candidate_id": cand.id, "score": cand.val_score})
+        if best_candidate([c for c in self.state.candidates if c.val_scores]) is cand:
+            curve = self.state.learning_curve
+            if not curve or curve[-1][1] != cand.val_score:
+                curve.append([self.evaluator.metric_calls, cand.val_score])
+
+    def _exhausted(self) -> str | None:
+        """Why no further iteration can help, if so: the stoppers only see spent budget, and an
+        iteration that spends none (a perfect minibatch, a rejected proposal) never moves it."""
+        perfect, n_val = self.cfg.perfect_score, len(self.val)
+        if any(
+            len(c.val_scores) == n_val and min(c.val_scores.values()) >= perfect
+            for c in self.state.candidates
+        ):
+            return "a candidate is perfect on every validation example"
+        if self.state.stalled_iterations >= self.cfg.max_stalled_iterations:
+            return (
+                f"no progress: {self.state.stalled_iterations} iterations in a row spent no metric call "
+                "(every minibatch was already perfect, or every proposal was rejected); raise "
+                "max_stalled_iterations or use a stronger reflection LM"
+            )
+        return None
+
+    def _print_estimate(self, resumed: bool) -> None:
+        if not self.session.options.progress:
+            return
+        n_preds = len(self.signatures)
+        spent = self.state.progress.metric_calls
+        status = f"resuming at {spent}" if resumed else "new run"
+        sys.stderr.write(
+            f"GEPA: budget {self.budget} metric calls ({status}); "
+            f"about {self.budget * n_preds} task-LM calls at most and one reflection call per iteration; "
+            f"{len(self.val)} validation and {len(self.train)} training examples, "
+            f"{len(self.components)} components.\n"
+        )
+
+    def _add_seed(self) -> None:
+        comps = serialize_components(self.program.components())
+        stopped: ConsecutiveFailuresError | None = None
+        try:
+            scores = scores_of(self.evaluator.run(comps, self.val))
+        except ConsecutiveFailuresError as exc:
+            # Saved with what was scored; a resumed run scores the rest before going on.
+            scores, stopped = self.evaluator.scored(comps, self.val), exc
+        seed = Candidate(
+            id=0,
+            components=comps,
+            origin="seed",
+            val_scores=scores,
+            discovered_at=self.evaluator.metric_calls,
+        )
+        self.state.candidates.append(seed)
+        if scores:
+            self.state.learning_curve.append([self.evaluator.metric_calls, seed.val_score])
+            self.state.progress.best_score = seed.val_score
+        self.events.on_val_evaluated({"candidate_id": 0, "score": seed.val_score})
+        self._save()
+        if stopped is not None:
+            raise stopped
+
+    # --- one iteration -------------------------------------------------------
+    def _iteration(self) -> None:
+        st, cfg = self.state, self.cfg
+        if cfg.use_merge and st.merges_due > 0 and st.merges_done < cfg.max_merge_invocations:
+            st.merges_due -= 1
+            if self._try_merge():
+                return
+        parent_id = self.parents.select(st.candidates, self.rng)
+        parent = st.candidates[parent_id]
+        self.events.on_parent_selected(
+            {"iteration": st.iteration, "candidate_id": parent_id, "front": pareto.front(st.candidates)}
+        )
+        batch = self._next_minibatch()
+        cached = self.evaluator.cached(parent.components, batch)
+        if cached is not None and self._perfect(cached) and cfg.skip_perfect_score:
+            self._skip("parent already perfect on this minibatch (no budget spent)")
+            return
+        parent_recs = self.evaluator.run(parent.components, batch)
+        self.pool.add(parent_recs, cfg.demo_threshold)
+        self.events.on_minibatch_evaluated(
+            {
+                "iteration": st.iteration,
+                "candidate_id": parent_id,
+                "example_ids": [e.id for e in batch],
+                "scores": [r.score if r.scored else None for r in parent_recs],
+            }
+        )
+        if not any(r.scored for r in parent_recs):
+            self._skip("the parent could not be scored on this minibatch (LM or metric failures)")
+            return
+        if self._perfect(parent_recs) and cfg.skip_perfect_score:
+            self._skip("parent already perfect on this minibatch")
+            return
+        child, changed = self.children.propose(
+            parent, [r for r in parent_recs if r.scored], self.state, self.pool, self.rng
+        )
+        if child is None:
+            return
+        child_recs = self.evaluator.run(child, batch)
+        self.pool.add(child_recs, cfg.demo_threshold)
+        judged = [batch]
+
+        def extend() -> tuple[list[Record], list[Record]] | None:
+            seen = {e.id for e in judged[0]}
+            more = [e for e in self._next_minibatch() if e.id not in seen]  # an epoch may wrap around
+            if not more:
+                return None
+            judged[0] = judged[0] + more
+            parent_more = self.evaluator.run(parent.components, more)
+            child_more = self.evaluator.run(child, more)
+            self.pool.add(child_more, cfg.demo_threshold)
+            return parent_more, child_more
+
+        verdict = self.acceptance.judge(parent_recs, child_recs, extend)
+        self.children.observe(verdict.accepted)
+        if not verdict.accepted:
+            self.events.on_candidate_rejected(
+                {
+                    "iteration": st.iteration,
+                    "parent_id": parent_id,
+                    "component": ",".join(changed),
+                    "parent_score": verdict.parent_sum,
+                    "child_score": verdict.child_sum,
+                    "example_ids": [e.id for e in judged[0]],
+                }
+            )
+            return
+        self._accept(child, [parent_id], "reflection:" + ",".join(changed))
+        st.merges_due += 1
+
+    def _skip(self, reason: str) -> None:
+        self.children.no_proposal(self.state.iteration, reason)
+
+    def _perfect(self, recs: list[Record]) -> bool:
+        return all(r.scored and r.score >= self.cfg.perfect_score for r in recs)
+
+    def _next_minibatch(self) -> list[Example]:
+        ids = self.sampler.next_batch(self.state, self.cfg.minibatch_size, self.rng)
+        return [self.train[i] for i in ids]
+
+    def _accept(self, components: dict[str, Any], parents: list[int], origin: str) -> Candidate:
+        st = self.state
+        recs = self.evaluator.run(components, self.val)
+        cand = Candidate(
+            id=len(st.candidates),
+            components=components,
+            parents=parents,
+            origin=origin,
+            val_scores=scores_of(recs),
+            iteration=st.iteration,
+            discovered_at=self.evaluator.metric_calls,
+        )
+        scored = [c for c in st.candidates if c.val_scores]
+        best_before = best_candidate(scored) if scored else None
+        st.candidates.append(cand)
+        if cand.val_scores and (best_before is None or compare_on_common(cand, best_before)[0] > 0):
+            st.learning_curve.append([self.evaluator.metric_calls, cand.val_score])
+            st.progress.last_improvement_iteration = st.iteration
+        self.events.on_val_evaluated({"candidate_id": cand.id, "score": cand.val_score})
+        self.events.on_candidate_accepted({"iteration": st.iteration, "candidate": cand.to_dict()})
+        return cand
+
+    def _try_merge(self) -> bool:
+        st = self.state
+        tried = set(st.tried_merges)
+        found = find_merge(st.candidates, pareto.front(st.candidates), tried, self.rng)
+        st.tried_merges = sorted(tried)
+        if found is None:
+            return False
+        a, b, _anc, merged = found
+        st.merges_done += 1
+        ca, cb = st.candidates[a], st.candidates[b]
+        accepted = judge_merge(ca, cb, merged, self.val, self.evaluator, self.rng, self.cfg.merge_subsample)
+        self.events.on_merge({"iteration": st.iteration, "ids": [a, b], "accepted": accepted})
+        if accepted:
+            self._accept(merged, [a, b], "merge")
+        return True
+
+    # --- the result ----------------------------------------------------------
+    def _result(self) -> OptimizationResult:
+        st = self.state
+        best = best_candidate(st.candidates)
+        budget = self.session.budget(
+            metric_calls=self.evaluator.metric_calls,
+            unscored_calls=self.evaluator.unscored_calls,
+            proposer_calls=st.proposer_calls,
+        )
+        proposer_stats = {"proposer_state": st.proposer_state} if st.proposer_state else {}
+        return self.session.result(
+            st.candidates,
+            best.id,
+            budget=budget,
+            stop_reason=st.stop_reason or "unknown",
+            config={**self.config, "budget": self.budget, **proposer_stats},
+            pareto_front=pareto.front(st.candidates),
+            learning_curve=[(int(a), float(b)) for a, b in st.learning_curve],
+        )
