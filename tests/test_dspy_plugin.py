@@ -311,7 +311,7 @@ def test_mipro_compiles_dspy_modules(kind, tmp_path):
     compiled = optimizer.compile(student, trainset=data(4), valset=data(3, offset=10))
     check_compiled(student, compiled, kind, tmp_path, lm)
     assert len(proposer.calls) >= 1
-    assert (tmp_path / "run" / "proposals.json").exists()
+    assert (tmp_path / "run" / "search_space.json").exists()
 
 
 # --- DSPy's own LM calls are counted --------------------------------------------------------------
@@ -377,7 +377,7 @@ def test_mipro_compile_options_and_teacher(tmp_path):
         result = compiled.promptopt_result
         assert len(result.trials) == 3 and result.stop_reason == "all 3 trials run"
         # The student alone never passes the metric, so only the teacher's runs can be these demos.
-        (sets,) = json.loads((tmp_path / "run" / "proposals.json").read_text())["demo_sets"].values()
+        (sets,) = json.loads((tmp_path / "run" / "search_space.json").read_text())["demo_sets"].values()
         assert sets[0] == [] and sets[1] and all(d["fields"]["answer"] == "LOUD" for d in sets[1])
         with pytest.raises(ValueError, match="teacher's predictors"):
             optimizer.compile(

@@ -156,8 +156,8 @@ def test_summaries():
 
 def test_presets_and_config_errors():
     opt = MIPROv2(metric)
-    assert (opt.num_candidates, opt.num_trials) == AUTO_PRESETS["light"] == (6, 12)
-    assert MIPROv2(metric, auto="heavy", num_trials=7).num_trials == 7
+    assert (opt.search.num_candidates, opt.search.num_trials) == AUTO_PRESETS["light"] == (6, 12)
+    assert MIPROv2(metric, auto="heavy", num_trials=7).search.num_trials == 7
     with pytest.raises(ValueError, match="auto must be"):
         MIPROv2(metric, auto="huge")
     with pytest.raises(ValueError, match="both num_candidates and num_trials"):
@@ -193,7 +193,7 @@ def test_run_bookkeeping_and_no_pair_scored_twice(tmp_path):
         res.budget.proposer_lm_calls >= 3
         and res.budget.lm_calls == len(lm.calls) + res.budget.proposer_lm_calls
     )
-    saved = json.loads((tmp_path / "r" / "proposals.json").read_text())
+    saved = json.loads((tmp_path / "r" / "search_space.json").read_text())
     assert saved["instructions"]["self"][0] == "Repeat the word."
     assert saved["instructions"]["self"][1] == "Write the word in uppercase letters."
     assert (tmp_path / "r" / "optuna.db").exists() and (tmp_path / "r" / "result.json").exists()
@@ -209,7 +209,7 @@ def test_demo_limits_and_instruction_only_search(tmp_path):
     mipro(
         max_bootstrapped_demos=2, max_labeled_demos=3, num_candidates=5, num_trials=2, teacher=teacher
     ).compile(program(), train, data(4, offset=10), lm=task_lm(), run_dir=tmp_path / "d")
-    sets = json.loads((tmp_path / "d" / "proposals.json").read_text())["demo_sets"]["self"]
+    sets = json.loads((tmp_path / "d" / "search_space.json").read_text())["demo_sets"]["self"]
     train_ids = {e.id for e in train}
     counts = [(sum(d["id"] not in train_ids for d in s), sum(d["id"] in train_ids for d in s)) for s in sets]
     assert counts[0] == (0, 0)  # the seed's own (none)

@@ -295,12 +295,12 @@ def test_zero_byte_optuna_db_is_damage_when_other_state_is_there(finished):
     _resume_fails(finished, str(db), "empty")
 
 
-def test_a_lost_optuna_db_or_proposals_json_is_damage_not_a_new_start(finished):
+def test_a_lost_optuna_db_or_search_space_json_is_damage_not_a_new_start(finished):
     (finished / "optuna.db").rename(finished / "optuna.db.away")
     _resume_fails(finished, str(finished / "optuna.db"), "missing, while")
     (finished / "optuna.db.away").rename(finished / "optuna.db")
-    (finished / "proposals.json").unlink()
-    _resume_fails(finished, str(finished / "proposals.json"), "missing, while", "3 trial(s)")
+    (finished / "search_space.json").unlink()
+    _resume_fails(finished, str(finished / "search_space.json"), "missing, while", "3 trial(s)")
 
 
 def test_zero_byte_optuna_db_alone_is_a_fresh_start(where):
@@ -321,17 +321,17 @@ def test_zero_byte_optuna_db_alone_is_a_fresh_start(where):
     ],
     ids=["truncated", "empty", "fields-missing", "not-an-object"],
 )
-def test_damaged_proposals_json_is_named(finished, content, what):
-    path = finished / "proposals.json"
+def test_damaged_search_space_json_is_named(finished, content, what):
+    path = finished / "search_space.json"
     path.write_text(content(path.read_text()))
     _resume_fails(finished, str(path), what)
 
 
 def test_damaged_files_are_replaced_by_a_fresh_run(finished):
     (finished / "optuna.db").write_bytes(b"\x00garbage" * 300)
-    (finished / "proposals.json").write_text("{")
+    (finished / "search_space.json").write_text("{")
     res, _, _ = compile_run(finished, num_trials=3)  # resume=False: start over
     assert len(res.trials) == 3
     assert (
-        json.loads((finished / "proposals.json").read_text())["instructions"]["self"][0] == "Repeat the word."
+        json.loads((finished / "search_space.json").read_text())["instructions"]["self"][0] == "Repeat the word."
     )

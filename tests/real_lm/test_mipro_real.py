@@ -39,7 +39,7 @@ def test_tiny_mipro_run_on_iris(tmp_path, local_lm_factory):
     assert res.best_score == max(c.val_score for c in res.candidates)
     assert res.learning_curve and res.learning_curve[-1][1] == res.best_score
     assert all(t["minibatch_score"] is not None and len(t["example_ids"]) == 3 for t in res.trials)
-    setup = json.loads((tmp_path / "run" / "proposals.json").read_text())
+    setup = json.loads((tmp_path / "run" / "search_space.json").read_text())
     assert setup["dataset_summary"].strip()
     # the 0.5B model can follow the proposer prompt: at least one usable new instruction
     (name,) = setup["instructions"]

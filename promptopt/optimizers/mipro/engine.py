@@ -12,7 +12,7 @@
 
 Runs, resumes and workers — with ``run_dir``:
 
-* ``RUN_DIR/proposals.json`` holds the search space (proposals, demo sets, summaries),
+* ``RUN_DIR/search_space.json`` holds the search space (proposals, demo sets, summaries),
   written once, atomically;
 * the Optuna study (default ``sqlite:///RUN_DIR/optuna.db``, or ``storage=<RDB URL>``) holds
   the trials and full evaluations;
@@ -22,9 +22,9 @@ Runs, resumes and workers — with ``run_dir``:
   and chosen program — wherever it was killed: every random choice follows from ``seed`` and
   the step's place in the run, and work cut short (a trial, a full evaluation, the
   preparation) is redone as it was and counted once. Resuming a finished run returns its
-  result again and evaluates nothing. A damaged ``proposals.json`` or study (unreadable,
+  result again and evaluates nothing. A damaged ``search_space.json`` or study (unreadable,
   empty, missing beside the other) stops the run with a
-  :class:`~promptopt.optimizers.mipro.state.DamagedRunError` naming the file;
+  :class:`~promptopt.optimizers.mipro.search_space.DamagedRunError` naming the file;
 * any number of processes may call ``compile(..., run_dir=SAME_DIR, resume=True)`` at once:
   the first prepares the search space while the others wait for it, then all pull trials
   from the shared study until ``num_trials`` are done (exactly that many complete). Each
@@ -36,9 +36,9 @@ Runs, resumes and workers — with ``run_dir``:
   tell whether a worker on another host is alive, so its abandoned trials keep counting until
   marked failed by hand (the next trial then takes their place in the run).
 
-Layout of ``RUN_DIR``: ``proposals.json`` (search space), ``optuna.db`` (default storage),
+Layout of ``RUN_DIR``: ``search_space.json`` (search space), ``optuna.db`` (default storage),
 ``events.jsonl``, ``result.json`` and ``best_program.json`` (rewritten by each worker when it
-ends), ``setup.lock`` / ``search.lock`` (the locks), ``STOP`` (create it to stop every worker
+ends), ``search_space.lock`` / ``search.lock`` (the locks), ``STOP`` (create it to stop every worker
 after its current trial; delete it before resuming). Ctrl-C ends a worker cleanly with the
 best fully evaluated program; during the preparation (bootstrapping, proposals) there is
 nothing to return yet, so it propagates.
@@ -48,31 +48,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
-from promptopt.optimizers.bootstrap import check_limits
+from promptopt.optimizers.base import RunOptions
 from promptopt.optimizers.callbacks import Callback
+from promptopt.optimizers.mipro.config import MIPROConfig
 from promptopt.optimizers.mipro.run import MIPRORun
-from promptopt.optimizers.mipro.search import redacted_url
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.stoppers import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
-    FailureStreak,
     StopOptions,
     Stopper,
 )
-
-# auto presets: (num_candidates, num_trials). With one predictor and demo search there are
-# num_candidates**2 combinations; the trials cover roughly a third (light) to all (heavy) of them,
-# which is where TPE has had enough startup trials to start exploiting.
-AUTO_PRESETS: dict[str, tuple[int, int]] = {
-    "light": (6, 12),
-    "medium": (12, 30),
-    "heavy": (18, 60),
-}
 
 
 class MIPROv2:
@@ -112,7 +102,7 @@ class MIPROv2:
         progress: a live progress line and the LM-call estimate on stderr.
     """
 
-    name = "mipro"
+    name: ClassVar[str] = "mipro"
 
     def __init__(
         self,
@@ -155,88 +145,57 @@ class MIPROv2:
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
     ) -> None:
-        if auto is not None and auto not in AUTO_PRESETS:
-            raise ValueError(f"auto must be one of {sorted(AUTO_PRESETS)} or None, not {auto!r}.")
-        if auto is None and (num_candidates is None or num_trials is None):
-            raise ValueError("With auto=None give both num_candidates and num_trials.")
-        preset = AUTO_PRESETS.get(auto or "", (0, 0))
-        self.num_candidates = num_candidates if num_candidates is not None else preset[0]
-        self.num_trials = num_trials if num_trials is not None else preset[1]
-        if self.num_candidates < 1 or self.num_trials < 1:
-            raise ValueError("num_candidates and num_trials must be at least 1.")
-        if (minibatch_size is not None and minibatch_size < 1) or minibatch_full_eval_steps < 1:
-            raise ValueError("minibatch_size and minibatch_full_eval_steps must be at least 1.")
         if proposer_lm is not None and prompt_model is not None and proposer_lm is not prompt_model:
             raise ValueError("Give the proposer LM once: proposer_lm=... or prompt_model=..., not both.")
-        check_limits(max_bootstrapped_demos, max_labeled_demos)
-        FailureStreak(max_consecutive_failures)  # checks the limit now, not at compile time
         self.metric = metric
-        self.auto = auto
-        self.max_bootstrapped_demos = max_bootstrapped_demos
-        self.max_labeled_demos = max_labeled_demos
-        self.metric_threshold = metric_threshold
         self.teacher = teacher
-        self.max_rounds = max_rounds
         self.proposer_lm = proposer_lm or prompt_model
-        self.proposer_temperature = proposer_temperature
-        self.data_aware = data_aware
-        self.program_aware = program_aware
-        self.tip_aware = tip_aware
-        self.fewshot_aware = fewshot_aware
-        self.history_aware = history_aware
-        self.summary_batches = summary_batches
-        self.summary_batch_size = summary_batch_size
-        self.minibatch_size = minibatch_size
-        self.minibatch_full_eval_steps = minibatch_full_eval_steps
-        self.storage = storage
-        self.study_name = study_name
-        self.max_metric_calls = max_metric_calls
-        self.stop_options = StopOptions(
-            max_seconds=max_seconds,
-            max_tokens=max_tokens,
-            max_cost=max_cost,
-            patience=patience,
-            score_threshold=score_threshold,
-            extra=tuple(stoppers),
+        self.search = MIPROConfig.from_options(
+            auto,
+            num_candidates,
+            num_trials,
+            max_bootstrapped_demos=max_bootstrapped_demos,
+            max_labeled_demos=max_labeled_demos,
+            metric_threshold=metric_threshold,
+            max_rounds=max_rounds,
+            proposer_temperature=proposer_temperature,
+            data_aware=data_aware,
+            program_aware=program_aware,
+            tip_aware=tip_aware,
+            fewshot_aware=fewshot_aware,
+            history_aware=history_aware,
+            summary_batches=summary_batches,
+            summary_batch_size=summary_batch_size,
+            minibatch_size=minibatch_size,
+            minibatch_full_eval_steps=minibatch_full_eval_steps,
+            storage=storage,
+            study_name=study_name,
+            max_metric_calls=max_metric_calls,
+            seed=seed,
         )
-        self.seed = seed
-        self.num_threads = num_threads
-        self.failure_score = failure_score
-        self.max_consecutive_failures = max_consecutive_failures
-        self.allow_unbounded_metric = allow_unbounded_metric
-        self.callbacks = list(callbacks)
-        self.progress = progress
+        self.run_options = RunOptions(
+            num_threads=num_threads,
+            failure_score=failure_score,
+            max_consecutive_failures=max_consecutive_failures,
+            allow_unbounded_metric=allow_unbounded_metric,
+            stop=StopOptions(
+                max_seconds=max_seconds,
+                max_tokens=max_tokens,
+                max_cost=max_cost,
+                patience=patience,
+                score_threshold=score_threshold,
+                extra=tuple(stoppers),
+            ),
+            callbacks=tuple(callbacks),
+            progress=progress,
+        )
 
     def config(self) -> dict[str, Any]:
-        keys = [
-            "auto",
-            "num_candidates",
-            "num_trials",
-            "max_bootstrapped_demos",
-            "max_labeled_demos",
-            "metric_threshold",
-            "max_rounds",
-            "proposer_temperature",
-            "data_aware",
-            "program_aware",
-            "tip_aware",
-            "fewshot_aware",
-            "history_aware",
-            "summary_batches",
-            "summary_batch_size",
-            "minibatch_size",
-            "minibatch_full_eval_steps",
-            "study_name",
-            "max_metric_calls",
-            "seed",
-            "failure_score",
-            "max_consecutive_failures",
-            "allow_unbounded_metric",
-        ]
-        cfg = {k: getattr(self, k) for k in keys}
-        cfg["storage"] = redacted_url(self.storage)
-        cfg.update(self.stop_options.to_dict())
-        return cfg
+        return {
+            **self.search.to_dict(),
+            **self.run_options.failure_config(),
+            **self.run_options.stop.to_dict(),
+        }
 
     def compile(
         self,

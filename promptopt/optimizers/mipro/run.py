@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,17 +29,16 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, Trial
 
-from promptopt.core import settings
 from promptopt.core.example import Example
 from promptopt.core.program import ConfigurationError, Program
 from promptopt.io import file_lock
 from promptopt.lm.usage import Usage, track_usage
 from promptopt.lm_protocol import LanguageModel
-from promptopt.optimizers.callbacks import Dispatcher, EventLog, ProgressLine
 from promptopt.optimizers.components import predictor_names
-from promptopt.optimizers.datasets import check_dataset
+from promptopt.optimizers.datasets import train_and_val
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, components_key
-from promptopt.optimizers.mipro.report import build_result, mean, usage_sum
+from promptopt.optimizers.mipro.candidates import mean, run_candidates, usage_sum
+from promptopt.optimizers.mipro.full_evaluation import FullEvaluation
 from promptopt.optimizers.mipro.search import (
     SharedStudy,
     combo_key,
@@ -51,19 +49,37 @@ from promptopt.optimizers.mipro.search import (
     slot_of,
     sqlite_file,
 )
-from promptopt.optimizers.mipro.space import MAX_STALE_ATTEMPTS, SpaceBuilder, run_until_scored
-from promptopt.optimizers.mipro.state import SETUP_FILE, DamagedRunError, Setup, damaged
+from promptopt.optimizers.mipro.search_space import (
+    LEGACY_SEARCH_SPACE_FILE,
+    SEARCH_SPACE_FILE,
+    DamagedRunError,
+    SearchSpace,
+    damaged,
+)
+from promptopt.optimizers.mipro.search_space_builder import (
+    MAX_STALE_ATTEMPTS,
+    SearchSpaceBuilder,
+    run_until_scored,
+)
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.optimizers.rundir import RunDir
-from promptopt.optimizers.stoppers import ConsecutiveFailuresError, FailureStreak, Progress, first_reason
+from promptopt.optimizers.session import RunSession
+from promptopt.optimizers.stoppers import ConsecutiveFailuresError, Progress, first_reason
 
 if TYPE_CHECKING:
     from promptopt.optimizers.mipro.engine import MIPROv2
 
-RUN_FILES = (SETUP_FILE, "result.json", "best_program.json", "events.jsonl", "STOP")
+RESULT_NAME = "promptopt.MIPROv2"
+RUN_FILES = (
+    SEARCH_SPACE_FILE,
+    LEGACY_SEARCH_SPACE_FILE,
+    "result.json",
+    "best_program.json",
+    "events.jsonl",
+    "STOP",
+)
 # What a run directory holds once a run has got past its study's creation (events.jsonl may be
 # older: it logs the preparation too).
-STATE_FILES = (SETUP_FILE, "result.json", "best_program.json")
+STATE_FILES = (SEARCH_SPACE_FILE, "result.json", "best_program.json")
 DB_FILE = "optuna.db"
 
 
@@ -81,77 +97,74 @@ class MIPRORun:
         resume: bool,
     ) -> None:
         self.opt = opt
+        self.cfg = cfg = opt.search
         self.program = program
         self.names = predictor_names(program)
-        self.train = check_dataset("trainset", trainset, who="MIPROv2")
-        self.val = check_dataset("valset", self.train if valset is None else valset, who="MIPROv2")
-        self.task_lm = lm or settings.get("lm")
+        self.train, self.val = train_and_val(trainset, valset, who="MIPROv2")
+        if resume and run_dir is None:
+            raise ValueError("resume=True needs the run_dir of the run to continue.")
+        # Workers share the run directory on purpose; they coordinate through the study's locks.
+        self.session = RunSession(
+            RESULT_NAME,
+            program,
+            opt.metric,
+            opt.run_options,
+            lm=lm,
+            run_dir=run_dir,
+            resume=resume,
+            max_metric_calls=cfg.max_metric_calls,
+            progress_label="MIPROv2",
+            shared=True,
+        )
+        self.task_lm = self.session.lm
         self.proposer_lm = opt.proposer_lm or self.task_lm
         if self.proposer_lm is None:
             raise ConfigurationError(
                 "MIPROv2 needs an LM for its proposals: pass lm=... to compile, proposer_lm=... to "
                 "MIPROv2, or call promptopt.configure(lm=...)."
             )
-        self.rundir = RunDir(run_dir) if run_dir else None
-        if resume and self.rundir is None:
-            raise ValueError("resume=True needs the run_dir of the run to continue.")
+        self.rundir = self.session.rundir
         self.resume = resume
-        self.storage = opt.storage or default_storage(self.rundir.path if self.rundir else None)
+        self.events = self.session.events
+        self.stoppers = self.session.stoppers
+        self.evaluator: CandidateEvaluator = self.session.evaluator  # type: ignore[assignment]
+        self.storage = cfg.storage or default_storage(self.rundir.path if self.rundir else None)
         self.minibatch_size = fitted_minibatch_size(
-            opt.minibatch_size, len(self.val), opt.max_metric_calls, opt.num_trials
+            cfg.minibatch_size, len(self.val), cfg.max_metric_calls, cfg.num_trials
         )
-        callbacks = list(opt.callbacks)
-        if self.rundir:
-            callbacks.append(EventLog(self.rundir.events_file))
-        if opt.progress:
-            callbacks.append(ProgressLine("MIPROv2", opt.max_metric_calls))
-        self.events = Dispatcher(callbacks)
-        self.stoppers = opt.stop_options.stoppers(
-            max_metric_calls=opt.max_metric_calls, stop_file=self.rundir.stop_file if self.rundir else None
-        )
-        self.evaluator = CandidateEvaluator(
-            program,
-            opt.metric,
-            num_threads=opt.num_threads,
-            failure_score=opt.failure_score,
-            lm=self.task_lm,
-            streak=FailureStreak(opt.max_consecutive_failures),
-            allow_unbounded_metric=opt.allow_unbounded_metric,
-        )
-        self.t0 = time.time()
         self._keys: dict[str, str] = {}
 
     # --- the search space ------------------------------------------------------
     def _lock_path(self, name: str) -> Path | None:
         return self.rundir.path / name if self.rundir else None
 
-    def _prepare(self) -> tuple[Setup, bool]:
+    def _prepare(self) -> tuple[SearchSpace, bool]:
         """Open the study; load the saved search space, or build and save it; True when loaded.
 
-        Under the setup lock, so of several workers started together exactly one builds it. The
+        Under the search space's lock, so of several workers started together exactly one builds it. The
         study is created before the search space is saved, so a run directory with a
-        ``proposals.json`` always has its study: a study that is missing, empty or unreadable then
+        ``search_space.json`` always has its study: a study that is missing, empty or unreadable then
         is damage, and so is a study with trials but no search space. Either stops the run with a
         :class:`DamagedRunError`, rather than running every trial again over what was there.
         """
-        with file_lock(self._lock_path("setup.lock")):
+        with file_lock(self._lock_path("search_space.lock")):
             if not self.resume:
                 self._discard()
-            setup = Setup.load(self.rundir.path) if self.rundir else None
+            space = SearchSpace.load(self.rundir.path) if self.rundir else None
             self._check_db_file()
             self.study, (n_trials, n_fulls) = self._open_study()
-            resumed = setup is not None
-            if setup is not None:
-                self._check_same_run(setup)
+            resumed = space is not None
+            if space is not None:
+                self._check_same_run(space)
             elif n_trials or n_fulls:
                 raise damaged(
-                    self.rundir.path / SETUP_FILE if self.rundir else "The search space",
+                    self.rundir.path / SEARCH_SPACE_FILE if self.rundir else "The search space",
                     f"missing, while {self._storage_name()} holds {n_trials} trial(s) and {n_fulls} "
                     "full evaluation(s) of a run, which index into that search space",
                     self._advice_dir(),
                 )
             else:
-                setup = SpaceBuilder(
+                space = SearchSpaceBuilder(
                     self.opt,
                     self.program,
                     self.train,
@@ -161,14 +174,14 @@ class MIPRORun:
                     self.events,
                 ).build()
                 if self.rundir:
-                    setup.save(self.rundir.path)
-            self.study.set_space(setup.param_sizes())
-            return setup, resumed
+                    space.save(self.rundir.path)
+            self.study.set_space(space.param_sizes())
+            return space, resumed
 
     def _advice_dir(self) -> Path | None:
         """The folder a damaged run is started over from: the run directory, when it holds the
         study too (a storage of the caller's choosing must be seen to by the caller)."""
-        return self.rundir.path if self.rundir and self.opt.storage is None else None
+        return self.rundir.path if self.rundir and self.cfg.storage is None else None
 
     def _storage_name(self) -> str:
         return str(sqlite_file(self.storage) or f"the Optuna storage {redacted_url(self.storage)}")
@@ -178,12 +191,12 @@ class MIPRORun:
         if self.rundir:
             for name in RUN_FILES:
                 (self.rundir.path / name).unlink(missing_ok=True)
-        if self.rundir and self.opt.storage is None:
+        if self.rundir and self.cfg.storage is None:
             for suffix in ("", "-journal", "-wal", "-shm"):
                 (self.rundir.path / (DB_FILE + suffix)).unlink(missing_ok=True)
         elif self.storage:
             try:
-                delete_study(self.storage, self.opt.study_name)
+                delete_study(self.storage, self.cfg.study_name)
             except Exception as exc:
                 if (err := self._unreadable_storage(exc)) is exc:
                     raise
@@ -195,7 +208,7 @@ class MIPRORun:
         path = sqlite_file(self.storage)
         if path is None or self.rundir is None or (path.is_file() and path.stat().st_size > 0):
             return
-        if not path.exists() and self.opt.storage is not None:
+        if not path.exists() and self.cfg.storage is not None:
             return  # a storage of the caller's choosing may be new to this run directory
         held = [name for name in STATE_FILES if (self.rundir.path / name).exists()]
         if held:
@@ -212,9 +225,9 @@ class MIPRORun:
         try:
             study = SharedStudy(
                 self.storage,
-                self.opt.study_name,
-                seed=self.opt.seed,
-                num_trials=self.opt.num_trials,
+                self.cfg.study_name,
+                seed=self.cfg.seed,
+                num_trials=self.cfg.num_trials,
                 lock_path=self._lock_path("search.lock"),
             )
             return study, study.contents()
@@ -231,16 +244,16 @@ class MIPRORun:
             self._storage_name(), f"not a readable Optuna database ({_brief(exc)})", self._advice_dir()
         )
 
-    def _check_same_run(self, setup: Setup) -> None:
+    def _check_same_run(self, space: SearchSpace) -> None:
         where = self.rundir.path if self.rundir else "the storage"
-        if setup.train_ids != [e.id for e in self.train] or setup.val_ids != [e.id for e in self.val]:
+        if space.train_ids != [e.id for e in self.train] or space.val_ids != [e.id for e in self.val]:
             raise ValueError(
                 f"The run in {where} used other training/validation examples; resume with the same "
                 "data, or start a new run directory."
             )
-        if setup.predictors != self.names:
+        if space.predictors != self.names:
             raise ValueError(
-                f"The run in {where} optimized predictors {setup.predictors}, this program has "
+                f"The run in {where} optimized predictors {space.predictors}, this program has "
                 f"{self.names}; resume with the same program."
             )
 
@@ -248,59 +261,57 @@ class MIPRORun:
     def _key(self, params: dict[str, int]) -> str:
         ck = combo_key(params)
         if ck not in self._keys:
-            self._keys[ck] = components_key(self.setup.components(params))
+            self._keys[ck] = components_key(self.space.components(params))
         return self._keys[ck]
 
-    def _sync_records(self, trials: list[FrozenTrial], fulls: dict[str, dict[str, Any]]) -> None:
+    def _sync_records(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> None:
         """Teach the evaluator every score any worker has recorded, so no pair is run twice."""
         rows = [(t.params, t.user_attrs.get("scores", {})) for t in trials]
-        rows += [(f["params"], f["val_scores"]) for f in fulls.values()]
+        rows += [(f.params, f.val_scores) for f in fulls.values()]
         for params, scores in rows:
             key = self._key(params)
             for ex_id, score in scores.items():
                 self.evaluator.records.setdefault(f"{key}|{ex_id}", Record(ex_id, score).to_dict())
 
-    def _usage(self, trials: list[FrozenTrial], fulls: dict[str, dict[str, Any]]) -> Usage:
+    def _usage(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> Usage:
         return usage_sum(
-            [self.setup.usage]
+            [self.space.usage]
             + [t.user_attrs.get("usage", {}) for t in trials]
-            + [f.get("usage", {}) for f in fulls.values()]
+            + [f.usage for f in fulls.values()]
         )
 
-    def _metric_calls(self, trials: list[FrozenTrial], fulls: dict[str, dict[str, Any]]) -> int:
+    def _metric_calls(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> int:
         return (
-            self.setup.metric_calls
+            self.space.metric_calls
             + sum(int(t.user_attrs.get("metric_calls", 0)) for t in trials)
-            + sum(int(f.get("metric_calls", 0)) for f in fulls.values())
+            + sum(f.metric_calls for f in fulls.values())
         )
 
     def _progress(self) -> Progress:
         trials, fulls = self.study.completed(), self.study.full_evals()
         usage = self._usage(trials, fulls)
         best, best_at = float("-inf"), 0
-        for f in sorted(fulls.values(), key=lambda f: f["order"]):
-            if not self._complete(f):
-                continue
-            score = mean(f["val_scores"])
-            if score > best:
-                best, best_at = score, f["trials_done"]
-        return Progress(
+        for f in sorted(fulls.values(), key=lambda f: f.order):
+            if f.complete(self.val) and f.mean > best:
+                best, best_at = f.mean, f.trials_done
+        return self.session.progress(
             iteration=len(trials),
             metric_calls=self._metric_calls(trials, fulls),
-            lm_calls=usage.calls,
-            tokens=usage.total_tokens,
-            cost=usage.cost,
-            seconds=time.time() - self.t0,
             best_score=best,
             last_improvement_iteration=best_at,
+            usage=usage,
         )
 
     # --- the run -------------------------------------------------------------------
     def execute(self) -> OptimizationResult:
-        self.setup, resumed = self._prepare()
+        with self.session:
+            return self._execute()
+
+    def _execute(self) -> OptimizationResult:
+        self.space, resumed = self._prepare()
         self._print_estimate(resumed)
-        self.events.on_run_start({"optimizer": "mipro", "config": self.opt.config(), "resumed": resumed})
-        if combo_key(self.setup.seed_params()) not in self.study.full_evals():
+        self.session.start("mipro", self.opt.config(), resumed)
+        if combo_key(self.space.seed_params()) not in self.study.full_evals():
             self._record_seed()
         reason, finished, ran = self._search()
         mark = self.study.end_mark()
@@ -310,9 +321,7 @@ class MIPRORun:
             reason = mark["reason"]
         elif finished:
             reason = self._end(reason)
-        result = self._result(reason)
-        self.events.on_run_end({"result": result})
-        return result
+        return self.session.end(self._result(reason))
 
     def _end(self, reason: str) -> str:
         """The final full evaluation, then the mark that the run ended (with ``reason``)."""
@@ -326,20 +335,17 @@ class MIPRORun:
         return reason
 
     def _record_seed(self) -> None:
-        params = self.setup.seed_params()
-        data = {
-            "params": params,
-            "val_scores": self.setup.seed_scores,
-            "metric_calls": 0,  # counted in the setup's metric calls
-            "usage": {},
-            "kind": "seed",
-            "after_trial": -1,
-            "trials_done": 0,
-            "order": 0.0,
-            "total_metric_calls": self.setup.metric_calls,
-        }
-        self.study.record_full(combo_key(params), data)
-        self.events.on_val_evaluated({"candidate_id": 0, "score": mean(self.setup.seed_scores)})
+        params = self.space.seed_params()
+        seed = FullEvaluation(
+            params=params,
+            val_scores=self.space.seed_scores,
+            kind="seed",
+            order=0.0,
+            metric_calls=0,  # counted in the search space's metric calls
+            total_metric_calls=self.space.metric_calls,
+        )
+        self.study.record_full(combo_key(params), seed)
+        self.events.on_val_evaluated({"candidate_id": 0, "score": seed.mean})
 
     def _search(self) -> tuple[str, bool, int]:
         """Run trials until ``num_trials`` are done or a stopper fires; (reason, finished, trials
@@ -358,14 +364,14 @@ class MIPRORun:
             reason = first_reason(self.stoppers, progress)
             if reason:
                 return reason, False, ran
-            budget = self.opt.max_metric_calls
+            budget = self.cfg.max_metric_calls
             if budget is not None and progress.metric_calls + self.minibatch_size + len(self.val) > budget:
                 # Keep what the final full evaluation needs: a trial never fully evaluated is wasted,
                 # and the returned program is chosen from full evaluations only.
                 return f"metric-call budget of {budget} spent (the final full evaluation kept)", True, ran
             trial = self.study.ask()
             if trial is None:
-                return f"all {self.opt.num_trials} trials run", True, ran
+                return f"all {self.cfg.num_trials} trials run", True, ran
             try:
                 self._trial(trial)
                 ran += 1
@@ -384,7 +390,7 @@ class MIPRORun:
     def _minibatch(self, slot: int) -> list[Example]:
         # Drawn from the trial's slot alone, so any worker (or a resumed run) draws the same batch,
         # and a trial failed by hand does not shift the batches of the trials after it.
-        rng = random.Random(f"{self.opt.seed}:minibatch:{slot}")
+        rng = random.Random(f"{self.cfg.seed}:minibatch:{slot}")
         return rng.sample(self.val, self.minibatch_size)
 
     def _trial(self, trial: Trial) -> None:
@@ -393,7 +399,7 @@ class MIPRORun:
         batch = self._minibatch(slot_of(trial))
         before = self.evaluator.metric_calls
         with track_usage() as used:
-            recs = run_until_scored(self.evaluator, self.setup.components(params), batch)
+            recs = run_until_scored(self.evaluator, self.space.components(params), batch)
         unscored = [r for r in recs if not r.scored]
         if unscored:
             # Not told with a mean over fewer examples: Optuna keeps a told value for good, TPE
@@ -436,7 +442,7 @@ class MIPRORun:
             trials = self.study.completed()
             self._record_covered(trials, self.study.full_evals())
             fulls = self.study.full_evals()
-            if kind == "step" and len(trials) // self.opt.minibatch_full_eval_steps <= self._steps_done(
+            if kind == "step" and len(trials) // self.cfg.minibatch_full_eval_steps <= self._steps_done(
                 fulls
             ):
                 return len(trials)
@@ -446,7 +452,7 @@ class MIPRORun:
             if pick is None or not self.study.claim(pick, kind, len(trials)):
                 return len(trials)
         params = next(t.params for t in trials if combo_key(t.params) == pick)
-        comps = self.setup.components(params)
+        comps = self.space.components(params)
         stopped: ConsecutiveFailuresError | None = None
         try:
             self._sync_records(trials, fulls)
@@ -469,9 +475,6 @@ class MIPRORun:
             raise stopped
         return len(trials)
 
-    def _complete(self, full: dict[str, Any]) -> bool:
-        return all(e.id in full["val_scores"] for e in self.val)
-
     def _complete_fulls(self) -> None:
         """Score the validation examples a full evaluation was saved without (an outage stopped
         it, or they kept failing), oldest first: until then it cannot be chosen.
@@ -482,11 +485,11 @@ class MIPRORun:
         """
         with self.study.lock():
             fulls = self.study.full_evals()
-            for key, f in sorted(fulls.items(), key=lambda kv: kv[1]["order"]):
-                if self._complete(f):
+            for key, f in sorted(fulls.items(), key=lambda kv: kv[1].order):
+                if f.complete(self.val):
                     continue
                 self._sync_records(self.study.completed(), fulls)
-                comps = self.setup.components(f["params"])
+                comps = self.space.components(f.params)
                 before = self.evaluator.metric_calls
                 stopped: ConsecutiveFailuresError | None = None
                 with track_usage() as used:
@@ -496,32 +499,30 @@ class MIPRORun:
                         stopped = exc
                 spent = self.evaluator.metric_calls - before
                 if spent:
-                    data = {
-                        **f,
-                        "val_scores": self.evaluator.scored(comps, self.val),
-                        "metric_calls": int(f.get("metric_calls", 0)) + spent,
-                        "usage": usage_sum([f.get("usage", {}), used.to_dict()]).to_dict(),
-                        "total_metric_calls": int(f["total_metric_calls"]) + spent,
-                    }
-                    self.study.record_full(key, data)
+                    done = f.completed_with(
+                        self.evaluator.scored(comps, self.val),
+                        spent,
+                        usage_sum([f.usage, used.to_dict()]).to_dict(),
+                    )
+                    self.study.record_full(key, done)
                     self.events.on_val_evaluated(
-                        {"candidate_id": None, "score": mean(data["val_scores"]), "params": f["params"]}
+                        {"candidate_id": None, "score": done.mean, "params": f.params}
                     )
                 if stopped is not None:
                     raise stopped
 
-    def _ended(self, basis: int, fulls: dict[str, dict[str, Any]]) -> bool:
+    def _ended(self, basis: int, fulls: dict[str, FullEvaluation]) -> bool:
         """Whether the end evaluation after ``basis`` completed trials is done or under way."""
-        if any(f.get("kind") == "end" and f.get("basis") == basis for f in fulls.values()):
+        if any(f.kind == "end" and f.basis == basis for f in fulls.values()):
             return True
         return any(
             c.get("kind") == "end" and c.get("basis") == basis and k not in fulls and self.study.claimed(k)
             for k, c in self.study.claims().items()
         )
 
-    def _steps_done(self, fulls: dict[str, dict[str, Any]]) -> int:
+    def _steps_done(self, fulls: dict[str, FullEvaluation]) -> int:
         """Step evaluations done or in progress (by live workers)."""
-        done = sum(1 for f in fulls.values() if f.get("kind") == "step")
+        done = sum(1 for f in fulls.values() if f.kind == "step")
         claims = self.study.claims()
         return done + sum(
             1
@@ -541,27 +542,27 @@ class MIPRORun:
     ) -> None:
         with self.study.lock():
             now_trials, fulls = self.study.completed(), self.study.full_evals()
-            data = {
-                "params": {k: int(v) for k, v in params.items()},
-                "val_scores": scores,
-                "metric_calls": spent,
-                "usage": usage,
-                "kind": kind,
-                "after_trial": max((t.number for t in trials), default=-1),
-                "basis": len(trials),
-                "trials_done": len(now_trials),
+            full = FullEvaluation(
+                params={k: int(v) for k, v in params.items()},
+                val_scores=scores,
+                kind=kind,
                 # A count, not a clock: candidates are listed in this order, and a resumed run must
                 # list them as the uninterrupted run did (earlier runs' clock values sort first).
-                "order": max((float(f["order"]) for f in fulls.values()), default=0.0) + 1,
-                "total_metric_calls": self._metric_calls(now_trials, fulls) + spent,
-            }
-            self.study.record_full(key, data)
-        self.events.on_val_evaluated({"candidate_id": None, "score": mean(scores), "params": data["params"]})
+                order=max((f.order for f in fulls.values()), default=0.0) + 1,
+                metric_calls=spent,
+                usage=usage,
+                after_trial=max((t.number for t in trials), default=-1),
+                basis=len(trials),
+                trials_done=len(now_trials),
+                total_metric_calls=self._metric_calls(now_trials, fulls) + spent,
+            )
+            self.study.record_full(key, full)
+        self.events.on_val_evaluated({"candidate_id": None, "score": full.mean, "params": full.params})
 
-    def _record_covered(self, trials: list[FrozenTrial], fulls: dict[str, dict[str, Any]]) -> None:
+    def _record_covered(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> None:
         """Programs whose trials already scored every validation example are fully evaluated
         for free (when minibatches are as large as the validation set)."""
-        done = {self._key(f["params"]) for f in fulls.values()}
+        done = {self._key(f.params) for f in fulls.values()}
         seen: dict[str, tuple[dict[str, float], str, dict[str, Any]]] = {}
         for t in trials:
             scores = seen.setdefault(self._key(t.params), ({}, combo_key(t.params), t.params))[0]
@@ -572,7 +573,7 @@ class MIPRORun:
             ordered = {e.id: scores[e.id] for e in self.val}
             self._save_full(k, params, ordered, 0, {}, "covered", trials)
 
-    def _best_unevaluated(self, trials: list[FrozenTrial], fulls: dict[str, dict[str, Any]]) -> str | None:
+    def _best_unevaluated(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> str | None:
         """The program with the best mean minibatch score (over the distinct examples its trials
         scored) that is neither fully evaluated nor being evaluated by a live worker, as the
         combination of its first trial.
@@ -580,7 +581,7 @@ class MIPRORun:
         Combinations that make the same program (two demo sets can hold the same demos) are one
         program: evaluating the second would add a duplicate candidate and no information.
         """
-        done = {self._key(f["params"]) for f in fulls.values()}
+        done = {self._key(f.params) for f in fulls.values()}
         stats: dict[str, tuple[dict[str, float], int, str]] = {}
         for t in trials:
             scores = stats.setdefault(self._key(t.params), ({}, t.number, combo_key(t.params)))[0]
@@ -593,24 +594,26 @@ class MIPRORun:
 
     # --- output ----------------------------------------------------------------------
     def _print_estimate(self, resumed: bool) -> None:
-        if not self.opt.progress:
+        if not self.opt.run_options.progress:
             return
-        opt, n_preds = self.opt, len(self.names)
+        cfg, n_preds = self.cfg, len(self.names)
         done = len(self.study.completed())
-        left = max(0, opt.num_trials - done)
-        full_evals = left // opt.minibatch_full_eval_steps + 1
+        left = max(0, cfg.num_trials - done)
+        full_evals = left // cfg.minibatch_full_eval_steps + 1
         task_calls = n_preds * (left * self.minibatch_size + full_evals * len(self.val))
-        setup = ""
+        preparation = ""
         if not resumed:
-            teacher = len(self.train) * opt.max_rounds if opt.max_bootstrapped_demos else 0
+            teacher = len(self.train) * cfg.max_rounds if cfg.max_bootstrapped_demos else 0
             task_calls += n_preds * (len(self.val) + teacher)
-            proposals = n_preds * (opt.num_candidates - 1)
-            summary = (opt.summary_batches + 1) if opt.data_aware else 0
-            setup = f" and about {proposals + summary} proposer-LM calls (up to {3 * proposals + summary})"
+            proposals = n_preds * (cfg.num_candidates - 1)
+            summary = (cfg.summary_batches + 1) if cfg.data_aware else 0
+            preparation = (
+                f" and about {proposals + summary} proposer-LM calls (up to {3 * proposals + summary})"
+            )
         sys.stderr.write(
-            f"MIPROv2: {'resuming with' if resumed else 'new run,'} {left} of {opt.num_trials} trials to run "
-            f"(minibatch {self.minibatch_size}, full evaluation every {opt.minibatch_full_eval_steps}); "
-            f"at most about {task_calls} task-LM calls{setup}; {len(self.val)} validation and "
+            f"MIPROv2: {'resuming with' if resumed else 'new run,'} {left} of {cfg.num_trials} trials to run "
+            f"(minibatch {self.minibatch_size}, full evaluation every {cfg.minibatch_full_eval_steps}); "
+            f"at most about {task_calls} task-LM calls{preparation}; {len(self.val)} validation and "
             f"{len(self.train)} training examples, {n_preds} predictor(s).\n"
         )
 
@@ -620,23 +623,25 @@ class MIPRORun:
             config = {
                 **self.opt.config(),
                 "minibatch_size_used": self.minibatch_size,
-                "search_space": self.setup.param_sizes(),
+                "search_space": self.space.param_sizes(),
             }
-            result = build_result(
-                self.program,
-                self.setup,
-                self.val,
-                trials,
-                fulls,
-                self._progress(),
-                self._usage(trials, fulls),
-                reason,
-                config,
+            found = run_candidates(self.space, self.val, trials, fulls)
+            progress = self._progress()
+            budget = self.session.budget(
+                metric_calls=progress.metric_calls,
+                proposer_calls=self.space.proposer_calls,
+                usage=self._usage(trials, fulls),
+                seconds=progress.seconds,
             )
-            if self.rundir:
-                result.save(self.rundir.path / "result.json")
-                result.best_program.save(self.rundir.path / "best_program.json")
-        return result
+            return self.session.result(
+                found.candidates,
+                found.best_id,
+                budget=budget,
+                stop_reason=reason,
+                config=config,
+                learning_curve=found.learning_curve,
+                trials=found.trials,
+            )
 
 
 def _unreadable(exc: BaseException) -> bool:

@@ -44,6 +44,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.engine import make_url
 
 from promptopt.io import file_lock
+from promptopt.optimizers.mipro.full_evaluation import FullEvaluation
 
 FULL = "full:"
 CLAIM = "claim:"
@@ -188,11 +189,17 @@ class SharedStudy:
         trials = self.study.get_trials(deepcopy=False)
         for t in trials:
             _ = (t.params, t.user_attrs, t.values)
-        fulls = self.full_evals()
-        for key, data in fulls.items():
-            if not isinstance(data, dict) or not {"params", "val_scores", "kind", "order"} <= set(data):
-                raise ValueError(f"the full evaluation record {key} is incomplete")
-        return len(trials), len(fulls)
+        fulls = 0
+        for key, data in self.study.user_attrs.items():
+            if key.startswith(FULL):
+                try:
+                    FullEvaluation.from_dict(data)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    raise ValueError(
+                        f"the full evaluation record {key[len(FULL) :]} is incomplete ({exc})"
+                    ) from exc
+                fulls += 1
+        return len(trials), fulls
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -270,9 +277,10 @@ class SharedStudy:
         return sorted(trials, key=lambda t: t.number)
 
     # --- full evaluations ----------------------------------------------------
-    def full_evals(self) -> dict[str, dict[str, Any]]:
+    def full_evals(self) -> dict[str, FullEvaluation]:
+        """Combination key -> its full evaluation, for every one recorded."""
         attrs = self.study.user_attrs
-        return {k[len(FULL) :]: v for k, v in attrs.items() if k.startswith(FULL)}
+        return {k[len(FULL) :]: FullEvaluation.from_dict(v) for k, v in attrs.items() if k.startswith(FULL)}
 
     def claimed(self, key: str) -> bool:
         """Whether a live worker holds the full evaluation of this combination."""
@@ -297,9 +305,9 @@ class SharedStudy:
         with contextlib.suppress(Exception), self.lock():
             self.study.set_user_attr(CLAIM + key, {"active": False})
 
-    def record_full(self, key: str, data: dict[str, Any]) -> None:
+    def record_full(self, key: str, full: FullEvaluation) -> None:
         with self.lock():
-            self.study.set_user_attr(FULL + key, data)
+            self.study.set_user_attr(FULL + key, full.to_dict())
             self.study.set_user_attr(CLAIM + key, {"active": False})
 
     # --- the end -------------------------------------------------------------

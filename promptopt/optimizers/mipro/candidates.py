@@ -1,19 +1,19 @@
-"""The OptimizationResult of a MIPROv2 run, built from the search space and the shared study."""
+"""The candidates of a MIPROv2 run, read from the search space and the shared study."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from optuna.trial import FrozenTrial
 
 from promptopt.core.example import Example
-from promptopt.core.program import Program
 from promptopt.lm.usage import Usage
+from promptopt.optimizers.mipro.full_evaluation import FullEvaluation
 from promptopt.optimizers.mipro.search import combo_key
-from promptopt.optimizers.mipro.state import Setup
-from promptopt.optimizers.result import Budget, Candidate, OptimizationResult, best_candidate
-from promptopt.optimizers.stoppers import Progress
+from promptopt.optimizers.mipro.search_space import SearchSpace
+from promptopt.optimizers.result import Candidate, best_candidate
 
 
 def mean(scores: dict[str, float]) -> float:
@@ -27,17 +27,20 @@ def usage_sum(rows: Sequence[dict[str, Any]]) -> Usage:
     return total
 
 
-def build_result(
-    program: Program,
-    setup: Setup,
-    val: Sequence[Example],
-    trials: list[FrozenTrial],
-    fulls: dict[str, dict[str, Any]],
-    progress: Progress,
-    usage: Usage,
-    reason: str,
-    config: dict[str, Any],
-) -> OptimizationResult:
+@dataclass(frozen=True)
+class RunCandidates:
+    """What a MIPROv2 run's result lists: its candidates, the best one, the learning curve and a
+    row per trial."""
+
+    candidates: list[Candidate]
+    best_id: int
+    learning_curve: list[tuple[int, float]]
+    trials: list[dict[str, Any]]
+
+
+def run_candidates(
+    space: SearchSpace, val: Sequence[Example], trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]
+) -> RunCandidates:
     """Candidates are the fully evaluated combinations in the order they were evaluated (the seed
     first); the best is chosen among them only, so a lucky minibatch never picks the program.
 
@@ -47,15 +50,15 @@ def build_result(
     candidates: list[Candidate] = []
     complete: list[Candidate] = []
     curve: list[tuple[int, float]] = []
-    for i, f in enumerate(sorted(fulls.values(), key=lambda f: f["order"])):
+    for i, f in enumerate(sorted(fulls.values(), key=lambda f: f.order)):
         cand = Candidate(
             id=i,
-            components=setup.components(f["params"]),
+            components=space.components(f.params),
             parents=[] if i == 0 else [0],
-            origin="seed" if f["kind"] == "seed" else f"mipro:{f['kind']}",
-            val_scores={e.id: f["val_scores"][e.id] for e in val if e.id in f["val_scores"]},
-            iteration=f["trials_done"],
-            discovered_at=int(f["total_metric_calls"]),
+            origin="seed" if f.kind == "seed" else f"mipro:{f.kind}",
+            val_scores={e.id: f.val_scores[e.id] for e in val if e.id in f.val_scores},
+            iteration=f.trials_done,
+            discovered_at=f.total_metric_calls,
         )
         candidates.append(cand)
         if len(cand.val_scores) < len(val):
@@ -63,11 +66,8 @@ def build_result(
         complete.append(cand)
         if not curve or cand.val_score > curve[-1][1]:
             curve.append((cand.discovered_at, cand.val_score))
-    if complete:
-        best = max(complete, key=lambda c: (c.val_score, -c.id))
-    else:
-        best = best_candidate(candidates)
-    full_by_key = {k: mean(f["val_scores"]) for k, f in fulls.items()}
+    best = max(complete, key=lambda c: (c.val_score, -c.id)) if complete else best_candidate(candidates)
+    full_by_key = {k: f.mean for k, f in fulls.items()}
     rows = [
         {
             "number": t.number,
@@ -80,24 +80,4 @@ def build_result(
         }
         for t in trials
     ]
-    budget = Budget(
-        metric_calls=progress.metric_calls,
-        lm_calls=usage.calls,
-        uncached_lm_calls=usage.uncached_calls,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cost=usage.cost,
-        seconds=progress.seconds,
-        proposer_lm_calls=setup.proposer_calls,
-    )
-    return OptimizationResult.of_run(
-        program,
-        optimizer="promptopt.MIPROv2",
-        candidates=candidates,
-        best_id=best.id,
-        budget=budget,
-        learning_curve=curve,
-        stop_reason=reason,
-        trials=rows,
-        config=config,
-    )
+    return RunCandidates(candidates, best.id, curve, rows)

@@ -1,7 +1,7 @@
 """Building the search space: demo sets per predictor, then grounded instruction proposals.
 
 Runs once per run (in the process that prepares it); the result is saved as
-``proposals.json`` (see :mod:`promptopt.optimizers.mipro.state`).
+``search_space.json`` (see :mod:`promptopt.optimizers.mipro.search_space`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from promptopt.optimizers.callbacks import Dispatcher
 from promptopt.optimizers.components import predictor_names, serialize_components
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
 from promptopt.optimizers.mipro.proposer import GroundedProposer
-from promptopt.optimizers.mipro.state import Setup, serialize_demos
+from promptopt.optimizers.mipro.search_space import SearchSpace, serialize_demos
 from promptopt.optimizers.mipro.summaries import dataset_summary, program_summary
 
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ def run_until_scored(
     return recs
 
 
-class SpaceBuilder:
-    """Builds a run's :class:`Setup`; the seed is scored on ``val`` with the run's evaluator, so
+class SearchSpaceBuilder:
+    """Builds a run's :class:`SearchSpace`; the seed is scored on ``val`` with the run's evaluator, so
     its records serve the search too."""
 
     def __init__(
@@ -76,11 +76,11 @@ class SpaceBuilder:
         self.events = events
         self._teacher_calls = 0
 
-    def build(self) -> Setup:
+    def build(self) -> SearchSpace:
         """Demo sets, the seed's validation scores, summaries and proposals."""
-        opt = self.opt
+        cfg = self.opt.search
         t0 = time.time()
-        rng = random.Random(opt.seed)
+        rng = random.Random(cfg.seed)
         seed_comps = self.program.components()
         with track_usage() as usage:
             demo_sets_by_pred = self._bootstrap(rng)
@@ -91,23 +91,23 @@ class SpaceBuilder:
             )
             with track_usage() as proposer_usage:
                 summary = ""
-                if opt.data_aware:
+                if cfg.data_aware:
                     summary = dataset_summary(
                         self.proposer_lm,
                         self.train,
-                        batch_size=opt.summary_batch_size,
-                        max_batches=opt.summary_batches,
-                        rng=random.Random(f"{opt.seed}:summary"),
-                        options=lambda key: {"rollout_id": f"mipro-{opt.seed}-summary-{key}"},
+                        batch_size=cfg.summary_batch_size,
+                        max_batches=cfg.summary_batches,
+                        rng=random.Random(f"{cfg.seed}:summary"),
+                        options=lambda key: {"rollout_id": f"mipro-{cfg.seed}-summary-{key}"},
                     )
-                prog_summary = program_summary(self.program) if opt.program_aware else ""
+                prog_summary = program_summary(self.program) if cfg.program_aware else ""
                 instructions, logs = self._propose(
                     demo_sets_by_pred,
                     summary,
                     prog_summary,
                     sum(seed_scores.values()) / len(seed_scores) if seed_scores else 0.0,
                 )
-        return Setup(
+        return SearchSpace(
             train_ids=[e.id for e in self.train],
             val_ids=[e.id for e in self.val],
             predictors=self.names,
@@ -125,10 +125,10 @@ class SpaceBuilder:
 
     def _bootstrap(self, rng: random.Random) -> dict[str, list[list[Example]]]:
         """Per predictor: the seed's demos, then ``num_candidates - 1`` bootstrapped sets."""
-        opt = self.opt
+        opt, cfg = self.opt, self.opt.search
         own = {n: list(p.demos) for n, p in self.program.named_predictors()}
         self._teacher_calls = 0
-        if opt.max_bootstrapped_demos == 0 and opt.max_labeled_demos == 0:
+        if cfg.max_bootstrapped_demos == 0 and cfg.max_labeled_demos == 0:
             return {n: [own[n]] for n in self.names}
         teacher = opt.teacher if opt.teacher is not None else self.program
         if predictor_names(teacher) != self.names:
@@ -138,21 +138,21 @@ class SpaceBuilder:
         boot = Bootstrapper(
             teacher,
             opt.metric,
-            metric_threshold=opt.metric_threshold,
-            max_rounds=opt.max_rounds,
+            metric_threshold=cfg.metric_threshold,
+            max_rounds=cfg.max_rounds,
             lm=self.evaluator.lm,
-            num_threads=opt.num_threads,
-            failure_score=opt.failure_score,
+            num_threads=opt.run_options.num_threads,
+            failure_score=opt.run_options.failure_score,
             streak=self.evaluator.streak,  # one count of failures in a row for the whole run
-            allow_unbounded_metric=opt.allow_unbounded_metric,
+            allow_unbounded_metric=opt.run_options.allow_unbounded_metric,
         )
         sets = demo_sets(
             boot,
             self.names,
             self.train,
-            opt.num_candidates - 1,
-            max_bootstrapped_demos=opt.max_bootstrapped_demos,
-            max_labeled_demos=opt.max_labeled_demos,
+            cfg.num_candidates - 1,
+            max_bootstrapped_demos=cfg.max_bootstrapped_demos,
+            max_labeled_demos=cfg.max_labeled_demos,
             rng=rng,
             labeled_first=False,  # bootstrapped demos first: they are what the search is for
         )
@@ -166,13 +166,13 @@ class SpaceBuilder:
         prog_summary: str,
         seed_score: float,
     ) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
-        opt = self.opt
+        cfg = self.opt.search
         proposer = GroundedProposer(
             self.proposer_lm,
-            temperature=opt.proposer_temperature,
-            use_tips=opt.tip_aware,
-            use_history=opt.history_aware,
-            use_demos=opt.fewshot_aware,
+            temperature=cfg.proposer_temperature,
+            use_tips=cfg.tip_aware,
+            use_history=cfg.history_aware,
+            use_demos=cfg.fewshot_aware,
         )
         preds = dict(self.program.named_predictors())
         instructions: dict[str, list[str]] = {}
@@ -184,16 +184,16 @@ class SpaceBuilder:
                 name,
                 sig,
                 sig.instruction,
-                opt.num_candidates - 1,
+                cfg.num_candidates - 1,
                 # Each predictor's tips follow from the seed and its name, not from what the
                 # bootstrapping or an earlier predictor happened to draw.
-                rng=random.Random(f"{opt.seed}:proposals:{name}"),
+                rng=random.Random(f"{cfg.seed}:proposals:{name}"),
                 demo_pool=pool,
                 seed_score=seed_score,
                 dataset_summary=summary,
                 # one step: the summary would only repeat the step's own inputs and outputs
                 program_summary=prog_summary if len(self.names) > 1 else "",
-                rollout_prefix=f"mipro-{opt.seed}",
+                rollout_prefix=f"mipro-{cfg.seed}",
             )
             instructions[name] = [sig.instruction, *texts]
             for log in tried:

@@ -1,6 +1,6 @@
 """The run's fixed search space: proposals and demo sets, saved once as JSON.
 
-``RUN_DIR/proposals.json`` is written atomically by the process that prepares
+``RUN_DIR/search_space.json`` is written atomically by the process that prepares
 the run; a resumed run and every extra worker read it back, so proposals are
 never regenerated and all workers search the same space. Everything that
 changes during the search (trials, full evaluations) lives in the Optuna study.
@@ -16,8 +16,10 @@ from typing import Any
 from promptopt.core.example import Example
 from promptopt.io import write_json_atomic
 
-SETUP_VERSION = 1
-SETUP_FILE = "proposals.json"
+SEARCH_SPACE_VERSION = 1
+SEARCH_SPACE_FILE = "search_space.json"
+# The name runs saved before the search space had one name; read when the new name is absent.
+LEGACY_SEARCH_SPACE_FILE = "proposals.json"
 
 
 class DamagedRunError(ValueError):
@@ -37,7 +39,7 @@ def damaged(path: Path | str, problem: str, run_dir: Path | None = None) -> Dama
 
 
 @dataclass
-class Setup:
+class SearchSpace:
     """Instruction candidates and demo sets per predictor (index 0 is the seed's own)."""
 
     train_ids: list[str]
@@ -79,28 +81,30 @@ class Setup:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["version"] = SETUP_VERSION
+        data["version"] = SEARCH_SPACE_VERSION
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Setup:
+    def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
         data = dict(data)
         version = data.pop("version", None)
-        if version != SETUP_VERSION:
+        if version != SEARCH_SPACE_VERSION:
             raise ValueError(
                 f"This run directory holds MIPROv2 proposals version {version}; this promptopt reads "
-                f"version {SETUP_VERSION}. Start a new run directory."
+                f"version {SEARCH_SPACE_VERSION}. Start a new run directory."
             )
         return cls(**data)
 
     def save(self, run_dir: Path) -> None:
-        write_json_atomic(run_dir / SETUP_FILE, self.to_dict())
+        write_json_atomic(run_dir / SEARCH_SPACE_FILE, self.to_dict())
 
     @classmethod
-    def load(cls, run_dir: Path) -> Setup | None:
+    def load(cls, run_dir: Path) -> SearchSpace | None:
         """The saved search space, None when there is none; a file that is there but unreadable
         raises :class:`DamagedRunError` (building a new space over it would mix two runs)."""
-        path = run_dir / SETUP_FILE
+        path = run_dir / SEARCH_SPACE_FILE
+        if not path.exists() and (run_dir / LEGACY_SEARCH_SPACE_FILE).exists():
+            path = run_dir / LEGACY_SEARCH_SPACE_FILE
         if not path.exists():
             return None
         try:
@@ -118,10 +122,10 @@ def _shape_problem(data: Any) -> str | None:
     """What keeps ``data`` from being a saved search space, or None."""
     if not isinstance(data, dict):
         return f"not a MIPROv2 search space (a JSON object), but a JSON {type(data).__name__}"
-    if "version" in data and data["version"] != SETUP_VERSION:
+    if "version" in data and data["version"] != SEARCH_SPACE_VERSION:
         return None  # from_dict says which version it is
-    known = {f.name for f in fields(Setup)} | {"version"}
-    required = [f.name for f in fields(Setup) if f.default is MISSING and f.default_factory is MISSING]
+    known = {f.name for f in fields(SearchSpace)} | {"version"}
+    required = [f.name for f in fields(SearchSpace) if f.default is MISSING and f.default_factory is MISSING]
     missing = [k for k in required if k not in data]
     if missing:
         return f"fields missing from the MIPROv2 search space: {', '.join(missing)}"
