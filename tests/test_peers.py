@@ -8,9 +8,17 @@ import re
 import pytest
 
 import promptopt as po
-from promptopt.bench import peers
+from promptopt import peers
 from promptopt.optimizers.components import serialize_components
 from promptopt.testing import Killed, ScriptedLM, dies_at
+
+
+def run_peer(cls, program, metric, trainset, valset, *, task_lm, run_dir=None, resume=True, **options):
+    """A peer runner through the optimizer contract (resuming from ``run_dir`` by default)."""
+    return cls(metric, **options).compile(
+        program, trainset, valset, lm=task_lm, run_dir=run_dir, resume=resume
+    )
+
 
 TOY_WORDS = ["apple", "berry", "cider", "dates", "elder", "figgy"]
 TOY_WORDS += ["grape", "honey", "icing", "jelly", "kiwis", "lemon"]
@@ -94,7 +102,8 @@ def check_common(result, program, budget):
 
 def test_gepa_library_from_our_seed_resumes_from_its_run_dir(tmp_path):
     program = seed_program()
-    result = peers.run_gepa_library(
+    result = run_peer(
+        peers.GepaLibrary,
         program,
         metric,
         TRAIN,
@@ -109,7 +118,8 @@ def test_gepa_library_from_our_seed_resumes_from_its_run_dir(tmp_path):
     assert result.config["peer_reported_metric_calls"] >= result.budget.metric_calls
     assert (tmp_path / "gepa").is_dir() and any((tmp_path / "gepa").iterdir())
 
-    again = peers.run_gepa_library(
+    again = run_peer(
+        peers.GepaLibrary,
         program,
         metric,
         TRAIN,
@@ -133,10 +143,10 @@ def test_gepa_library_resumed_after_a_kill_counts_the_killed_process(tmp_path):
 
     kw = dict(task_lm=task_lm(), max_metric_calls=40, run_dir=tmp_path)
     with pytest.raises(Killed):
-        peers.run_gepa_library(seed_program(), dying, TRAIN, VAL, reflection_lm=reflector(), **kw)
+        run_peer(peers.GepaLibrary, seed_program(), dying, TRAIN, VAL, reflection_lm=reflector(), **kw)
     spent_before = json.loads((tmp_path / "gepa" / "promptopt_accounting.json").read_text())["metric_calls"]
     assert spent_before >= len(VAL)
-    resumed = peers.run_gepa_library(seed_program(), metric, TRAIN, VAL, reflection_lm=reflector(), **kw)
+    resumed = run_peer(peers.GepaLibrary, seed_program(), metric, TRAIN, VAL, reflection_lm=reflector(), **kw)
     assert resumed.config["resumed_after_metric_calls"] == spent_before
     assert resumed.budget.metric_calls > spent_before
     assert resumed.best_score == 1.0
@@ -144,8 +154,15 @@ def test_gepa_library_resumed_after_a_kill_counts_the_killed_process(tmp_path):
 
 def test_dspy_gepa_from_our_seed():
     program = seed_program()
-    result = peers.run_dspy_gepa(
-        program, metric, TRAIN, VAL, task_lm=task_lm(), reflection_lm=reflector(), max_metric_calls=30
+    result = run_peer(
+        peers.DspyGEPA,
+        program,
+        metric,
+        TRAIN,
+        VAL,
+        task_lm=task_lm(),
+        reflection_lm=reflector(),
+        max_metric_calls=30,
     )
     check_common(result, program, 30)
     assert result.optimizer == "dspy.GEPA"
@@ -157,8 +174,15 @@ def test_dspy_gepa_from_our_seed():
 
 def test_dspy_mipro_from_our_seed_spends_the_planned_budget():
     program = seed_program()
-    result = peers.run_dspy_mipro(
-        program, metric, TRAIN, VAL, task_lm=task_lm(), prompt_lm=reflector(), max_metric_calls=40
+    result = run_peer(
+        peers.DspyMIPROv2,
+        program,
+        metric,
+        TRAIN,
+        VAL,
+        task_lm=task_lm(),
+        prompt_lm=reflector(),
+        max_metric_calls=40,
     )
     check_common(result, program, 40)
     plan = result.config["plan"]
@@ -169,8 +193,14 @@ def test_dspy_mipro_from_our_seed_spends_the_planned_budget():
 
 def test_dspy_bootstrap_imports_demos_and_scores_with_promptopt():
     program = seed_program()
-    result = peers.run_dspy_bootstrap(
-        program, metric, TRAIN, VAL, task_lm=task_lm(demo_works=True), max_metric_calls=30
+    result = run_peer(
+        peers.DspyBootstrapFewShot,
+        program,
+        metric,
+        TRAIN,
+        VAL,
+        task_lm=task_lm(demo_works=True),
+        max_metric_calls=30,
     )
     assert result.best_id == 1 and result.best_score == 1.0 and result.seed_score == 0.0
     demos = result.best_program.demos
@@ -178,7 +208,9 @@ def test_dspy_bootstrap_imports_demos_and_scores_with_promptopt():
     boot = result.config["bootstrap_metric_calls"]
     assert 1 <= boot <= len(TRAIN) and result.budget.metric_calls == boot + 2 * len(VAL)
     with pytest.raises(ValueError, match="nothing for bootstrapping"):
-        peers.run_dspy_bootstrap(program, metric, TRAIN, VAL, task_lm=task_lm(), max_metric_calls=12)
+        run_peer(
+            peers.DspyBootstrapFewShot, program, metric, TRAIN, VAL, task_lm=task_lm(), max_metric_calls=12
+        )
 
 
 @pytest.mark.parametrize("budget", [30, 100, 400, 2000])
@@ -198,8 +230,15 @@ def test_mipro_plan_fits_the_budget(budget, n_train, n_val, n_preds):
 def test_dspy_mipro_with_minibatches_spends_the_planned_budget():
     # 40 validation examples: MIPROv2 scores minibatches of 35 and fully evaluates every few trials.
     val = [po.Example(_id=f"v{i}", word=f"word{i}x", out=f"WORD{i}X").with_inputs("word") for i in range(40)]
-    result = peers.run_dspy_mipro(
-        seed_program(), metric, TRAIN, val, task_lm=task_lm(), prompt_lm=reflector(), max_metric_calls=260
+    result = run_peer(
+        peers.DspyMIPROv2,
+        seed_program(),
+        metric,
+        TRAIN,
+        val,
+        task_lm=task_lm(),
+        prompt_lm=reflector(),
+        max_metric_calls=260,
     )
     plan = result.config["plan"]
     assert plan["minibatch"] and plan["minibatch_size"] == 35 and plan["num_candidates"] == 2

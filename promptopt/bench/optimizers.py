@@ -1,16 +1,18 @@
 """The optimizers a LangProBe cell can run, all behind one call.
 
-Every entry takes the same seed program, metric, splits, task LM, reflection/proposer LM, seed,
-budget (in metric calls) and run directory, and returns an
-:class:`~promptopt.optimizers.result.OptimizationResult` with ``best_program`` set. Modules are
-imported only when an optimizer runs, so a missing optional piece (DSPy, the gepa library) makes
-that optimizer's cells fail with "not available: ..." while the rest of the matrix runs.
+Every entry builds an :class:`~promptopt.optimizers.base.Optimizer` from the cell's
+:class:`RunContext` (the seed program's metric, the reflection / proposer LM, the seed, the budget
+in metric calls and the spec's options for it), and ``compile`` runs it with the task LM in the
+cell's run directory (``resume=True``). Each builder imports its optimizer when it runs, so a
+missing optional piece (DSPy, the gepa library) makes that optimizer's cells fail with
+"not available: ..." while the rest of the matrix runs.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
-import inspect
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,8 +20,9 @@ from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
+from promptopt.optimizers.base import Optimizer
 from promptopt.optimizers.components import serialize_components
-from promptopt.optimizers.result import Budget, Candidate, OptimizationResult
+from promptopt.optimizers.result import Candidate, OptimizationResult
 
 
 class OptimizerUnavailableError(RuntimeError):
@@ -45,77 +48,181 @@ class RunContext:
     options: dict[str, Any] = field(default_factory=dict)  # the spec's optimizer_options for it
 
 
+def _load(module: str, attr: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        raise OptimizerUnavailableError(f"not available: {exc}") from exc
+
+
+_P, _PEERS = "promptopt.optimizers", "promptopt.peers"
+
+
+# How each optimizer is built for a cell. The few-shot baselines also score on validation
+# (``score=True``) so their results carry the learning curve the others have.
+def _labeled(ctx: RunContext) -> Optimizer:
+    cls = _load(_P, "LabeledFewShot")
+    return cls(metric=ctx.metric, seed=ctx.seed, score=True, num_threads=ctx.num_threads, **ctx.options)
+
+
+def _bootstrap(ctx: RunContext) -> Optimizer:
+    cls = _load(_P, "BootstrapFewShot")
+    return cls(ctx.metric, score=True, num_threads=ctx.num_threads, **ctx.options)
+
+
+def _random_search(ctx: RunContext) -> Optimizer:
+    cls = _load(_P, "BootstrapFewShotWithRandomSearch")
+    return cls(
+        ctx.metric,
+        max_metric_calls=ctx.budget,
+        seed=ctx.seed,
+        num_threads=ctx.num_threads,
+        progress=ctx.progress,
+        **ctx.options,
+    )
+
+
+def _mipro(ctx: RunContext) -> Optimizer:
+    cls = _load(_P, "MIPROv2")
+    # The budget caps the preset's search size.
+    return cls(
+        ctx.metric,
+        max_metric_calls=ctx.budget,
+        proposer_lm=ctx.proposer_lm,
+        seed=ctx.seed,
+        num_threads=ctx.num_threads,
+        progress=ctx.progress,
+        **ctx.options,
+    )
+
+
+def _gepa(ctx: RunContext) -> Optimizer:
+    cls = _load(_P, "GEPA")
+    return cls(
+        ctx.metric,
+        max_metric_calls=ctx.budget,
+        reflection_lm=ctx.reflection_lm,
+        seed=ctx.seed,
+        num_threads=ctx.num_threads,
+        progress=ctx.progress,
+        **ctx.options,
+    )
+
+
+def _dspy_mipro(ctx: RunContext) -> Optimizer:
+    cls = _load(_PEERS, "DspyMIPROv2")
+    return cls(
+        ctx.metric,
+        max_metric_calls=ctx.budget,
+        prompt_lm=ctx.proposer_lm,
+        seed=ctx.seed,
+        num_threads=ctx.num_threads,
+        **ctx.options,
+    )
+
+
+def _dspy_gepa(ctx: RunContext) -> Optimizer:
+    cls = _load(_PEERS, "DspyGEPA")
+    return cls(
+        ctx.metric,
+        max_metric_calls=ctx.budget,
+        reflection_lm=ctx.reflection_lm,
+        seed=ctx.seed,
+        num_threads=ctx.num_threads,
+        **ctx.options,
+    )
+
+
+def _gepa_library(ctx: RunContext) -> Optimizer:
+    cls = _load(_PEERS, "GepaLibrary")
+    return cls(
+        ctx.metric,
+        max_metric_calls=ctx.budget,
+        reflection_lm=ctx.reflection_lm,
+        seed=ctx.seed,
+        num_threads=ctx.num_threads,
+        **ctx.options,
+    )
+
+
 @dataclass(frozen=True)
 class OptimizerEntry:
     name: str
     description: str
-    module: str  # imported lazily
-    attr: str
     kind: str  # "none" | "promptopt" | "peer"
+    build: Callable[[RunContext], Optimizer] | None  # None: the seed program itself
+    needs: tuple[str, ...] = ()  # modules it imports when built
 
-    def load(self) -> Any:
-        try:
-            module = importlib.import_module(self.module)
-        except ImportError as exc:
-            raise OptimizerUnavailableError(f"not available: {exc}") from exc
-        obj = getattr(module, self.attr, None)
-        if obj is None:
-            raise OptimizerUnavailableError(f"not available: {self.module} has no {self.attr}")
-        return obj
+    def check(self) -> None:
+        for module in self.needs:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise OptimizerUnavailableError(f"not available: {exc}") from exc
 
 
-_P, _PEERS = "promptopt.optimizers", "promptopt.bench.peers"
+_DSPY = ("dspy", "promptopt.peers")
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     e.name: e
     for e in (
-        OptimizerEntry("baseline", "no optimization: the seed program", "", "", "none"),
-        OptimizerEntry("labeled_fewshot", "k labeled examples as demos", _P, "LabeledFewShot", "promptopt"),
-        OptimizerEntry(
-            "bootstrap_fewshot", "demos from successful traces", _P, "BootstrapFewShot", "promptopt"
-        ),
+        OptimizerEntry("baseline", "no optimization: the seed program", "none", None),
+        OptimizerEntry("labeled_fewshot", "k labeled examples as demos", "promptopt", _labeled),
+        OptimizerEntry("bootstrap_fewshot", "demos from successful traces", "promptopt", _bootstrap),
         OptimizerEntry(
             "bootstrap_rs",
             "bootstrapped demo sets, best on validation (random search)",
-            _P,
-            "BootstrapFewShotWithRandomSearch",
             "promptopt",
+            _random_search,
         ),
         OptimizerEntry(
-            "mipro",
-            "promptopt MIPROv2: instructions x demo sets, Bayesian search",
-            _P,
-            "MIPROv2",
-            "promptopt",
+            "mipro", "promptopt MIPROv2: instructions x demo sets, Bayesian search", "promptopt", _mipro
         ),
-        OptimizerEntry("gepa", "promptopt GEPA: reflective Pareto evolution", _P, "GEPA", "promptopt"),
-        OptimizerEntry("dspy_mipro", "dspy.MIPROv2 (peer)", _PEERS, "run_dspy_mipro", "peer"),
-        OptimizerEntry("dspy_gepa", "dspy.GEPA (peer)", _PEERS, "run_dspy_gepa", "peer"),
-        OptimizerEntry("gepa_lib", "the gepa library's optimize (peer)", _PEERS, "run_gepa_library", "peer"),
+        OptimizerEntry("gepa", "promptopt GEPA: reflective Pareto evolution", "promptopt", _gepa),
+        OptimizerEntry("dspy_mipro", "dspy.MIPROv2 (peer)", "peer", _dspy_mipro, _DSPY),
+        OptimizerEntry("dspy_gepa", "dspy.GEPA (peer)", "peer", _dspy_gepa, _DSPY),
+        OptimizerEntry(
+            "gepa_lib", "the gepa library's optimize (peer)", "peer", _gepa_library, ("gepa", *_DSPY)
+        ),
     )
 }
 
 
 def availability(name: str) -> str | None:
     """``None`` when the optimizer can run here, else why not."""
-    entry = OPTIMIZERS[name]
-    if entry.kind == "none":
-        return None
     try:
-        entry.load()
+        OPTIMIZERS[name].check()
     except OptimizerUnavailableError as exc:
         return str(exc)
     return None
 
 
+def build_optimizer(name: str, ctx: RunContext) -> Optimizer:
+    """The optimizer ``name`` for one cell; an option it does not take is named in the error."""
+    entry = OPTIMIZERS[name]
+    if entry.build is None:
+        raise ValueError(f"{name} is the seed program, not an optimizer.")
+    entry.check()
+    try:
+        return entry.build(ctx)
+    except TypeError as exc:
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if not (ctx.options and match and match.group(1) in ctx.options):
+            raise
+        # The options an optimizer records in its config are the ones it takes.
+        known = sorted(entry.build(replace(ctx, options={})).config())
+        close = difflib.get_close_matches(match.group(1), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; its options include: {', '.join(known)}"
+        raise TypeError(f"{name} takes no option {match.group(1)!r} (optimizer_options){hint}") from exc
+
+
 def run_optimizer(name: str, ctx: RunContext) -> OptimizationResult:
     """Run optimizer ``name`` on one cell (``resume=True`` on its run directory)."""
-    entry = OPTIMIZERS[name]
-    if entry.kind == "none":
+    if OPTIMIZERS[name].build is None:
         return _seed_result(ctx.program)
-    obj = entry.load()
-    if entry.kind == "peer":
-        return _as_result(_call_peer(obj, ctx), ctx.program, name)
-    return _as_result(_call_promptopt(obj, ctx), ctx.program, name)
+    optimizer = build_optimizer(name, ctx)
+    return optimizer.compile(
+        ctx.program, list(ctx.trainset), list(ctx.valset), lm=ctx.task_lm, run_dir=ctx.run_dir, resume=True
+    )
 
 
 def _seed_result(program: Program) -> OptimizationResult:
@@ -127,84 +234,3 @@ def _seed_result(program: Program) -> OptimizationResult:
         stop_reason="none",
         best_program=program,
     )
-
-
-def _accepted(fn: Callable[..., Any]) -> tuple[set[str], bool]:
-    params = inspect.signature(fn).parameters
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    return set(params), var_kw
-
-
-def _filtered(fn: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
-    names, _ = _accepted(fn)
-    return {k: v for k, v in options.items() if k in names}
-
-
-def _call_promptopt(cls: type, ctx: RunContext) -> Any:
-    """Construct a promptopt optimizer with the options its constructor takes, and compile."""
-    options: dict[str, Any] = {
-        "metric": ctx.metric,
-        "max_metric_calls": ctx.budget,  # a cap for optimizers whose own presets set the search size
-        "seed": ctx.seed,
-        "num_threads": ctx.num_threads,
-        "progress": ctx.progress,
-        "score": True,  # few-shot baselines: also score on validation, for the learning curve
-        "reflection_lm": ctx.reflection_lm,
-    }
-    init = _filtered(cls.__init__, options)
-    names, _ = _accepted(cls.__init__)
-    proposer_arg = next((n for n in ("proposer_lm", "prompt_lm", "prompt_model") if n in names), None)
-    if proposer_arg is not None:
-        init[proposer_arg] = ctx.proposer_lm
-    _check_options(cls.__init__, ctx.options, cls.__name__)
-    init.update(ctx.options)
-    optimizer = cls(**init)
-    compile_options = {
-        "valset": list(ctx.valset),
-        "lm": ctx.task_lm,
-        "run_dir": ctx.run_dir,
-        "resume": True,
-    }
-    return optimizer.compile(ctx.program, list(ctx.trainset), **_filtered(optimizer.compile, compile_options))
-
-
-def _call_peer(fn: Callable[..., Any], ctx: RunContext) -> Any:
-    options = {
-        "task_lm": ctx.task_lm,
-        "reflection_lm": ctx.reflection_lm,
-        "prompt_lm": ctx.proposer_lm,
-        "max_metric_calls": ctx.budget,
-        "seed": ctx.seed,
-        "run_dir": ctx.run_dir,
-        "num_threads": ctx.num_threads,
-    }
-    _check_options(fn, ctx.options, fn.__name__)
-    kwargs = {**_filtered(fn, options), **ctx.options}
-    return fn(ctx.program, ctx.metric, list(ctx.trainset), list(ctx.valset), **kwargs)
-
-
-def _check_options(fn: Callable[..., Any], options: dict[str, Any], who: str) -> None:
-    names, var_kw = _accepted(fn)
-    unknown = sorted(set(options) - names - {"self"})
-    if unknown and not var_kw:
-        allowed = sorted(n for n in names if n not in ("self", "program", "metric", "trainset", "valset"))
-        raise TypeError(
-            f"{who} takes no option {unknown[0]!r} (optimizer_options); it takes: {', '.join(allowed)}."
-        )
-
-
-def _as_result(value: Any, seed_program: Program, name: str) -> OptimizationResult:
-    if isinstance(value, OptimizationResult):
-        if value.best_program is None:
-            return replace(value, best_program=value.program_for(seed_program))
-        return value
-    if isinstance(value, Program):  # an optimizer that returns only the compiled program
-        comps = serialize_components(value.components())
-        return OptimizationResult(
-            optimizer=name,
-            candidates=[Candidate(id=0, components=comps)],
-            best_id=0,
-            budget=Budget(),
-            best_program=value,
-        )
-    raise TypeError(f"{name} returned {type(value).__name__}, not an OptimizationResult or a Program.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -218,10 +219,13 @@ class RunSession:
         budget: Budget,
         stop_reason: str,
         config: dict[str, Any],
+        best_program: Program | None = None,
         **details: Any,
     ) -> OptimizationResult:
         """The result (``details``: ``pareto_front``, ``learning_curve``, ``trials``), saved as
-        ``result.json`` and ``best_program.json`` in the run directory."""
+        ``result.json`` and ``best_program.json`` in the run directory. ``best_program`` defaults to
+        the seed program with the best candidate's components (a peer passes the program it got
+        back from its library)."""
         result = OptimizationResult.of_run(
             self.program,
             optimizer=self.result_name,
@@ -232,6 +236,8 @@ class RunSession:
             config=config,
             **details,
         )
+        if best_program is not None:
+            result = replace(result, best_program=best_program)
         if self.rundir:
             result.save(self.rundir.path / "result.json")
             result.best_program.save(self.rundir.path / "best_program.json")  # type: ignore[union-attr]

@@ -222,7 +222,9 @@ def test_failed_cells_are_recorded_and_the_matrix_goes_on(tmp_path, monkeypatch,
     monkeypatch.setitem(
         OPTIMIZERS,
         "missing",
-        OptimizerEntry("missing", "a module that is not installed", "no_such_pkg", "X", "peer"),
+        OptimizerEntry(
+            "missing", "a module that is not installed", "peer", lambda ctx: None, ("no_such_pkg",)
+        ),
     )
     real = runner_mod.run_optimizer
 
@@ -325,7 +327,10 @@ def test_optimizer_options_reach_the_optimizer_and_are_checked(tmp_path, iris):
     )
     (record,) = run_matrix(bad, lms=iris.lms(), progress=False).ran
     assert record["status"] == "failed"
-    assert "GEPA takes no option 'minibatch'" in record["error"]["message"]
+    assert (
+        "gepa takes no option 'minibatch' (optimizer_options); did you mean 'minibatch_size'?"
+        in (record["error"]["message"])
+    )
     assert "minibatch_size" in record["error"]["message"]
     with pytest.raises(SpecError, match="optimizer_options names an unknown optimizer 'gepa3'"):
         iris.spec(tmp_path, optimizer_options={"gepa3": {}})

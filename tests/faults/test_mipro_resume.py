@@ -333,5 +333,6 @@ def test_damaged_files_are_replaced_by_a_fresh_run(finished):
     res, _, _ = compile_run(finished, num_trials=3)  # resume=False: start over
     assert len(res.trials) == 3
     assert (
-        json.loads((finished / "search_space.json").read_text())["instructions"]["self"][0] == "Repeat the word."
+        json.loads((finished / "search_space.json").read_text())["instructions"]["self"][0]
+        == "Repeat the word."
     )

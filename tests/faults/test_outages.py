@@ -13,10 +13,10 @@ import pytest
 import promptopt as po
 from promptopt.lm.client import LMError
 from promptopt.optimizers import GEPA, BootstrapFewShotWithRandomSearch
+from promptopt.optimizers.components import serialize_components as ser
 from promptopt.optimizers.evaluation import CandidateEvaluator
 from promptopt.optimizers.gepa.reflection import Proposal
 from promptopt.optimizers.result import Candidate, best_candidate, compare_on_common
-from promptopt.optimizers.components import serialize_components as ser
 from promptopt.optimizers.stoppers import (
     ConsecutiveFailuresError,
     FailureStreak,

@@ -9,11 +9,19 @@ import pytest
 
 import promptopt as po
 from langprobe import get_task
-from promptopt.bench import peers
+from promptopt import peers
 from promptopt.optimizers.components import serialize_components
 
 # Minutes on the local model: run with `pytest -m slow` (CI does).
 pytestmark = pytest.mark.slow
+
+
+def run_peer(cls, program, metric, trainset, valset, *, task_lm, run_dir=None, resume=True, **options):
+    """A peer runner through the optimizer contract (resuming from ``run_dir`` by default)."""
+    return cls(metric, **options).compile(
+        program, trainset, valset, lm=task_lm, run_dir=run_dir, resume=resume
+    )
+
 
 BUDGET = 14
 
@@ -44,7 +52,8 @@ def test_gepa_library_on_iris(tmp_path, local_lm_factory):
     task, train, val = iris()
     task_lm = local_lm_factory(tmp_path / "c.sqlite", max_tokens=64)
     reflection_lm = local_lm_factory(tmp_path / "c.sqlite", temperature=0.7, max_tokens=150)
-    result = peers.run_gepa_library(
+    result = run_peer(
+        peers.GepaLibrary,
         task.program("predict"),
         task.metric,
         train,
@@ -69,7 +78,8 @@ def test_gepa_library_on_iris(tmp_path, local_lm_factory):
 
 def test_dspy_gepa_on_iris(tmp_path, local_lm_factory):
     task, train, val = iris()
-    result = peers.run_dspy_gepa(
+    result = run_peer(
+        peers.DspyGEPA,
         task.program("predict"),
         task.metric,
         train,
