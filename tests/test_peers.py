@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 import promptopt as po
 from promptopt import peers
 from promptopt.optimizers.components import serialize_components
-from promptopt.testing import Killed, ScriptedLM, dies_at
+from promptopt.testing import Killed, dies_at
+from promptopt.testing.dspy_toy import dspy_toy_lm, dspy_toy_reflector
 
 
 def run_peer(cls, program, metric, trainset, valset, *, task_lm, run_dir=None, resume=True, **options):
@@ -40,44 +40,12 @@ def metric(example, prediction, trace=None):
     return po.Score(0.0, f"Wrong: expected {example.out!r} (the word in uppercase), got {prediction.out!r}.")
 
 
-def word_of(text):
-    m = re.search(r"\[\[ ## word ## \]\]\s*\n(.*)", text) or re.search(r"^word: (.*)$", text, re.M)
-    return m.group(1).strip()
-
-
 def task_lm(*, demo_works=False):
-    """Uppercases when its instruction says so (or, optionally, when a demo shows an answer).
-
-    It answers in DSPy's field markers, which promptopt's parser also reads, so the same LM serves
-    DSPy's runtime during optimization and promptopt's when results are scored."""
-
-    def reply(messages):
-        word = word_of(messages[-1]["content"])
-        upper = "uppercase" in messages[0]["content"].lower()
-        upper = upper or (demo_works and any(m["role"] == "assistant" for m in messages))
-        return f"[[ ## out ## ]]\n{word.upper() if upper else word}\n\n[[ ## completed ## ]]"
-
-    return ScriptedLM(reply)
+    return dspy_toy_lm(demo_works=demo_works)
 
 
 def reflector():
-    """Proposes the fix in whatever format asks: gepa's fenced block, DSPy's JSON or field markers."""
-
-    def reply(messages):
-        system = messages[0]["content"] if messages[0]["role"] == "system" else ""
-        block = re.search(r"Your output fields are:\n(.*?)(?:\n[A-Z]|\Z)", system, re.S)
-        names = re.findall(r"`(\w+)`", block.group(1)) if block else []
-        value = {
-            n: "Repeat the word in uppercase letters." if "instruction" in n else "A word task."
-            for n in names
-        }
-        if not names:
-            return "```\nRepeat the word in uppercase letters.\n```"
-        if "JSON object" in system:
-            return json.dumps(value)
-        return "\n\n".join(f"[[ ## {n} ## ]]\n{v}" for n, v in value.items()) + "\n\n[[ ## completed ## ]]"
-
-    return ScriptedLM(reply)
+    return dspy_toy_reflector()
 
 
 def seed_program():

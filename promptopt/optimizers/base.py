@@ -34,9 +34,11 @@ workers, which share one on purpose.
 
 **Resume.** ``resume=True`` continues the run saved in ``run_dir``: nothing already scored is
 scored again, and a run resumed after a kill at any point ends with the result the uninterrupted
-run would have had (its ``budget.seconds`` aside) for GEPA, MIPROv2 with one worker, and the
-few-shot baselines. Resuming a finished run returns its result and spends nothing. The peer
-runners resume as far as their libraries can (see each one). ``resume=False`` starts over and
+run would have had (its ``budget.seconds`` aside) for GEPA, MIPROv2 with one worker,
+LabeledFewShot and BootstrapFewShot. BootstrapFewShotWithRandomSearch and the gepa library end
+with the same candidates, scores and choice, though they redo teacher runs or rescore a few pairs,
+which adds to what they spent. Resuming a finished run returns its result. dspy.GEPA and
+dspy.MIPROv2 resume as far as DSPy can (see each one). ``resume=False`` starts over and
 discards what the run directory held.
 
 **Callbacks.** ``callbacks=[...]`` see typed events (:mod:`promptopt.optimizers.callbacks`):

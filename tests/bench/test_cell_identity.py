@@ -45,7 +45,7 @@ def test_cells_carry_identity_and_provenance(tmp_path, iris):
         assert set(ident) == {"config", "data", "lms", "code"}
         assert ident["code"] == code_version().source_sha256
         assert len(ident["data"]["files_sha256"]) == 64 and len(ident["data"]["splits_sha256"]) == 64
-        assert ident["lms"]["task"] == {"model": "promptopt.testing.ScriptedLM"}
+        assert ident["lms"]["task"] == {"model": "promptopt.testing.scripted_lm.ScriptedLM"}
         assert set(prov["packages"]) == set(PACKAGES) and prov["packages"]["promptopt"]
         assert set(prov["code"]) == {"version", "commit", "dirty", "source_sha256"}
         assert prov["cpu"]["cores"] >= 1 and prov["command"]

@@ -62,7 +62,8 @@ def proposer():
 
 
 class Marks(Callback):
-    """The task-LM call count when the search starts (the preparation is done by then)."""
+    """The task-LM call count when the search starts: when the seed's full evaluation is recorded,
+    right after the preparation."""
 
     def __init__(self, outage, metric):
         self.outage, self.metric = outage, metric
@@ -70,7 +71,7 @@ class Marks(Callback):
         self.after_trials = []  # task-LM calls when each trial ended
 
     def on_event(self, name, event):
-        if name == "run_start":
+        if name == "val_evaluated" and event["candidate_id"] == 0 and self.search_starts_at is None:
             self.search_starts_at, self.metric_calls_before = self.outage.calls, self.metric.calls
         elif name == "trial":
             self.after_trials.append(self.outage.calls)

@@ -48,6 +48,9 @@ class DemoSetCandidates:
                 int(state.get("metric_calls", 0)),
                 int(state.get("unscored_calls", 0)),
             )
+            # What the earlier processes spent on the candidates they finished; what a killed one
+            # spent on the candidate it was scoring is redone here and counted once.
+            session.restore_spending(state.get("usage", {}), float(state.get("seconds", 0.0)))
             self.resumed = bool(session.evaluator.records)
 
     @property
@@ -109,6 +112,8 @@ class DemoSetCandidates:
                     "records": evaluator.records,
                     "metric_calls": evaluator.metric_calls,
                     "unscored_calls": evaluator.unscored_calls,
+                    "usage": self.session.total_usage().to_dict(),
+                    "seconds": self.session.seconds(),
                 }
             )
 

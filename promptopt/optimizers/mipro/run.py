@@ -141,8 +141,8 @@ class MIPRORun:
     def _prepare(self) -> tuple[SearchSpace, bool]:
         """Open the study; load the saved search space, or build and save it; True when loaded.
 
-        Under the search space's lock, so of several workers started together exactly one builds it. The
-        study is created before the search space is saved, so a run directory with a
+        Under the search space's lock, so of several workers started together exactly one builds it.
+        The study is created before the search space is saved, so a run directory with a
         ``search_space.json`` always has its study: a study that is missing, empty or unreadable then
         is damage, and so is a study with trials but no search space. Either stops the run with a
         :class:`DamagedRunError`, rather than running every trial again over what was there.
@@ -156,6 +156,7 @@ class MIPRORun:
             resumed = space is not None
             if space is not None:
                 self._check_same_run(space)
+                self.session.start("mipro", self.opt.config(), resumed)
             elif n_trials or n_fulls:
                 raise damaged(
                     self.rundir.path / SEARCH_SPACE_FILE if self.rundir else "The search space",
@@ -164,6 +165,7 @@ class MIPRORun:
                     self._advice_dir(),
                 )
             else:
+                self.session.start("mipro", self.opt.config(), resumed)  # before the preparation's events
                 space = SearchSpaceBuilder(
                     self.opt,
                     self.program,
@@ -310,7 +312,6 @@ class MIPRORun:
     def _execute(self) -> OptimizationResult:
         self.space, resumed = self._prepare()
         self._print_estimate(resumed)
-        self.session.start("mipro", self.opt.config(), resumed)
         if combo_key(self.space.seed_params()) not in self.study.full_evals():
             self._record_seed()
         reason, finished, ran = self._search()
