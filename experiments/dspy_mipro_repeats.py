@@ -31,7 +31,8 @@ from langprobe import get_task
 from langprobe.dspy_programs import IrisSpecies, PetalsThenSpecies, scores_on
 from promptopt.bench.identity import experiment_provenance
 from promptopt.dspy import MIPROv2
-from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
+from promptopt.dspy.conversion import to_dspy_examples
+from promptopt.dspy.lms import dspy_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -34,8 +34,9 @@ import promptopt.dspy as po_dspy
 from langprobe import get_task
 from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, MathWordProblem, scores_on
 from promptopt.bench.identity import experiment_provenance
+from promptopt.dspy.conversion import to_dspy_examples
+from promptopt.dspy.lms import dspy_lm
 from promptopt.evaluate import bootstrap_ci
-from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
 from promptopt.io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]

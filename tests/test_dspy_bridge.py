@@ -10,19 +10,19 @@ import pytest
 from dspy.utils import DummyLM
 
 import promptopt as po
-from promptopt.integrations.dspy import (
+from promptopt.dspy.conversion import (
     PromptoptModule,
     components_from_dspy,
-    dspy_lm,
-    dspy_metric,
     dspy_signature,
-    from_dspy,
     from_dspy_example,
     signature_from_dspy,
     to_dspy,
     to_dspy_example,
     to_dspy_examples,
 )
+from promptopt.dspy.lms import dspy_lm
+from promptopt.dspy.metrics import dspy_metric
+from promptopt.dspy.programs import from_dspy
 from promptopt.testing import FakeOpenAIServer, ScriptedLM
 
 

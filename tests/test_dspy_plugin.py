@@ -9,10 +9,13 @@ import dspy
 import pytest
 
 import promptopt as po
-from promptopt.dspy import GEPA, MIPROv2, metric_form, promptopt_metric
-from promptopt.integrations.dspy import dspy_lm, dspy_metric
+from promptopt.dspy import GEPA, MIPROv2
+from promptopt.dspy.conversion import to_dspy_examples
+from promptopt.dspy.lms import dspy_lm
+from promptopt.dspy.metrics import dspy_metric, metric_form, promptopt_metric
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.testing import FakeOpenAIServer, Killed, ScriptedLM, dies_at
+from promptopt.testing import FakeOpenAIServer, Killed, ScriptedLM, dies_at, toy_examples
+from promptopt.testing.dspy_toy import dspy_toy_lm
 
 # --- the task: the answer must be LOUD, which the LM writes only when told to SHOUT ----------------
 
@@ -414,8 +417,8 @@ def tool_reflection_reply(messages):
 
 
 def test_react_tool_descriptions_are_components():
-    from promptopt.dspy import apply_components
-    from promptopt.integrations.dspy import from_dspy
+    from promptopt.dspy.programs import from_dspy
+    from promptopt.dspy.teleprompters import apply_components
 
     agent = dspy.ReAct("question -> answer", tools=[lookup])
     program = from_dspy(agent)
@@ -466,3 +469,58 @@ def test_gepa_evolves_a_react_tool_description(tmp_path):
     fresh.load(tmp_path / "react.json")
     with dspy.context(lm=lm):
         assert fresh(question="new?").answer == "LOUD"
+
+
+def test_dspy_keywords_are_taken_or_refused_with_the_promptopt_way(tmp_path):
+    gepa = GEPA(
+        lambda e, p, t=None: 1.0,
+        max_metric_calls=10,
+        reflection_minibatch_size=2,
+        candidate_selection_strategy="current_best",
+        log_dir=str(tmp_path / "log"),
+        track_stats=True,
+    )
+    assert gepa.options == {"minibatch_size": 2, "parent_selector": "best"}
+    assert gepa.run_dir == str(tmp_path / "log")
+    assert gepa.get_params()["parent_selector"] == "best"
+    with pytest.raises(TypeError, match=r"max_full_evals=.*use max_metric_calls=N"):
+        GEPA(lambda e, p, t=None: 1.0, max_full_evals=3)
+    with pytest.raises(ValueError, match="candidate_selection_strategy='random'"):
+        GEPA(lambda e, p, t=None: 1.0, max_metric_calls=10, candidate_selection_strategy="random")
+    mipro = MIPROv2(lambda e, p, t=None: 1.0, init_temperature=1.0, verbose=False, track_stats=True)
+    assert mipro.options == {"proposer_temperature": 1.0, "progress": False}
+    with pytest.raises(TypeError, match=r"max_errors=.*use max_consecutive_failures=N"):
+        MIPROv2(lambda e, p, t=None: 1.0, max_errors=5)
+    assert isinstance(gepa, dspy.teleprompt.Teleprompter) and isinstance(mipro, dspy.teleprompt.Teleprompter)
+
+
+def test_a_feedback_metric_is_asked_about_the_predictor_gepa_reflects_on():
+    asked = []
+
+    def feedback_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        if pred_name is not None:
+            asked.append((pred_name, [(inputs, dict(outputs)) for _, inputs, outputs in pred_trace]))
+            return dspy.Prediction(score=0.0, feedback=f"About {pred_name}: answer in uppercase.")
+        ok = pred.out == gold.out
+        return dspy.Prediction(score=float(ok), feedback="Correct." if ok else "Wrong.")
+
+    reflections = []
+
+    def reflector(messages):
+        reflections.append(messages[-1]["content"])
+        return "Here are rules:\n- Always write the output in uppercase letters."
+
+    student = dspy.Predict("word -> out")
+    train, val = to_dspy_examples(toy_examples(4)), to_dspy_examples(toy_examples(3, offset=10))
+    with dspy.context(lm=dspy_lm(dspy_toy_lm())):
+        compiled = GEPA(
+            feedback_metric,
+            max_metric_calls=12,
+            reflection_lm=ScriptedLM(reflector),
+            proposer="rules",
+            progress=False,
+        ).compile(student, trainset=train, valset=val)
+    assert asked and {name for name, _ in asked} == {"self"}
+    assert all(trace and "word" in trace[0][0] for _, trace in asked)
+    assert any("About self: answer in uppercase." in r for r in reflections)
+    assert compiled.promptopt_result.config["feedback_metric_calls"] == len(asked)

@@ -17,7 +17,8 @@ class DspyAccounting:
     """The DSPy LMs of one run, with call counters, token usage (from the LMs' histories) and wall time."""
 
     def __init__(self, task_lm: LanguageModel, other_lm: LanguageModel | None) -> None:
-        from promptopt.integrations.dspy import CallCounter, dspy_lm
+        from promptopt.dspy.lms import dspy_lm
+        from promptopt.dspy.usage import CallCounter
 
         self.task_counter = CallCounter()
         self.other_counter = CallCounter()

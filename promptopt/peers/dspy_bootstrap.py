@@ -89,12 +89,8 @@ class DspyBootstrapFewShot:
     def _search(self, run: PeerRun, n_boot: int) -> OptimizationResult:
         import dspy
 
-        from promptopt.integrations.dspy import (
-            PromptoptModule,
-            components_from_dspy,
-            dspy_metric,
-            to_dspy_examples,
-        )
+        from promptopt.dspy.conversion import PromptoptModule, components_from_dspy, to_dspy_examples
+        from promptopt.dspy.metrics import dspy_metric
 
         program = run.program
         acct = DspyAccounting(run.task_lm, None)

@@ -17,7 +17,7 @@ from promptopt.peers.dspy_accounting import DspyAccounting
 
 class DspyGEPA:
     """``dspy.GEPA(max_metric_calls=budget, reflection_lm=..., track_stats=True)`` on the program run
-    as a :class:`~promptopt.integrations.dspy.PromptoptModule`; candidates are all of GEPA's, with
+    as a :class:`~promptopt.dspy.conversion.PromptoptModule`; candidates are all of GEPA's, with
     per-example validation scores. ``RUN_DIR/dspy_gepa`` holds its state, which a resumed run
     continues from (DSPy counts the metric calls of the resumed process only).
 
@@ -79,12 +79,8 @@ class DspyGEPA:
     def _search(self, run: PeerRun) -> OptimizationResult:
         import dspy
 
-        from promptopt.integrations.dspy import (
-            PromptoptModule,
-            components_from_dspy,
-            dspy_metric,
-            to_dspy_examples,
-        )
+        from promptopt.dspy.conversion import PromptoptModule, components_from_dspy, to_dspy_examples
+        from promptopt.dspy.metrics import dspy_metric
 
         program = run.program
         acct = DspyAccounting(run.task_lm, self.reflection_lm)

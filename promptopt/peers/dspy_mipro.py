@@ -84,13 +84,13 @@ class DspyMIPROv2:
     def _search(self, run: PeerRun) -> OptimizationResult:
         import dspy
 
-        from promptopt.integrations.dspy import (
+        from promptopt.dspy.conversion import (
             PromptoptModule,
             components_from_dspy,
-            dspy_metric,
             module_key,
             to_dspy_examples,
         )
+        from promptopt.dspy.metrics import dspy_metric
 
         program, train, val = run.program, run.train, run.val
         plan = mipro_settings(

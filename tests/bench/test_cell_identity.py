@@ -59,7 +59,8 @@ def test_cells_carry_identity_and_provenance(tmp_path, iris):
     prov = md[md.index("## Provenance") :]
     assert "2 cells: promptopt" in prov and code_version().source_sha256[:16] in prov
     assert (
-        f"`{code_version().commit or 'no git checkout'}`" in prov and "promptopt.testing.scripted_lm.ScriptedLM" in prov
+        f"`{code_version().commit or 'no git checkout'}`" in prov
+        and "promptopt.testing.scripted_lm.ScriptedLM" in prov
     )
     assert "## LM-cache state" in md and 'lm_cache = "shared"' in md
 

@@ -18,7 +18,8 @@ from langprobe.dspy_programs import (  # noqa: E402
 )
 from langprobe.registry import get_task  # noqa: E402
 from langprobe.task import mirror_dir  # noqa: E402
-from promptopt.integrations.dspy import dspy_lm, to_dspy_examples  # noqa: E402
+from promptopt.dspy.conversion import to_dspy_examples  # noqa: E402
+from promptopt.dspy.lms import dspy_lm  # noqa: E402
 from promptopt.testing import ScriptedLM  # noqa: E402
 
 pytestmark = pytest.mark.skipif(mirror_dir() is None, reason="no local data mirror (shared/data)")

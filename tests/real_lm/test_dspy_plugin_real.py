@@ -29,7 +29,8 @@ import promptopt as po
 from langprobe import get_task
 from langprobe.dspy_programs import HeartDiagnosis, IrisSpecies, PetalsThenSpecies, scores_on
 from promptopt.dspy import GEPA, MIPROv2
-from promptopt.integrations.dspy import dspy_lm, to_dspy_examples
+from promptopt.dspy.conversion import to_dspy_examples
+from promptopt.dspy.lms import dspy_lm
 from promptopt.optimizers import Callback
 
 # Minutes on the local model: run with `pytest -m slow` (CI does).

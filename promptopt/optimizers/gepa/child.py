@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+from promptopt.core.example import Example
 from promptopt.core.program import TextComponent
 from promptopt.core.signature import Signature
 from promptopt.evaluate import is_lm_failure
@@ -58,6 +61,7 @@ class ChildProposer:
         components: list[str],
         texts: dict[str, TextComponent],
         events: Dispatcher,
+        examples: Mapping[str, Example],
     ) -> None:
         self.cfg = cfg
         self.proposer = proposer
@@ -67,6 +71,7 @@ class ChildProposer:
         self.components = components
         self.texts = texts
         self.events = events
+        self.examples = examples  # the training examples by id, for predictor feedback
         self.reflection_streak = FailureStreak(None)  # never saved: a resumed run counts anew
 
     def propose(
@@ -124,6 +129,19 @@ class ChildProposer:
                 break
         return (child, changed) if changed else (None, [])
 
+    def _predictor_feedback(self, state: GEPAState, pred: str, recs: list[Record]) -> list[Record]:
+        """The records with ``pred``'s own feedback (asked once per record that ran ``pred``)."""
+        ask = self.cfg.predictor_feedback
+        assert ask is not None
+        out = []
+        for rec in recs:
+            if rec.entries(pred) and rec.example_id in self.examples:
+                state.feedback_calls += 1
+                text = ask(self.examples[rec.example_id], rec, pred)
+                rec = replace(rec, feedback=text) if text is not None else rec
+            out.append(rec)
+        return out
+
     def _reflect(
         self,
         state: GEPAState,
@@ -135,6 +153,8 @@ class ChildProposer:
     ) -> str | None:
         """A new text for ``comp`` (default: ``pred``'s instruction) from ``pred``'s traces, or None."""
         cfg = self.cfg
+        if cfg.predictor_feedback is not None:
+            recs = self._predictor_feedback(state, pred, recs)
         examples = reflective_dataset(
             pred, recs, max_examples=cfg.max_reflection_examples, max_chars=cfg.max_reflection_chars
         )

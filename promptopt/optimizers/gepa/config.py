@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from promptopt.optimizers.gepa.reflection import Proposer
+from promptopt.optimizers.gepa.reflection import PredictorFeedback, Proposer
 from promptopt.optimizers.gepa.strategies import (
     AcceptanceRule,
     ComponentSelector,
@@ -62,6 +62,7 @@ class GEPAConfig:
     max_instruction_chars: int | None = 4000
     seed: int = 0
     max_stalled_iterations: int = 12
+    predictor_feedback: PredictorFeedback | None = None
 
     def __post_init__(self) -> None:
         if (self.auto is None) == (self.max_metric_calls is None):

@@ -38,7 +38,7 @@ from promptopt.optimizers.base import RunOptions
 from promptopt.optimizers.callbacks import Callback
 from promptopt.optimizers.datasets import train_and_val
 from promptopt.optimizers.gepa.config import GEPAConfig
-from promptopt.optimizers.gepa.reflection import Proposer
+from promptopt.optimizers.gepa.reflection import PredictorFeedback, Proposer
 from promptopt.optimizers.gepa.run import RESULT_NAME, GEPARun
 from promptopt.optimizers.gepa.strategies import (
     AcceptanceRule,
@@ -101,6 +101,9 @@ class GEPA:
         seed: all random choices derive from it.
         max_stalled_iterations: stop after this many iterations in a row that spent no metric call
             (every minibatch already perfect, or every proposal rejected before it was scored).
+        predictor_feedback: ``(example, record, predictor) -> str | None``, asked for feedback on
+            one predictor's part when reflecting on it (the metric's own feedback is about the whole
+            program); the calls are ``feedback_metric_calls`` in the result's config.
         max_consecutive_failures: stop after this many task-LM runs in a row could not be scored
             (the LM raised, the metric raised or returned a value outside [0, 1], the program
             returned no Prediction), or this many reflection calls in a row could not reach the
@@ -145,6 +148,7 @@ class GEPA:
         num_threads: int = 4,
         seed: int = 0,
         max_stalled_iterations: int = 12,
+        predictor_feedback: PredictorFeedback | None = None,
         failure_score: float = 0.0,
         max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
         allow_unbounded_metric: bool = False,
@@ -184,6 +188,7 @@ class GEPA:
             max_instruction_chars=max_instruction_chars,
             seed=seed,
             max_stalled_iterations=max_stalled_iterations,
+            predictor_feedback=predictor_feedback,
         )
         self.run_options = RunOptions(
             num_threads=num_threads,

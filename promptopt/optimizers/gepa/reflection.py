@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from promptopt.core.example import Example
 from promptopt.core.signature import Signature
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.evaluation import Record
@@ -54,6 +55,13 @@ class ReflectiveExample:
 def _clip(value: Any, limit: int) -> str:
     text = value if isinstance(value, str) else str(value)
     return text if len(text) <= limit else text[: limit - 15] + " …[truncated]"
+
+
+class PredictorFeedback(Protocol):
+    """Feedback on one predictor's part in a run, asked when GEPA reflects on that predictor (the
+    run's own feedback is about the program as a whole); ``None`` keeps the run's feedback."""
+
+    def __call__(self, example: Example, record: Record, predictor: str) -> str | None: ...
 
 
 def reflective_dataset(

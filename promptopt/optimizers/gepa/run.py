@@ -76,6 +76,7 @@ class GEPARun:
             components=self.components,
             texts=self.texts,
             events=self.events,
+            examples=self.train,
         )
         self._fill_attempts: dict[int, int] = {}
 
@@ -384,6 +385,8 @@ class GEPARun:
             proposer_calls=st.proposer_calls,
         )
         proposer_stats = {"proposer_state": st.proposer_state} if st.proposer_state else {}
+        if self.cfg.predictor_feedback is not None:
+            proposer_stats["feedback_metric_calls"] = st.feedback_calls
         return self.session.result(
             st.candidates,
             best.id,

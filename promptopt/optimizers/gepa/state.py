@@ -44,6 +44,7 @@ class GEPAState:
     progress: Progress = field(default_factory=Progress)
     usage: dict[str, Any] = field(default_factory=dict)
     proposer_calls: int = 0
+    feedback_calls: int = 0  # predictor feedback asked of the metric while reflecting
     proposer_state: dict[str, Any] = field(default_factory=dict)
     stalled_iterations: int = 0
     unscored_calls: int = 0  # runs the LM or the metric failed on; not metric calls

@@ -3,7 +3,7 @@
 ::
 
     import dspy
-    from promptopt.dspy import GEPA, MIPROv2
+
 
     dspy.configure(lm=dspy.LM("openai/gpt-4o-mini"))
     program = dspy.ChainOfThought("question -> answer")
@@ -33,8 +33,9 @@ The contract:
   dspy.GEPA's feedback form ``metric(gold, pred, trace, pred_name, pred_trace) -> float |
   dspy.Prediction(score=..., feedback=...)``; the form is read from its signature (see
   :func:`metric_form`). It receives ``dspy.Example`` / ``dspy.Prediction`` objects and is called as
-  in an evaluation (``trace=None``; ``pred_name=None``, so a feedback metric gives the module-level
-  feedback, which GEPA's reflection uses for every predictor).
+  in an evaluation (``trace=None``, ``pred_name=None``: the module-level score). When GEPA reflects
+  on one predictor, a feedback metric is also asked with that predictor's ``pred_name`` and
+  ``pred_trace``, as dspy.GEPA does (``feedback_metric_calls`` in the result's config).
 * promptopt's machinery applies unchanged: budgets (``max_metric_calls``, ``auto``, the stoppers),
   ``run_dir`` with ``resume=True`` to continue a killed run, callbacks, progress. LM calls made
   through DSPy (uncached ones) are counted in the result's budget.
@@ -42,275 +43,28 @@ The contract:
 
 from __future__ import annotations
 
-import inspect
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dspy
+from dspy.teleprompt import Teleprompter
 
-from promptopt.core.example import Example, Prediction
-from promptopt.core.metric import Score, as_score
-from promptopt.core.program import ConfigurationError
-from promptopt.integrations.dspy import (
-    SOURCE_ATTR,
-    DspyProgram,
-    from_dspy,
-    from_dspy_example,
-    react_tools,
-    to_dspy_example,
-)
-from promptopt.lm.client import LM
-from promptopt.lm.usage import report
-from promptopt.lm_protocol import Completion, LanguageModel
+from promptopt.core.example import Example
+from promptopt.dspy.conversion import from_dspy_example, to_dspy_example
+from promptopt.dspy.keywords import GEPA_KEYWORDS, MIPRO_KEYWORDS, translate
+from promptopt.dspy.lms import DspyLanguageModel, counting_task_calls, proposal_lm, resolve_task_lm, some_lm
+from promptopt.dspy.metrics import DspyPredictorFeedback, metric_form, promptopt_metric
+from promptopt.dspy.programs import DspyProgram, from_dspy, react_tools
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.components import deserialize_components
 from promptopt.optimizers.gepa import engine as _gepa
 from promptopt.optimizers.mipro import engine as _mipro
 from promptopt.optimizers.result import OptimizationResult
 
-__all__ = [
-    "GEPA",
-    "DspyLanguageModel",
-    "MIPROv2",
-    "apply_components",
-    "metric_form",
-    "promptopt_metric",
-    "proposal_lm",
-    "task_dspy_lm",
-]
-
 # The attribute of the compiled module that holds the OptimizationResult.
 RESULT_ATTR = "promptopt_result"
-
-# --- metrics -------------------------------------------------------------------------------
-
-
-def _positional_arity(fn: Callable[..., Any]) -> int | None:
-    """How many positional arguments ``fn`` takes (None: any number)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    count = 0
-    for p in params:
-        if p.kind is p.VAR_POSITIONAL:
-            return None
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count
-
-
-def metric_form(metric: Callable[..., Any]) -> Literal["dspy", "feedback"]:
-    """``"feedback"`` for dspy.GEPA's 5-argument metric ``(gold, pred, trace, pred_name, pred_trace)``
-    (or one taking ``*args``), ``"dspy"`` for DSPy's ``(example, prediction[, trace])``."""
-    if not callable(metric):
-        raise TypeError(f"The metric must be callable, not {type(metric).__name__}.")
-    n = _positional_arity(metric)
-    if n is None or n >= 5:
-        return "feedback"
-    if n in (2, 3):
-        return "dspy"
-    raise TypeError(
-        f"The metric {getattr(metric, '__name__', metric)!r} takes {n} positional argument(s); a DSPy metric "
-        "is metric(example, prediction, trace=None) or metric(gold, pred, trace, pred_name, pred_trace)."
-    )
-
-
-class _PromptoptMetric:
-    """A DSPy metric called as a promptopt metric ``(example, prediction, trace) -> Score``."""
-
-    def __init__(self, metric: Callable[..., Any]) -> None:
-        self.form = metric_form(metric)
-        n = _positional_arity(metric)
-        self.nargs = 5 if n is None else min(n, 5)
-        self.metric = metric
-        self.__name__ = getattr(metric, "__name__", type(metric).__name__)
-
-    def __call__(self, example: Example, prediction: Prediction, trace: Any = None) -> Score:
-        gold = to_dspy_example(example)
-        pred = dspy.Prediction(**dict(prediction.items()))
-        # As in an evaluation: no DSPy trace, and the module-level score (pred_name None).
-        args = (gold, pred, None, None, None)[: self.nargs]
-        return as_score(self.metric(*args))
-
-
-def promptopt_metric(metric: Callable[..., Any]) -> Callable[..., Score]:
-    """A DSPy metric in either form (see :func:`metric_form`) as a promptopt metric; feedback is kept."""
-    if isinstance(metric, _PromptoptMetric):
-        return metric
-    return _PromptoptMetric(metric)
-
-
-# --- language models -----------------------------------------------------------------------
-
-
-class DspyLanguageModel:
-    """A ``dspy.LM`` callable as a promptopt language model ``lm(messages, **options) -> Completion``.
-
-    The call goes through the dspy.LM (its model, provider settings, cache and callbacks);
-    ``rollout_id`` is passed on so repeated proposals are fresh samples. Each call is reported to
-    promptopt's usage trackers with the tokens DSPy recorded.
-    """
-
-    def __init__(self, lm: Any) -> None:
-        if not isinstance(lm, dspy.BaseLM):
-            raise TypeError(f"DspyLanguageModel wraps a dspy.LM, not a {type(lm).__name__}.")
-        self.lm = lm
-        self.model = str(getattr(lm, "model", type(lm).__name__))
-        source = getattr(lm, SOURCE_ATTR, None)
-        # A small local model is best used with the short-rules proposer (see GEPA's proposer="auto").
-        self.is_local = bool(getattr(source, "is_local", False))
-
-    def __repr__(self) -> str:
-        return f"DspyLanguageModel({self.model!r})"
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> DspyLanguageModel:
-        return self
-
-    def __call__(
-        self, messages: list[dict[str, str]] | str, *, rollout_id: Any = None, **options: Any
-    ) -> Completion:
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
-        options.pop("cache", None)
-        temperature = options.get("temperature", getattr(self.lm, "kwargs", {}).get("temperature"))
-        if rollout_id is not None and temperature:  # a fresh sample; meaningless at temperature 0
-            options["rollout_id"] = rollout_id
-        tracker = _CallUsage()
-        start = time.perf_counter()
-        try:
-            # A tracker of its own: the call is reported once, here, not also as a task-LM call.
-            with dspy.context(usage_tracker=tracker):
-                outputs = self.lm(messages=messages, **options)
-        except Exception:
-            report(None)
-            raise
-        first = outputs[0] if outputs else ""
-        text = (first.get("text") or "") if isinstance(first, Mapping) else str(first or "")
-        completion = Completion(
-            text=text,
-            prompt_tokens=tracker.prompt_tokens,
-            completion_tokens=tracker.completion_tokens,
-            cost=tracker.cost,
-            latency=time.perf_counter() - start,
-            cached=not tracker.seen,
-            finish_reason=None,
-            model=self.model,
-        )
-        report(completion)
-        return completion
-
-
-class _CallUsage:
-    """A DSPy usage tracker for one call."""
-
-    def __init__(self) -> None:
-        self.seen = False
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.cost = 0.0
-
-    def add_usage(self, lm: str, usage: Mapping[str, Any]) -> None:
-        self.seen = True
-        self.prompt_tokens += _tokens(usage, "prompt_tokens", "input_tokens")
-        self.completion_tokens += _tokens(usage, "completion_tokens", "output_tokens")
-        self.cost += float(usage.get("cost") or 0.0)
-
-
-def _tokens(usage: Mapping[str, Any], *names: str) -> int:
-    for name in names:
-        value = usage.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return int(value)
-    return 0
-
-
-class _TaskUsage:
-    """A DSPy usage tracker that reports the task LM's uncached calls to promptopt's trackers.
-
-    Calls of a dspy.LM that itself runs on a promptopt LM (``dspy_lm(..., route="promptopt")``)
-    are already reported by that LM and are skipped.
-    """
-
-    def add_usage(self, lm: str, usage: Mapping[str, Any]) -> None:
-        if str(lm).startswith("promptopt/"):
-            return
-        report(
-            Completion(
-                text="",
-                prompt_tokens=_tokens(usage, "prompt_tokens", "input_tokens"),
-                completion_tokens=_tokens(usage, "completion_tokens", "output_tokens"),
-                cost=float(usage.get("cost") or 0.0),
-                model=str(lm),
-            )
-        )
-
-
-def _is_local_name(model: str) -> bool:
-    return model == "local" or model.startswith("local/")
-
-
-def proposal_lm(lm: Any) -> LanguageModel | None:
-    """A reflection / proposal LM as promptopt calls it: a ``dspy.LM`` is wrapped, a model string
-    becomes a ``promptopt.LM`` (sampling at temperature 0.7), a promptopt LM is used as is."""
-    if lm is None:
-        return None
-    if isinstance(lm, dspy.BaseLM):
-        return DspyLanguageModel(lm)
-    if isinstance(lm, str):
-        return LM(lm, temperature=0.7, max_tokens=700 if _is_local_name(lm) else 4000)
-    if callable(lm):
-        return lm
-    raise TypeError(f"Give the LM as a dspy.LM, a promptopt.LM or a model string, not a {type(lm).__name__}.")
-
-
-def task_dspy_lm(lm: Any) -> Any:
-    """A task LM as DSPy runs it: a ``dspy.LM`` as is; a promptopt LM or ``"local"`` through
-    :func:`~promptopt.integrations.dspy.dspy_lm`; any other string as ``dspy.LM(string)``."""
-    from promptopt.integrations.dspy import dspy_lm
-
-    if isinstance(lm, dspy.BaseLM):
-        return lm
-    if isinstance(lm, str):
-        return dspy_lm(LM(lm)) if _is_local_name(lm) else dspy.LM(lm)
-    if callable(lm):
-        return dspy_lm(lm)
-    raise TypeError(
-        f"Give the task LM as a dspy.LM, a promptopt.LM or a model string, not {type(lm).__name__}."
-    )
-
-
-def _resolve_task_lm(student: dspy.Module, task_model: Any = None) -> Any:
-    """The dspy.LM the student runs on: ``task_model``, else the configured one. None only when
-    every predictor has its own LM."""
-    if task_model is not None:
-        return task_dspy_lm(task_model)
-    lm = dspy.settings.lm
-    if lm is None:
-        missing = [name for name, pred in student.named_predictors() if getattr(pred, "lm", None) is None]
-        if missing:
-            raise ConfigurationError(
-                f"No DSPy language model is configured for the predictors {missing}: call "
-                "dspy.configure(lm=dspy.LM(...)) (or run compile inside dspy.context(lm=...)) before "
-                "compiling, or give each predictor its own lm."
-            )
-    return lm
-
-
-def _some_lm(student: dspy.Module, task_lm: Any) -> Any:
-    if task_lm is not None:
-        return task_lm
-    return next(pred.lm for _, pred in student.named_predictors() if getattr(pred, "lm", None) is not None)
-
-
-@contextmanager
-def _counting_task_calls() -> Any:
-    with dspy.context(usage_tracker=_TaskUsage()):
-        yield
-
 
 # --- data ------------------------------------------------------------------------------------
 
@@ -351,7 +105,7 @@ def _demo_fields(demo: Any) -> dict[str, Any]:
 
 def apply_components(module: dspy.Module, components: Mapping[str, Any]) -> dspy.Module:
     """Set ``'<predictor>.instruction'`` / ``'<predictor>.demos'`` / ``'<agent>.tool[<name>]'``
-    components (named as :class:`~promptopt.integrations.dspy.DspyProgram` names them) on a
+    components (named as :class:`~promptopt.dspy.conversion.DspyProgram` names them) on a
     module's predictors and ReAct tools, in place; demos equal to a predictor's current ones are
     left as they are. Returns the module."""
     comps = deserialize_components(dict(components))
@@ -400,10 +154,14 @@ def _check_student(student: Any) -> None:
 # --- the optimizers ----------------------------------------------------------------------
 
 
-class _Plugin:
-    """What the DSPy-shaped optimizers share: metric, run directory, data and LM handling."""
+class _Plugin(Teleprompter):
+    """What the DSPy-shaped optimizers share: metric, run directory, data and LM handling.
+
+    They are DSPy teleprompters, so DSPy's callbacks and ``mlflow.dspy.autolog`` see their compiles.
+    """
 
     def __init__(self, metric: Callable[..., Any], run_dir: str | Path | None, resume: bool) -> None:
+        super().__init__()
         self.metric = metric
         self.promptopt_metric = promptopt_metric(metric)
         self.run_dir = run_dir
@@ -415,6 +173,19 @@ class _Plugin:
         if resume and run_dir is None:
             raise ValueError("resume=True needs the run_dir of the run to continue.")
         return {"run_dir": run_dir, "resume": resume}
+
+    def _translated(self, options: dict[str, Any], rules: Any, who: str) -> dict[str, Any]:
+        """DSPy's keywords as promptopt's; a ``run_dir`` among them (DSPy's ``log_dir``) is taken."""
+        out = translate(options, rules, who)
+        if "run_dir" in out:
+            self.run_dir = out.pop("run_dir")
+        return out
+
+    def get_params(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir, "resume": self.resume, **self._engine().config()}
+
+    def _engine(self, *args: Any, **overrides: Any) -> Any:
+        raise NotImplementedError
 
     def _program(self, student: dspy.Module, task_lm: Any) -> DspyProgram:
         # The LM is fixed on the program, so every evaluation thread runs on the compile-time LM.
@@ -450,7 +221,7 @@ class GEPA(_Plugin):
         self.auto = auto
         self.max_metric_calls = max_metric_calls
         self.reflection_lm = reflection_lm
-        self.options = options
+        self.options = self._translated(options, GEPA_KEYWORDS, "promptopt.dspy.GEPA")
         self._engine()  # checks the budget and options now rather than at compile time
 
     def _engine(self, reflection_lm: LanguageModel | None = None, **overrides: Any) -> _gepa.GEPA:
@@ -467,6 +238,7 @@ class GEPA(_Plugin):
         student: dspy.Module,
         *,
         trainset: Iterable[Any],
+        teacher: dspy.Module | None = None,
         valset: Iterable[Any] | None = None,
         run_dir: str | Path | None = None,
         resume: bool | None = None,
@@ -477,14 +249,21 @@ class GEPA(_Plugin):
         ``valset`` defaults to the trainset; ``run_dir`` / ``resume`` override the constructor's;
         other keywords override GEPA options for this run.
         """
+        if teacher is not None:
+            raise TypeError("promptopt.dspy.GEPA takes no teacher: it learns from the student's own traces.")
         _check_student(student)
+        options = self._translated(options, GEPA_KEYWORDS, "promptopt.dspy.GEPA")
         run = self._run_options(run_dir, resume)
         train = _examples(trainset, "trainset")
         val = _examples(valset, "valset")
-        task_lm = _resolve_task_lm(student)
-        reflection = proposal_lm(self.reflection_lm) or DspyLanguageModel(_some_lm(student, task_lm))
+        task_lm = resolve_task_lm(student)
+        reflection = proposal_lm(self.reflection_lm) or DspyLanguageModel(some_lm(student, task_lm))
+        if metric_form(self.metric) == "feedback":
+            options.setdefault(
+                "predictor_feedback", DspyPredictorFeedback(self.metric, dict(student.named_predictors()))
+            )
         engine = self._engine(reflection, **options)
-        with _counting_task_calls():
+        with counting_task_calls():
             result = engine.compile(self._program(student, task_lm), train, val, **run)  # type: ignore[arg-type]
         return _compiled(student, result)
 
@@ -524,7 +303,7 @@ class MIPROv2(_Plugin):
         self.auto = auto
         self.prompt_model = prompt_model
         self.task_model = task_model
-        self.options = options
+        self.options = self._translated(options, MIPRO_KEYWORDS, "promptopt.dspy.MIPROv2")
         self._engine()
 
     def _engine(self, proposer_lm: LanguageModel | None = None, **overrides: Any) -> _mipro.MIPROv2:
@@ -551,11 +330,12 @@ class MIPROv2(_Plugin):
         ``max_bootstrapped_demos``, ...) override MIPROv2 options for this run.
         """
         _check_student(student)
+        options = self._translated(options, MIPRO_KEYWORDS, "promptopt.dspy.MIPROv2")
         run = self._run_options(run_dir, resume)
         train = _examples(trainset, "trainset")
         val = _examples(valset, "valset")
-        task_lm = _resolve_task_lm(student, self.task_model)
-        proposer = proposal_lm(self.prompt_model) or DspyLanguageModel(_some_lm(student, task_lm))
+        task_lm = resolve_task_lm(student, self.task_model)
+        proposer = proposal_lm(self.prompt_model) or DspyLanguageModel(some_lm(student, task_lm))
         program = self._program(student, task_lm)
         if teacher is not None:
             _check_student(teacher)
@@ -567,6 +347,6 @@ class MIPROv2(_Plugin):
                     f"{[n for n, _ in program.named_predictors()]}."
                 )
         engine = self._engine(proposer, **options)
-        with _counting_task_calls():
+        with counting_task_calls():
             result = engine.compile(program, train, val, **run)  # type: ignore[arg-type]
         return _compiled(student, result)
