@@ -51,7 +51,7 @@ from typing import Any
 import promptopt as po
 from langprobe import get_task
 from promptopt.core.trace import collect_trace
-from promptopt.lm.local import LocalServer
+from promptopt.lm.server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -119,17 +119,19 @@ def _all_failed(errors: list[Any]) -> str:
 
 
 def cmd_lm(args: argparse.Namespace) -> int:
-    from promptopt.lm import local
+    from promptopt.lm.model_files import list_models, resolve_model_path
+    from promptopt.lm.models import get_model
+    from promptopt.lm.server import LocalServer
 
     if args.action == "list":
-        for row in local.list_models():
+        for row in list_models():
             print(json.dumps(row))
         return 0
     if args.action == "prepare":
-        path = local.resolve_model_path(args.model)
-        print(f"{local.get_model(args.model).name}: {path}")
+        path = resolve_model_path(args.model)
+        print(f"{get_model(args.model).name}: {path}")
         return 0
-    server = local.LocalServer.for_model(args.model)
+    server = LocalServer.for_model(args.model)
     if args.action == "start":
         server.ensure_running(keep_alive=True)
         print(
@@ -146,7 +148,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
         lm = po.LM(f"local/{server.spec.name}", cache=False)
         c = lm([{"role": "user", "content": "Reply with the single word: ready"}], max_tokens=8)
         print(
-            f"{server.spec.name} at {lm._server.api_base}: {c.text.strip()!r} "
+            f"{server.spec.name} at {lm.backend.server.api_base}: {c.text.strip()!r} "
             f"({c.prompt_tokens}+{c.completion_tokens} tokens, {c.latency:.2f}s)"
         )
     return 0

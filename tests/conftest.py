@@ -14,7 +14,7 @@ import pytest
 # model files are the exception: they are read, never changed, and joining 1.6 GB again in every test
 # session costs minutes, so the tests use the user's model folder.
 if "PROMPTOPT_CACHE_DIR" not in os.environ:
-    from promptopt.lm.local import models_dir
+    from promptopt.lm.model_files import models_dir
 
     os.environ.setdefault("PROMPTOPT_MODELS_DIR", str(models_dir()))
     os.environ["PROMPTOPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="promptopt-test-cache-")

@@ -292,10 +292,10 @@ def test_dspy_lm_direct_reaches_the_same_endpoint_with_the_same_settings(fake_se
 
 
 def test_dspy_lm_for_a_local_model_uses_the_server_api_base(monkeypatch, fake_server):
-    from promptopt.lm import local
+    from promptopt.lm import models, server
 
     class Server:
-        spec = local.get_model(None)
+        spec = models.get_model(None)
         api_base = fake_server.base_url
         model_sha256 = "0" * 64
         started = 0
@@ -304,13 +304,13 @@ def test_dspy_lm_for_a_local_model_uses_the_server_api_base(monkeypatch, fake_se
             Server.started += 1
             return self
 
-    monkeypatch.setattr(local.LocalServer, "for_model", classmethod(lambda cls, name=None: Server()))
+    monkeypatch.setattr(server.LocalServer, "for_model", classmethod(lambda cls, name=None: Server()))
     lm = dspy_lm(po.LM("local", cache=False, max_tokens=9))
     assert Server.started == 1
-    assert lm.model == f"openai/{local.DEFAULT_MODEL}" and lm.kwargs["api_base"] == fake_server.base_url
+    assert lm.model == f"openai/{models.DEFAULT_MODEL}" and lm.kwargs["api_base"] == fake_server.base_url
     with dspy.context(lm=lm):
         dspy.Predict("question -> answer")(question="?")
-    assert fake_server.requests[0]["body"]["model"] == local.DEFAULT_MODEL
+    assert fake_server.requests[0]["body"]["model"] == models.DEFAULT_MODEL
     assert fake_server.requests[0]["body"]["max_tokens"] == 9
 
 

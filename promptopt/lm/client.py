@@ -12,11 +12,11 @@ import random
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from promptopt.lm.backends import Backend, LlamaServerBackend, resolve_backend
 from promptopt.lm.cache import Cache, request_key
 from promptopt.lm.usage import Usage, report
 from promptopt.lm_protocol import Completion, LMError
@@ -112,12 +112,12 @@ class LM:
         self.defaults: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
         self.extra = kwargs
         self.num_retries = num_retries
-        self.is_local = model == "local" or model.startswith("local/")
+        self.backend: Backend = resolve_backend(model, kwargs)
+        self.is_local = isinstance(self.backend, LlamaServerBackend)
+        self.is_hf = self.backend.in_process
         self.timeout = (
             timeout if timeout is not None else LOCAL_TIMEOUT_S if self.is_local else DEFAULT_TIMEOUT_S
         )
-        self.local_name = model.split("/", 1)[1] if model.startswith("local/") else None
-        self.is_hf = model.startswith("hf/")
         if cache is True:
             self.cache: Cache | None = Cache()
         elif cache is False or cache is None:
@@ -126,11 +126,9 @@ class LM:
             self.cache = cache
         else:
             self.cache = Cache(cache)
-        self._slots = threading.BoundedSemaphore(max_concurrency or (1 if self.is_local or self.is_hf else 8))
+        self._slots = threading.BoundedSemaphore(max_concurrency or (1 if self.backend.is_local else 8))
         self.usage = Usage()
         self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
-        self._server: Any = None
-        self._server_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LM({self.model!r})"
@@ -148,7 +146,7 @@ class LM:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for k in ("_slots", "_server", "_server_lock", "usage"):
+        for k in ("_slots", "backend", "usage"):
             state.pop(k, None)
         state["_max_conc"] = self._slots._initial_value  # type: ignore[attr-defined]
         return state
@@ -157,8 +155,7 @@ class LM:
         max_conc = state.pop("_max_conc")
         self.__dict__.update(state)
         self._slots = threading.BoundedSemaphore(max_conc)
-        self._server = None
-        self._server_lock = threading.Lock()
+        self.backend = resolve_backend(self.model, self.extra)
         self.usage = Usage()
 
     def copy(self, **overrides: Any) -> LM:
@@ -174,41 +171,12 @@ class LM:
         )
 
     # Routing -------------------------------------------------------------
-    def _route(self) -> tuple[str, dict[str, Any], str]:
-        """(litellm model, connection kwargs, model identity for the cache key)."""
-        if self.is_hf:
-            from promptopt.lm.hf import fingerprint, resolve_hf_path
-
-            with self._server_lock:
-                if self._server is None:
-                    folder = resolve_hf_path(self.model[3:])
-                    self._server = (folder, fingerprint(folder))
-            folder, fp = self._server
-            return str(folder), {}, f"hf/{folder.name}@{fp}"
-        if not self.is_local:
-            return self.model, dict(self.extra), self.model
-        with self._server_lock:
-            if self._server is None:
-                from promptopt.lm.local import LocalServer
-
-                self._server = LocalServer.for_model(self.local_name)
-                self._server.ensure_running()
-        server = self._server
-        conn = {"api_base": server.api_base, "api_key": "sk-local", **self.extra}
-        return f"openai/{server.spec.name}", conn, f"local/{server.spec.name}@{server.model_sha256[:16]}"
-
     def connection(self) -> tuple[str, dict[str, Any]]:
         """The litellm model string and connection kwargs (``api_base``, ``api_key``, ...) requests go to.
 
         For a local model this starts (or joins) its server, so other clients can reach the same model.
         """
-        if self.is_hf:
-            raise LMError(
-                f"{self.model} runs inside this process and has no HTTP endpoint for other clients "
-                "(DSPy, litellm); call it through promptopt, or convert the model to GGUF and serve it."
-            )
-        model, conn, _ = self._route()
-        return model, conn
+        return self.backend.connection()
 
     # Calling -------------------------------------------------------------
     def __call__(
@@ -223,8 +191,7 @@ class LM:
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         params = {**self.defaults, **options}
-        model, conn, identity = self._route()
-        request = {"model": identity, "messages": messages, "params": params}
+        request = {"model": self.backend.cache_identity(), "messages": messages, "params": params}
         if rollout_id is not None:
             request["rollout_id"] = rollout_id
         key = request_key(request)
@@ -235,7 +202,7 @@ class LM:
                 self._account(messages, hit)
                 return hit
         try:
-            completion = self._request(model, conn, messages, params)
+            completion = self._request(messages, params)
         except Exception:
             self.usage.add_failure()
             report(None)
@@ -250,36 +217,21 @@ class LM:
         self._account(messages, completion)
         return completion
 
-    def _request(
-        self, model: str, conn: dict[str, Any], messages: list[dict[str, str]], params: dict[str, Any]
-    ) -> Completion:
-        if self.is_hf:
-            from promptopt.lm.hf import HFEngine
-
+    def _request(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
+        if self.backend.in_process:
             with self._slots:
-                return HFEngine.get(Path(model)).complete(messages, params)
-        import litellm
-
-        litellm.suppress_debug_info = True  # its banner says nothing our LMError does not
+                return self.backend.complete(messages, params, self.timeout)
         last: BaseException | None = None
         attempts = 0
         for attempt in range(self.num_retries + 1):
             attempts += 1
             try:
                 with self._slots:
-                    start = time.perf_counter()
-                    resp = litellm.completion(
-                        model=model,
-                        messages=messages,
-                        # max_retries goes to the OpenAI client, num_retries to litellm's own
-                        # retry wrapper: either would multiply our attempts and the timeout.
-                        **{**conn, **params, "timeout": self.timeout, "max_retries": 0, "num_retries": 0},
-                    )
-                    latency = time.perf_counter() - start
-                return _to_completion(resp, latency, litellm)
+                    return self.backend.complete(messages, params, self.timeout)
             except Exception as exc:
                 last = exc
-                if not _retryable(exc) or attempt == self.num_retries or (self.is_local and _timed_out(exc)):
+                local_timeout = self.backend.is_local and _timed_out(exc)
+                if not _retryable(exc) or attempt == self.num_retries or local_timeout:
                     break
                 time.sleep(backoff_seconds(attempt + 1))
         hint = ""
@@ -308,23 +260,3 @@ class LM:
                 f"finish={c.finish_reason})\n{c.text}"
             )
         return last
-
-
-def _to_completion(resp: Any, latency: float, litellm: Any) -> Completion:
-    choice = resp.choices[0]
-    text = choice.message.content or ""
-    usage = getattr(resp, "usage", None)
-    try:
-        cost = float(litellm.completion_cost(completion_response=resp) or 0.0)
-    except Exception:
-        cost = 0.0
-    return Completion(
-        text=text,
-        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-        cost=cost,
-        latency=latency,
-        cached=False,
-        finish_reason=getattr(choice, "finish_reason", None),
-        model=str(getattr(resp, "model", "")),
-    )

@@ -58,7 +58,8 @@ def hf_base_model(name: str | None = None) -> Path:
     transformers dequantizes the GGUF into float32 weights; the folder is written atomically (a
     temporary folder renamed into place) under a file lock, so concurrent callers convert once.
     """
-    from promptopt.lm.local import get_model, resolve_model_path
+    from promptopt.lm.model_files import resolve_model_path
+    from promptopt.lm.models import get_model
 
     spec = get_model(name)
     target = hf_cache_dir() / spec.name

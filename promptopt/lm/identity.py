@@ -41,7 +41,8 @@ def _identity_of(model: str) -> dict[str, Any]:
 
 def local_identity(name: str | None = None) -> dict[str, Any]:
     """The local model ``name`` resolves to here: its registry name, file and sha256."""
-    from promptopt.lm.local import get_model, models_dir, resolve_model_path
+    from promptopt.lm.model_files import models_dir, resolve_model_path
+    from promptopt.lm.models import get_model
 
     spec = get_model(name)
     path = resolve_model_path(spec.name)

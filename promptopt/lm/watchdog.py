@@ -21,12 +21,13 @@ from promptopt.io import file_lock
 
 def watch(server_dir: Path, pid: int, *, grace: float = 30.0, poll: float = 5.0) -> str:
     """Block until the server ends or is stopped for want of leases; returns what happened."""
-    from promptopt.lm.local import LocalServer, _pid_alive, live_leases
+    from promptopt.lm.leases import live_leases, pid_alive
+    from promptopt.lm.server import LocalServer
 
     state_file = server_dir / "server.json"
     idle_since: float | None = None
     while True:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return "server exited"
         try:
             state = json.loads(state_file.read_text())

@@ -19,6 +19,7 @@ import pytest
 import promptopt as po
 from promptopt.io import remove_stale_temp_files, write_json_atomic
 from promptopt.lm import client as lm_client
+from promptopt.lm.backends import LlamaServerBackend
 from promptopt.lm.cache import Cache, CacheCorruptError, CacheWarning
 from promptopt.testing import FakeOpenAIServer, field_value, last_user_message
 
@@ -121,9 +122,22 @@ def test_default_worst_case_is_minutes_not_an_hour():
     assert (kept.timeout, kept.num_retries) == (300, 5)
 
 
+class _ServerAt(LlamaServerBackend):
+    """The local server's code path without starting llama.cpp: requests go to ``base_url``."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__("tiny", {})
+        self.base_url = base_url
+
+    def cache_identity(self) -> str:
+        return "local/tiny@test"
+
+    def connection(self) -> tuple[str, dict]:
+        return "openai/tiny", {"api_base": self.base_url, "api_key": "sk-local"}
+
+
 def _as_local_server(lm: po.LM, base_url: str) -> po.LM:
-    # the local server's code path without starting llama.cpp: requests go to base_url
-    lm._route = lambda: ("openai/tiny", {"api_base": base_url, "api_key": "sk-local"}, "local/tiny@test")
+    lm.backend = _ServerAt(base_url)
     return lm
 
 

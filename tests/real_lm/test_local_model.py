@@ -6,7 +6,7 @@ import sys
 
 import promptopt as po
 from langprobe import get_task
-from promptopt.lm.local import LocalServer
+from promptopt.lm.server import LocalServer
 
 
 def test_program_on_20_real_examples_then_all_from_cache(tmp_path, local_lm_factory):
@@ -46,7 +46,7 @@ def test_server_is_shared_across_processes_and_fresh_samples_differ(tmp_path, lo
         "import json, promptopt as po\n"
         "lm = po.LM('local', cache=False)\n"
         "c = lm([{'role': 'user', 'content': 'Say ok.'}], max_tokens=4)\n"
-        "print(json.dumps({'pid': lm._server.pid, 'text': c.text}))\n"
+        "print(json.dumps({'pid': lm.backend.server.pid, 'text': c.text}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -27,7 +27,7 @@ def tiny_model(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from promptopt.lm.local import resolve_model_path
+    from promptopt.lm.model_files import resolve_model_path
 
     gguf = resolve_model_path()
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -54,7 +54,8 @@ from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, Stop
 def default_reflection_lm() -> LanguageModel:
     """The larger local model when its files are installed, else the default local model."""
     from promptopt.lm.client import LM
-    from promptopt.lm.local import LARGE_MODEL, LocalModelError, get_model, models_dir, part_files
+    from promptopt.lm.model_files import models_dir, part_files
+    from promptopt.lm.models import LARGE_MODEL, LocalModelError, get_model
 
     try:
         if not (models_dir() / f"{LARGE_MODEL}.gguf").exists():

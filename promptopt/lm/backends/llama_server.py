@@ -1,0 +1,49 @@
+"""The embedded local model, served by a llama.cpp server this process starts or joins
+(:mod:`promptopt.lm.server`), reached through litellm at the server's OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from promptopt.lm.backends.litellm_api import litellm_completion
+from promptopt.lm_protocol import Completion
+
+
+class LlamaServerBackend:
+    is_local = True
+    in_process = False
+
+    def __init__(self, name: str | None, extra: dict[str, Any]) -> None:
+        self.name = name  # None: the default local model
+        self.extra = dict(extra)
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def server(self) -> Any:
+        """The running server (started, or joined, on first use)."""
+        with self._lock:
+            if self._server is None:
+                from promptopt.lm.server import LocalServer
+
+                server = LocalServer.for_model(self.name)
+                server.ensure_running()
+                self._server = server
+            return self._server
+
+    def cache_identity(self) -> str:
+        server = self.server
+        return f"local/{server.spec.name}@{server.model_sha256[:16]}"
+
+    def connection(self) -> tuple[str, dict[str, Any]]:
+        server = self.server
+        return f"openai/{server.spec.name}", {
+            "api_base": server.api_base,
+            "api_key": "sk-local",
+            **self.extra,
+        }
+
+    def complete(self, messages: list[dict[str, str]], params: dict[str, Any], timeout: float) -> Completion:
+        model, conn = self.connection()
+        return litellm_completion(model, conn, messages, params, timeout)
