@@ -22,7 +22,8 @@ from promptopt.core.program import (
 from promptopt.core.settings import configure, context
 from promptopt.core.signature import Field, Signature
 from promptopt.core.trace import Trace, TraceEntry, collect_trace
-from promptopt.evaluate import EvaluationResult, ExampleResult, evaluate
+from promptopt.evaluate import EvaluationResult, evaluate
+from promptopt.example_run import ExampleResult
 from promptopt.lm import LM, Cache, Completion, LMError, Usage, track_usage
 from promptopt.version import __version__
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -25,6 +26,7 @@ __all__ = [
     "LockBusyError",
     "file_lock",
     "hold_lock",
+    "json_safe",
     "remove_stale_temp_files",
     "write_json_atomic",
 ]
@@ -109,3 +111,14 @@ def hold_lock(path: Path) -> FileLock:
     except Timeout:
         raise LockBusyError(f"{path} is held by another process") from None
     return lock
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, so it is standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -11,9 +11,10 @@ report`` rebuilds its tables and charts. From Python::
     build_report(spec.out)
 """
 
+from promptopt.bench.lms import LMs
 from promptopt.bench.matrix import run_matrix
 from promptopt.bench.report import build_report
-from promptopt.bench.runner import LMs, run_cell
+from promptopt.bench.runner import run_cell
 from promptopt.bench.spec import PRESETS, Cell, ExperimentSpec, SpecError, cell_key
 
 __all__ = [

@@ -13,7 +13,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from promptopt.bench.runner import LMs, run_cell
+from promptopt.bench.lms import LMs
+from promptopt.bench.runner import run_cell
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store
 

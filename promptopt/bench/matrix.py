@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptopt.bench.executors import LocalExecutor
+from promptopt.bench.lms import LMs
 from promptopt.bench.optimizers import availability
-from promptopt.bench.runner import BUSY, LMs, cell_identity, why_rerun
+from promptopt.bench.runner import BUSY, cell_identity, why_rerun
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store, UnreadableRecordError
 

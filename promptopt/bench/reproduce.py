@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptopt.bench.runner import LMs, cell_identity, run_cell
+from promptopt.bench.lms import LMs
+from promptopt.bench.runner import cell_identity, run_cell
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store
 from promptopt.lm.cache import Cache

@@ -31,7 +31,7 @@ from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
-from promptopt.evaluate import ExampleResult
+from promptopt.example_run import ExampleResult
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.evaluation import ScoredRuns
 from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, FailureStreak

@@ -27,7 +27,8 @@ from typing import Any
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.core.trace import TraceEntry
-from promptopt.evaluate import ExampleResult, evaluate
+from promptopt.evaluate import evaluate
+from promptopt.example_run import ExampleResult
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.components import deserialize_components
 from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, FailureStreak

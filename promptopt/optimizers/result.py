@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from promptopt.core.program import Program
-from promptopt.evaluate import format_score, json_safe
-from promptopt.io import write_json_atomic
+from promptopt.evaluate import format_score
+from promptopt.io import json_safe, write_json_atomic
 from promptopt.optimizers.components import deserialize_components
 
 

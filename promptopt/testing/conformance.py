@@ -28,7 +28,7 @@ import pytest
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
-from promptopt.evaluate import json_safe
+from promptopt.io import json_safe
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.base import Optimizer
 from promptopt.optimizers.callbacks import Callback

@@ -31,7 +31,8 @@ from typing import Any, Literal
 from promptopt.core.adapter import ChatAdapter
 from promptopt.core.example import Example
 from promptopt.core.program import Program
-from promptopt.evaluate import ExampleResult, evaluate
+from promptopt.evaluate import evaluate
+from promptopt.example_run import ExampleResult
 from promptopt.io import write_json_atomic
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.result import OptimizationResult

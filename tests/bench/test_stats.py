@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from promptopt.bench.report import aggregate, cell_row
+from promptopt.bench.aggregate import aggregate, cell_row
 from promptopt.bench.stats import pair_by_id, paired_bootstrap, pooled_paired, sign_counts, sign_test
 from promptopt.evaluate import bootstrap_ci
 

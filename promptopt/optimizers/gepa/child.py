@@ -12,7 +12,7 @@ from typing import Any
 from promptopt.core.example import Example
 from promptopt.core.program import TextComponent
 from promptopt.core.signature import Signature
-from promptopt.evaluate import is_lm_failure
+from promptopt.failures import is_lm_failure
 from promptopt.lm.usage import track_usage
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.callbacks import Dispatcher

@@ -24,14 +24,12 @@ import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import sqlalchemy.exc
 from optuna.trial import FrozenTrial, Trial
 
 from promptopt.core.example import Example
 from promptopt.core.program import ConfigurationError, Program
-from promptopt.io import file_lock
 from promptopt.lm.usage import Usage, track_usage
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.components import predictor_names
@@ -39,28 +37,19 @@ from promptopt.optimizers.datasets import train_and_val
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, components_key
 from promptopt.optimizers.mipro.candidates import mean, run_candidates, usage_sum
 from promptopt.optimizers.mipro.full_evaluation import FullEvaluation
+from promptopt.optimizers.mipro.full_evaluations import FullEvaluations
+from promptopt.optimizers.mipro.retries import MAX_STALE_ATTEMPTS, run_until_scored
+from promptopt.optimizers.mipro.run_files import MiproRunFiles
 from promptopt.optimizers.mipro.search import (
-    SharedStudy,
     combo_key,
     default_storage,
-    delete_study,
     fitted_minibatch_size,
-    redacted_url,
     slot_of,
-    sqlite_file,
 )
 from promptopt.optimizers.mipro.search_space import (
-    LEGACY_SEARCH_SPACE_FILE,
-    SEARCH_SPACE_FILE,
-    DamagedRunError,
     SearchSpace,
-    damaged,
 )
-from promptopt.optimizers.mipro.search_space_builder import (
-    MAX_STALE_ATTEMPTS,
-    SearchSpaceBuilder,
-    run_until_scored,
-)
+from promptopt.optimizers.mipro.search_space_builder import SearchSpaceBuilder
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.session import RunSession
 from promptopt.optimizers.stoppers import ConsecutiveFailuresError, Progress, first_reason
@@ -69,18 +58,6 @@ if TYPE_CHECKING:
     from promptopt.optimizers.mipro.engine import MIPROv2
 
 RESULT_NAME = "promptopt.MIPROv2"
-RUN_FILES = (
-    SEARCH_SPACE_FILE,
-    LEGACY_SEARCH_SPACE_FILE,
-    "result.json",
-    "best_program.json",
-    "events.jsonl",
-    "STOP",
-)
-# What a run directory holds once a run has got past its study's creation (events.jsonl may be
-# older: it logs the preparation too).
-STATE_FILES = (SEARCH_SPACE_FILE, "result.json", "best_program.json")
-DB_FILE = "optuna.db"
 
 
 class MIPRORun:
@@ -129,149 +106,43 @@ class MIPRORun:
         self.stoppers = self.session.stoppers
         self.evaluator: CandidateEvaluator = self.session.evaluator  # type: ignore[assignment]
         self.storage = cfg.storage or default_storage(self.rundir.path if self.rundir else None)
+        self.files = MiproRunFiles(self.rundir, self.storage, cfg, resume)
+        self.fulls = FullEvaluations(self)
         self.minibatch_size = fitted_minibatch_size(
             cfg.minibatch_size, len(self.val), cfg.max_metric_calls, cfg.num_trials
         )
         self._keys: dict[str, str] = {}
 
     # --- the search space ------------------------------------------------------
-    def _lock_path(self, name: str) -> Path | None:
-        return self.rundir.path / name if self.rundir else None
-
     def _prepare(self) -> tuple[SearchSpace, bool]:
-        """Open the study; load the saved search space, or build and save it; True when loaded.
+        """The study and the search space (loaded, or built and saved); True when loaded."""
 
-        Under the search space's lock, so of several workers started together exactly one builds it.
-        The study is created before the search space is saved, so a run directory with a
-        ``search_space.json`` always has its study: a study that is missing, empty or unreadable then
-        is damage, and so is a study with trials but no search space. Either stops the run with a
-        :class:`DamagedRunError`, rather than running every trial again over what was there.
-        """
-        with file_lock(self._lock_path("search_space.lock")):
-            if not self.resume:
-                self._discard()
-            space = SearchSpace.load(self.rundir.path) if self.rundir else None
-            self._check_db_file()
-            self.study, (n_trials, n_fulls) = self._open_study()
-            resumed = space is not None
-            if space is not None:
-                self._check_same_run(space)
-                self.session.start("mipro", self.opt.config(), resumed)
-            elif n_trials or n_fulls:
-                raise damaged(
-                    self.rundir.path / SEARCH_SPACE_FILE if self.rundir else "The search space",
-                    f"missing, while {self._storage_name()} holds {n_trials} trial(s) and {n_fulls} "
-                    "full evaluation(s) of a run, which index into that search space",
-                    self._advice_dir(),
-                )
-            else:
-                self.session.start("mipro", self.opt.config(), resumed)  # before the preparation's events
-                space = SearchSpaceBuilder(
-                    self.opt,
-                    self.program,
-                    self.train,
-                    self.val,
-                    self.evaluator,
-                    self.proposer_lm,
-                    self.events,
-                ).build()
-                if self.rundir:
-                    space.save(self.rundir.path)
-            self.study.set_space(space.param_sizes())
-            return space, resumed
+        def build() -> SearchSpace:
+            self.session.start("mipro", self.opt.config(), False)  # before the preparation's events
+            return SearchSpaceBuilder(
+                self.opt, self.program, self.train, self.val, self.evaluator, self.proposer_lm, self.events
+            ).build()
 
-    def _advice_dir(self) -> Path | None:
-        """The folder a damaged run is started over from: the run directory, when it holds the
-        study too (a storage of the caller's choosing must be seen to by the caller)."""
-        return self.rundir.path if self.rundir and self.cfg.storage is None else None
-
-    def _storage_name(self) -> str:
-        return str(sqlite_file(self.storage) or f"the Optuna storage {redacted_url(self.storage)}")
-
-    def _discard(self) -> None:
-        """A fresh run: remove what an earlier run left (a damaged file too, unread)."""
-        if self.rundir:
-            for name in RUN_FILES:
-                (self.rundir.path / name).unlink(missing_ok=True)
-        if self.rundir and self.cfg.storage is None:
-            for suffix in ("", "-journal", "-wal", "-shm"):
-                (self.rundir.path / (DB_FILE + suffix)).unlink(missing_ok=True)
-        elif self.storage:
-            try:
-                delete_study(self.storage, self.cfg.study_name)
-            except Exception as exc:
-                if (err := self._unreadable_storage(exc)) is exc:
-                    raise
-                raise err from exc
-
-    def _check_db_file(self) -> None:
-        """SQLite takes a zero-byte (or missing) file for a new database: with the run's other
-        files there, resuming from it would run every trial again as if none had run."""
-        path = sqlite_file(self.storage)
-        if path is None or self.rundir is None or (path.is_file() and path.stat().st_size > 0):
-            return
-        if not path.exists() and self.cfg.storage is not None:
-            return  # a storage of the caller's choosing may be new to this run directory
-        held = [name for name in STATE_FILES if (self.rundir.path / name).exists()]
-        if held:
-            what = "empty (0 bytes)" if path.exists() else "missing"
-            raise damaged(
-                path,
-                f"{what}, while {self.rundir.path} holds this run's {', '.join(held)}: the trials and "
-                "full evaluations the run recorded are gone",
-                self._advice_dir(),
-            )
-
-    def _open_study(self) -> tuple[SharedStudy, tuple[int, int]]:
-        """The shared study, read through once: (study, (trials, full evaluations))."""
-        try:
-            study = SharedStudy(
-                self.storage,
-                self.cfg.study_name,
-                seed=self.cfg.seed,
-                num_trials=self.cfg.num_trials,
-                lock_path=self._lock_path("search.lock"),
-            )
-            return study, study.contents()
-        except Exception as exc:
-            if (err := self._unreadable_storage(exc)) is exc:
-                raise
-            raise err from exc
-
-    def _unreadable_storage(self, exc: Exception) -> Exception:
-        """``exc`` as a :class:`DamagedRunError` when it says a SQLite study file is damaged."""
-        if isinstance(exc, DamagedRunError) or sqlite_file(self.storage) is None or not _unreadable(exc):
-            return exc
-        return damaged(
-            self._storage_name(), f"not a readable Optuna database ({_brief(exc)})", self._advice_dir()
+        self.study, space, resumed = self.files.prepare(
+            [e.id for e in self.train], [e.id for e in self.val], self.names, build
         )
-
-    def _check_same_run(self, space: SearchSpace) -> None:
-        where = self.rundir.path if self.rundir else "the storage"
-        if space.train_ids != [e.id for e in self.train] or space.val_ids != [e.id for e in self.val]:
-            raise ValueError(
-                f"The run in {where} used other training/validation examples; resume with the same "
-                "data, or start a new run directory."
-            )
-        if space.predictors != self.names:
-            raise ValueError(
-                f"The run in {where} optimized predictors {space.predictors}, this program has "
-                f"{self.names}; resume with the same program."
-            )
+        if resumed:
+            self.session.start("mipro", self.opt.config(), True)
+        return space, resumed
 
     # --- totals from the shared study --------------------------------------------
-    def _key(self, params: dict[str, int]) -> str:
+    def key(self, params: dict[str, int]) -> str:
         ck = combo_key(params)
         if ck not in self._keys:
             self._keys[ck] = components_key(self.space.components(params))
         return self._keys[ck]
 
-    def _sync_records(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> None:
+    def sync_records(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> None:
         """Teach the evaluator every score any worker has recorded, so no pair is run twice."""
         rows = [(t.params, t.user_attrs.get("scores", {})) for t in trials]
         rows += [(f.params, f.val_scores) for f in fulls.values()]
         for params, scores in rows:
-            key = self._key(params)
+            key = self.key(params)
             for ex_id, score in scores.items():
                 self.evaluator.records.setdefault(f"{key}|{ex_id}", Record(ex_id, score).to_dict())
 
@@ -282,7 +153,7 @@ class MIPRORun:
             + [f.usage for f in fulls.values()]
         )
 
-    def _metric_calls(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> int:
+    def metric_calls(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> int:
         return (
             self.space.metric_calls
             + sum(int(t.user_attrs.get("metric_calls", 0)) for t in trials)
@@ -298,7 +169,7 @@ class MIPRORun:
                 best, best_at = f.mean, f.trials_done
         return self.session.progress(
             iteration=len(trials),
-            metric_calls=self._metric_calls(trials, fulls),
+            metric_calls=self.metric_calls(trials, fulls),
             best_score=best,
             last_improvement_iteration=best_at,
             usage=usage,
@@ -327,7 +198,7 @@ class MIPRORun:
     def _end(self, reason: str) -> str:
         """The final full evaluation, then the mark that the run ended (with ``reason``)."""
         try:
-            basis = self._full_eval_step("end")
+            basis = self.fulls.step("end")
         except KeyboardInterrupt:
             return "interrupted (Ctrl-C)"
         except ConsecutiveFailuresError as exc:
@@ -355,7 +226,7 @@ class MIPRORun:
         try:
             # A run killed during a step's full evaluation owes it: due before the next trial,
             # as it was in the run that was killed.
-            self._full_eval_step("step")
+            self.fulls.step("step")
         except KeyboardInterrupt:
             return "interrupted (Ctrl-C)", False, ran
         except ConsecutiveFailuresError as exc:
@@ -376,7 +247,7 @@ class MIPRORun:
             try:
                 self._trial(trial)
                 ran += 1
-                self._full_eval_step("step")
+                self.fulls.step("step")
             except KeyboardInterrupt:
                 self.study.let_go(trial)  # if not yet told: the next ask redoes it
                 return "interrupted (Ctrl-C)", False, ran
@@ -396,7 +267,7 @@ class MIPRORun:
 
     def _trial(self, trial: Trial) -> None:
         params = {k: int(v) for k, v in trial.params.items()}
-        self._sync_records(self.study.completed(), self.study.full_evals())
+        self.sync_records(self.study.completed(), self.study.full_evals())
         batch = self._minibatch(slot_of(trial))
         before = self.evaluator.metric_calls
         with track_usage() as used:
@@ -429,169 +300,6 @@ class MIPRORun:
         )
         row = {"number": trial.number, "params": params, "minibatch_score": value, **attrs}
         self.events.on_trial({"trial": {k: v for k, v in row.items() if k != "usage"}})
-
-    def _full_eval_step(self, kind: str) -> int:
-        """Fully evaluate the best-by-minibatch combination not yet fully evaluated, when due;
-        returns how many completed trials it looked at.
-
-        ``step`` evaluations are due once per ``minibatch_full_eval_steps`` completed trials
-        (counted over all workers); the ``end`` one whenever trials are exhausted, once for the
-        same completed trials (a run killed after it, or a second worker ending, adds none).
-        """
-        self._complete_fulls()
-        with self.study.lock():
-            trials = self.study.completed()
-            self._record_covered(trials, self.study.full_evals())
-            fulls = self.study.full_evals()
-            if kind == "step" and len(trials) // self.cfg.minibatch_full_eval_steps <= self._steps_done(
-                fulls
-            ):
-                return len(trials)
-            if kind == "end" and self._ended(len(trials), fulls):
-                return len(trials)
-            pick = self._best_unevaluated(trials, fulls)
-            if pick is None or not self.study.claim(pick, kind, len(trials)):
-                return len(trials)
-        params = next(t.params for t in trials if combo_key(t.params) == pick)
-        comps = self.space.components(params)
-        stopped: ConsecutiveFailuresError | None = None
-        try:
-            self._sync_records(trials, fulls)
-            before = self.evaluator.metric_calls
-            with track_usage() as used:
-                try:
-                    run_until_scored(self.evaluator, comps, self.val)
-                except ConsecutiveFailuresError as exc:
-                    stopped = exc
-            scores = self.evaluator.scored(comps, self.val)
-            if not scores:
-                raise stopped or ConsecutiveFailuresError("stopped: no validation example could be scored")
-        except BaseException:
-            self.study.release(pick)
-            raise
-        # Saved with what was scored (the calls are spent) and completed by _complete_fulls.
-        spent = self.evaluator.metric_calls - before
-        self._save_full(pick, params, scores, spent, used.to_dict(), kind, trials)
-        if stopped is not None:
-            raise stopped
-        return len(trials)
-
-    def _complete_fulls(self) -> None:
-        """Score the validation examples a full evaluation was saved without (an outage stopped
-        it, or they kept failing), oldest first: until then it cannot be chosen.
-
-        Under the run's lock for the whole evaluation, so two workers never complete the same one
-        and count its calls twice; it is needed only after failures. The record's totals become
-        those of an evaluation done in one go.
-        """
-        with self.study.lock():
-            fulls = self.study.full_evals()
-            for key, f in sorted(fulls.items(), key=lambda kv: kv[1].order):
-                if f.complete(self.val):
-                    continue
-                self._sync_records(self.study.completed(), fulls)
-                comps = self.space.components(f.params)
-                before = self.evaluator.metric_calls
-                stopped: ConsecutiveFailuresError | None = None
-                with track_usage() as used:
-                    try:
-                        run_until_scored(self.evaluator, comps, self.val)
-                    except ConsecutiveFailuresError as exc:
-                        stopped = exc
-                spent = self.evaluator.metric_calls - before
-                if spent:
-                    done = f.completed_with(
-                        self.evaluator.scored(comps, self.val),
-                        spent,
-                        usage_sum([f.usage, used.to_dict()]).to_dict(),
-                    )
-                    self.study.record_full(key, done)
-                    self.events.on_val_evaluated(
-                        {"candidate_id": None, "score": done.mean, "params": f.params}
-                    )
-                if stopped is not None:
-                    raise stopped
-
-    def _ended(self, basis: int, fulls: dict[str, FullEvaluation]) -> bool:
-        """Whether the end evaluation after ``basis`` completed trials is done or under way."""
-        if any(f.kind == "end" and f.basis == basis for f in fulls.values()):
-            return True
-        return any(
-            c.get("kind") == "end" and c.get("basis") == basis and k not in fulls and self.study.claimed(k)
-            for k, c in self.study.claims().items()
-        )
-
-    def _steps_done(self, fulls: dict[str, FullEvaluation]) -> int:
-        """Step evaluations done or in progress (by live workers)."""
-        done = sum(1 for f in fulls.values() if f.kind == "step")
-        claims = self.study.claims()
-        return done + sum(
-            1
-            for k, c in claims.items()
-            if c.get("kind") == "step" and k not in fulls and self.study.claimed(k)
-        )
-
-    def _save_full(
-        self,
-        key: str,
-        params: dict[str, Any],
-        scores: dict[str, float],
-        spent: int,
-        usage: dict[str, Any],
-        kind: str,
-        trials: list[FrozenTrial],
-    ) -> None:
-        with self.study.lock():
-            now_trials, fulls = self.study.completed(), self.study.full_evals()
-            full = FullEvaluation(
-                params={k: int(v) for k, v in params.items()},
-                val_scores=scores,
-                kind=kind,
-                # A count, not a clock: candidates are listed in this order, and a resumed run must
-                # list them as the uninterrupted run did (earlier runs' clock values sort first).
-                order=max((f.order for f in fulls.values()), default=0.0) + 1,
-                metric_calls=spent,
-                usage=usage,
-                after_trial=max((t.number for t in trials), default=-1),
-                basis=len(trials),
-                trials_done=len(now_trials),
-                total_metric_calls=self._metric_calls(now_trials, fulls) + spent,
-            )
-            self.study.record_full(key, full)
-        self.events.on_val_evaluated({"candidate_id": None, "score": full.mean, "params": full.params})
-
-    def _record_covered(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> None:
-        """Programs whose trials already scored every validation example are fully evaluated
-        for free (when minibatches are as large as the validation set)."""
-        done = {self._key(f.params) for f in fulls.values()}
-        seen: dict[str, tuple[dict[str, float], str, dict[str, Any]]] = {}
-        for t in trials:
-            scores = seen.setdefault(self._key(t.params), ({}, combo_key(t.params), t.params))[0]
-            scores.update(t.user_attrs.get("scores", {}))
-        for prog, (scores, k, params) in seen.items():
-            if prog in done or self.study.claimed(k) or any(e.id not in scores for e in self.val):
-                continue
-            ordered = {e.id: scores[e.id] for e in self.val}
-            self._save_full(k, params, ordered, 0, {}, "covered", trials)
-
-    def _best_unevaluated(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> str | None:
-        """The program with the best mean minibatch score (over the distinct examples its trials
-        scored) that is neither fully evaluated nor being evaluated by a live worker, as the
-        combination of its first trial.
-
-        Combinations that make the same program (two demo sets can hold the same demos) are one
-        program: evaluating the second would add a duplicate candidate and no information.
-        """
-        done = {self._key(f.params) for f in fulls.values()}
-        stats: dict[str, tuple[dict[str, float], int, str]] = {}
-        for t in trials:
-            scores = stats.setdefault(self._key(t.params), ({}, t.number, combo_key(t.params)))[0]
-            scores.update(t.user_attrs.get("scores", {}))
-        ranked = sorted(stats.items(), key=lambda kv: (-mean(kv[1][0]), -len(kv[1][0]), kv[1][1]))
-        for prog, (_, _, k) in ranked:
-            if prog not in done and not self.study.claimed(k):
-                return k
-        return None
 
     # --- output ----------------------------------------------------------------------
     def _print_estimate(self, resumed: bool) -> None:
@@ -643,19 +351,3 @@ class MIPRORun:
                 learning_curve=found.learning_curve,
                 trials=found.trials,
             )
-
-
-def _unreadable(exc: BaseException) -> bool:
-    """Whether reading a SQLite storage failed on its contents (not on a lock or a missing folder)."""
-    if isinstance(exc, sqlalchemy.exc.OperationalError):
-        text = str(exc).lower()
-        return "malformed" in text or "not a database" in text
-    return isinstance(
-        exc, (sqlalchemy.exc.DatabaseError, ValueError, TypeError, KeyError, UnicodeDecodeError)
-    )
-
-
-def _brief(exc: BaseException) -> str:
-    """The database's own words, without SQLAlchemy's statement and help link."""
-    inner = getattr(exc, "orig", None) or exc
-    return f"{type(inner).__name__}: {str(inner).splitlines()[0] if str(inner) else ''}".rstrip(": ")

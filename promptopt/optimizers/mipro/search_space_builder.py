@@ -18,38 +18,14 @@ from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.bootstrap import Bootstrapper, demo_sets
 from promptopt.optimizers.callbacks import Dispatcher
 from promptopt.optimizers.components import predictor_names, serialize_components
-from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
+from promptopt.optimizers.evaluation import CandidateEvaluator, scores_of
 from promptopt.optimizers.mipro.proposer import GroundedProposer
+from promptopt.optimizers.mipro.retries import run_until_scored
 from promptopt.optimizers.mipro.search_space import SearchSpace, serialize_demos
 from promptopt.optimizers.mipro.summaries import dataset_summary, program_summary
 
 if TYPE_CHECKING:
     from promptopt.optimizers.mipro.engine import MIPROv2
-
-# With max_consecutive_failures=None, runs in a row of the same examples that scored none of them
-# before an evaluation gives up on them (a metric that fails on one example every time). With a
-# limit, the failure streak ends such a loop: every run that scores nothing adds to it.
-MAX_STALE_ATTEMPTS = 3
-
-
-def run_until_scored(
-    evaluator: CandidateEvaluator, components: dict[str, Any], examples: list[Example]
-) -> list[Record]:
-    """A record per example, running the unscored ones again while that scores more of them.
-
-    A short outage then costs a few repeated calls instead of a hole in the scores: the result is
-    the one a run without the outage gets. Scored pairs come from the evaluator's cache.
-    Raises :class:`~promptopt.optimizers.stoppers.ConsecutiveFailuresError` when the streak ends it.
-    """
-    recs = evaluator.run(components, examples)
-    stale = 0
-    while stale < MAX_STALE_ATTEMPTS or evaluator.streak.limit is not None:
-        left = sum(not r.scored for r in recs)
-        if not left:
-            break
-        recs = evaluator.run(components, examples)
-        stale = stale + 1 if sum(not r.scored for r in recs) >= left else 0
-    return recs
 
 
 class SearchSpaceBuilder:

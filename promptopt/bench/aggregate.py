@@ -1,0 +1,167 @@
+"""The numbers a report shows: one row per cell, rows aggregated over seeds, and the summary per
+optimizer (mean lift, wins and losses, a sign test)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from promptopt.bench.optimizers import OPTIMIZERS
+from promptopt.bench.stats import pair_by_id, pooled_paired, sign_counts, sign_test
+
+CSV_COLUMNS = [
+    "key",
+    "task",
+    "program",
+    "optimizer",
+    "lm",
+    "seed",
+    "status",
+    "n_test",
+    "baseline_test",
+    "optimized_test",
+    "lift",
+    "lift_ci_low",
+    "lift_ci_high",
+    "n_distinct",
+    "wins",
+    "losses",
+    "ties",
+    "sign_p",
+    "baseline_val",
+    "optimized_val",
+    "metric_calls",
+    "lm_calls",
+    "tokens",
+    "optimizer_seconds",
+    "cell_seconds",
+    "stop_reason",
+    "error",
+]
+
+
+def optimizer_order(name: str) -> int:
+    """Where optimizer ``name`` is listed: in the registry's order, unknown ones last."""
+    names = list(OPTIMIZERS)
+    return names.index(name) if name in names else len(names)
+
+
+def cell_row(c: dict[str, Any]) -> dict[str, Any]:
+    cfg = c["config"]
+    row: dict[str, Any] = {k: cfg.get(k) for k in ("task", "program", "optimizer", "lm", "seed")}
+    row.update(key=c["key"], status=c["status"], cell_seconds=c.get("seconds"))
+    if c["status"] == "ok":
+        lift, b = c["lift"], c["budget"]
+        ids, base, opt = paired_test_scores(c)
+        wins, losses, ties = sign_counts(np.subtract(opt, base))
+        row.update(
+            n_test=lift["n"],
+            baseline_test=c["baseline"]["test"]["score"],
+            optimized_test=c["optimized"]["test"]["score"],
+            lift=lift["mean"],
+            lift_ci_low=lift["ci"][0],
+            lift_ci_high=lift["ci"][1],
+            n_distinct=len(ids),
+            wins=wins,
+            losses=losses,
+            ties=ties,
+            sign_p=sign_test(wins, losses),
+            baseline_val=c["validation"]["baseline"],
+            optimized_val=c["validation"]["optimized"],
+            metric_calls=b["metric_calls"],
+            lm_calls=b["lm_calls"],
+            tokens=b["tokens"],
+            optimizer_seconds=b["seconds"],
+            stop_reason=c["optimizer"]["stop_reason"],
+            error="",
+        )
+    else:
+        err = c.get("error") or {}
+        row["error"] = f"{err.get('type', '')}: {err.get('message', '')}"
+    return {k: row.get(k) for k in CSV_COLUMNS}
+
+
+def _group_key(c: dict[str, Any]) -> tuple[str, str, str, str]:
+    cfg = c["config"]
+    return (cfg["task"], cfg["program"], cfg["optimizer"], cfg["lm"])
+
+
+def paired_test_scores(c: dict[str, Any]) -> tuple[list[Any], list[float], list[float]]:
+    """A finished cell's test ``(ids, baseline scores, optimized scores)``, paired by example id."""
+    base, opt = c["baseline"]["test"], c["optimized"]["test"]
+    return pair_by_id(base["ids"], base["scores"], opt["ids"], opt["scores"], label=f"cell {c['key']}")
+
+
+def aggregate(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, program, optimizer, lm): means over seeds, and the lift pooled over seeds with
+    :func:`~promptopt.bench.stats.pooled_paired`: its CI resamples distinct test examples (an example
+    scored under several seeds is one cluster), its sign test counts distinct examples. ``n_test`` is
+    the number of scored pairs over all seeds, ``n_distinct`` the number of distinct examples."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for c in cells:
+        if c["status"] == "ok":
+            groups[_group_key(c)].append(c)
+    rows = []
+    for (task, program, optimizer, lm), cs in groups.items():
+        cs = sorted(cs, key=lambda c: (c["config"]["seed"], c["key"]))
+        paired = [paired_test_scores(c) for c in cs]
+        lift = pooled_paired([p[0] for p in paired], [p[1] for p in paired], [p[2] for p in paired])
+        rows.append(
+            {
+                "task": task,
+                "program": program,
+                "optimizer": optimizer,
+                "lm": lm,
+                "seeds": len(cs),
+                "n_test": lift["n"],
+                "n_distinct": lift["n_distinct"],
+                "baseline_test": float(np.mean([c["baseline"]["test"]["score"] for c in cs])),
+                "optimized_test": float(np.mean([c["optimized"]["test"]["score"] for c in cs])),
+                "lift": lift["mean"],
+                "lift_ci": lift["ci"],
+                "wins": lift["wins"],
+                "losses": lift["losses"],
+                "ties": lift["ties"],
+                "sign_p": lift["sign_p"],
+                "baseline_val": float(np.mean([c["validation"]["baseline"] for c in cs])),
+                "optimized_val": float(np.mean([c["validation"]["optimized"] for c in cs])),
+                "metric_calls": float(np.mean([c["budget"]["metric_calls"] for c in cs])),
+                "lm_calls": float(np.mean([c["budget"]["lm_calls"] for c in cs])),
+                "tokens": float(np.mean([c["budget"]["tokens"] for c in cs])),
+                "seconds": float(np.mean([c["budget"]["seconds"] for c in cs])),
+            }
+        )
+    rows.sort(key=lambda r: (r["task"], r["program"], r["lm"], optimizer_order(r["optimizer"])))
+    return rows
+
+
+def by_optimizer(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per optimizer: the mean over tasks of each task's mean (over programs and LMs)."""
+    per: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        per[r["optimizer"]][r["task"]].append(r)
+    out = []
+    for opt in sorted(per, key=optimizer_order):
+        tasks = per[opt]
+
+        def mean_over_tasks(col: str, tasks: dict[str, list[dict[str, Any]]] = tasks) -> float:
+            return float(np.mean([np.mean([r[col] for r in rs]) for rs in tasks.values()]))
+
+        out.append(
+            {
+                "optimizer": opt,
+                "tasks": len(tasks),
+                "baseline_test": mean_over_tasks("baseline_test"),
+                "optimized_test": mean_over_tasks("optimized_test"),
+                "lift": mean_over_tasks("lift"),
+                "metric_calls": mean_over_tasks("metric_calls"),
+                "seconds": mean_over_tasks("seconds"),
+            }
+        )
+    return out
+
+
+# --- text ---------------------------------------------------------------------------------
