@@ -7,7 +7,7 @@ import math
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
@@ -104,3 +104,51 @@ class PeerRun:
             learning_curve=learning_curve(candidates),
             trials=trials or [],
         )
+
+
+class PeerOptimizer:
+    """What every peer runner is: its ``compile`` runs the peer on a :class:`PeerRun` in the
+    optimizer contract's shape; a subclass names itself and writes ``_search``."""
+
+    name: ClassVar[str]
+    result_name: ClassVar[str]  # the peer's name in the result
+    state_name: ClassVar[str]  # the folder of the run directory that holds the peer's own state
+    scores_with_promptopt: ClassVar[bool] = False  # promptopt's evaluator scores for it
+    metric: Callable[..., Any]
+    num_threads: int
+    callbacks: tuple[object, ...]
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def compile(
+        self,
+        program: Program,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> OptimizationResult:
+        run = PeerRun(
+            self.result_name,
+            program,
+            trainset,
+            valset,
+            lm=lm,
+            run_dir=run_dir,
+            resume=resume,
+            state_name=self.state_name,
+            callbacks=self.callbacks,
+            metric=self.metric if self.scores_with_promptopt else None,
+            num_threads=self.num_threads,
+        )
+        self._check(run)
+        return run.run(self._search, self.name, self.config())
+
+    def _check(self, run: PeerRun) -> None:
+        """Refuse a run that cannot work, before anything runs."""
+
+    def _search(self, run: PeerRun) -> OptimizationResult:
+        raise NotImplementedError

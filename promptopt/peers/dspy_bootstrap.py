@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
-from promptopt.core.example import Example
-from promptopt.core.program import Program
 from promptopt.lm.usage import track_usage
-from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.result import Candidate, OptimizationResult
-from promptopt.peers.base import PeerRun
+from promptopt.peers.base import PeerOptimizer, PeerRun
 from promptopt.peers.dspy_accounting import DspyAccounting
 
 
-class DspyBootstrapFewShot:
+class DspyBootstrapFewShot(PeerOptimizer):
     """``dspy.BootstrapFewShot`` (DSPy's defaults: 4 bootstrapped, 16 labeled demos, one round).
 
     It bootstraps from at most ``max_metric_calls - 2 * len(valset)`` training examples (one metric
@@ -27,6 +23,9 @@ class DspyBootstrapFewShot:
     """
 
     name: ClassVar[str] = "dspy_bootstrap"
+    result_name = "dspy.BootstrapFewShot"
+    state_name = "dspy_bootstrap"
+    scores_with_promptopt = True
 
     def __init__(
         self,
@@ -55,38 +54,18 @@ class DspyBootstrapFewShot:
             "max_labeled_demos": self.max_labeled_demos,
         }
 
-    def compile(
-        self,
-        program: Program,
-        trainset: Sequence[Example],
-        valset: Sequence[Example] | None = None,
-        *,
-        lm: LanguageModel | None = None,
-        run_dir: str | Path | None = None,
-        resume: bool = False,
-    ) -> OptimizationResult:
-        run = PeerRun(
-            "dspy.BootstrapFewShot",
-            program,
-            trainset,
-            valset,
-            lm=lm,
-            run_dir=run_dir,
-            resume=resume,
-            state_name="dspy_bootstrap",
-            callbacks=self.callbacks,
-            metric=self.metric,
-            num_threads=self.num_threads,
-        )
-        n_boot = min(len(run.train), self.max_metric_calls - 2 * len(run.val))
-        if n_boot < 1:
+    def _check(self, run: PeerRun) -> None:
+        if self._bootstrap_examples(run) < 1:
             raise ValueError(
                 f"A budget of {self.max_metric_calls} metric calls leaves nothing for bootstrapping after "
                 f"scoring two programs on {len(run.val)} validation examples."
             )
-        return run.run(lambda r: self._search(r, n_boot), self.name, self.config())
 
-    def _search(self, run: PeerRun, n_boot: int) -> OptimizationResult:
+    def _bootstrap_examples(self, run: PeerRun) -> int:
+        return min(len(run.train), self.max_metric_calls - 2 * len(run.val))
+
+    def _search(self, run: PeerRun) -> OptimizationResult:
+        n_boot = self._bootstrap_examples(run)
         import dspy
 
         from promptopt.dspy.conversion import PromptoptModule, components_from_dspy, to_dspy_examples

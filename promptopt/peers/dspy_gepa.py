@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
-from promptopt.core.example import Example
-from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.result import Candidate, OptimizationResult
-from promptopt.peers.base import PeerRun
+from promptopt.peers.base import PeerOptimizer, PeerRun
 from promptopt.peers.dspy_accounting import DspyAccounting
 
 
-class DspyGEPA:
+class DspyGEPA(PeerOptimizer):
     """``dspy.GEPA(max_metric_calls=budget, reflection_lm=..., track_stats=True)`` on the program run
     as a :class:`~promptopt.dspy.conversion.PromptoptModule`; candidates are all of GEPA's, with
     per-example validation scores. ``RUN_DIR/dspy_gepa`` holds its state, which a resumed run
@@ -25,6 +22,8 @@ class DspyGEPA:
     """
 
     name: ClassVar[str] = "dspy_gepa"
+    result_name = "dspy.GEPA"
+    state_name = "dspy_gepa"
 
     def __init__(
         self,
@@ -52,29 +51,6 @@ class DspyGEPA:
             "num_threads": self.num_threads,
             **{k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))},
         }
-
-    def compile(
-        self,
-        program: Program,
-        trainset: Sequence[Example],
-        valset: Sequence[Example] | None = None,
-        *,
-        lm: LanguageModel | None = None,
-        run_dir: str | Path | None = None,
-        resume: bool = False,
-    ) -> OptimizationResult:
-        run = PeerRun(
-            "dspy.GEPA",
-            program,
-            trainset,
-            valset,
-            lm=lm,
-            run_dir=run_dir,
-            resume=resume,
-            state_name="dspy_gepa",
-            callbacks=self.callbacks,
-        )
-        return run.run(self._search, self.name, self.config())
 
     def _search(self, run: PeerRun) -> OptimizationResult:
         import dspy

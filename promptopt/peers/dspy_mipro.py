@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
-from promptopt.core.example import Example
-from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.result import Candidate, OptimizationResult
-from promptopt.peers.base import PeerRun
+from promptopt.peers.base import PeerOptimizer, PeerRun
 from promptopt.peers.dspy_accounting import DspyAccounting
 from promptopt.peers.mipro_plan import mipro_settings
 
 
-class DspyMIPROv2:
+class DspyMIPROv2(PeerOptimizer):
     """``dspy.MIPROv2(auto=None)`` with ``num_candidates``/``num_trials``/minibatching planned by
     :func:`~promptopt.peers.mipro_plan.mipro_settings` so that its metric calls approximate the
     budget.
@@ -27,6 +24,8 @@ class DspyMIPROv2:
     """
 
     name: ClassVar[str] = "dspy_mipro"
+    result_name = "dspy.MIPROv2"
+    state_name = "dspy_mipro"
 
     def __init__(
         self,
@@ -57,29 +56,6 @@ class DspyMIPROv2:
             "max_bootstrapped_demos": self.max_bootstrapped_demos,
             "max_labeled_demos": self.max_labeled_demos,
         }
-
-    def compile(
-        self,
-        program: Program,
-        trainset: Sequence[Example],
-        valset: Sequence[Example] | None = None,
-        *,
-        lm: LanguageModel | None = None,
-        run_dir: str | Path | None = None,
-        resume: bool = False,
-    ) -> OptimizationResult:
-        run = PeerRun(
-            "dspy.MIPROv2",
-            program,
-            trainset,
-            valset,
-            lm=lm,
-            run_dir=run_dir,
-            resume=resume,
-            state_name="dspy_mipro",
-            callbacks=self.callbacks,
-        )
-        return run.run(self._search, self.name, self.config())
 
     def _search(self, run: PeerRun) -> OptimizationResult:
         import dspy

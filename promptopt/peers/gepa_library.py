@@ -18,7 +18,7 @@ from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.components import deserialize_components, serialize_components
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record
 from promptopt.optimizers.result import Candidate, OptimizationResult
-from promptopt.peers.base import PeerRun
+from promptopt.peers.base import PeerOptimizer, PeerRun
 
 log = logging.getLogger("promptopt.peers")
 
@@ -154,7 +154,7 @@ class _LogAdapter:
         log.info(message)
 
 
-class GepaLibrary:
+class GepaLibrary(PeerOptimizer):
     """``gepa.optimize`` with :class:`ProgramAdapter` on the program's instructions.
 
     Merge and a minibatch of 3 are on, as dspy.GEPA sets them; ``RUN_DIR/gepa`` holds gepa's state,
@@ -165,6 +165,9 @@ class GepaLibrary:
     """
 
     name: ClassVar[str] = "gepa_lib"
+    result_name = "gepa.optimize"
+    state_name = "gepa"
+    scores_with_promptopt = True
 
     def __init__(
         self,
@@ -198,31 +201,6 @@ class GepaLibrary:
             "reflection_minibatch_size": self.reflection_minibatch_size,
             **{k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))},
         }
-
-    def compile(
-        self,
-        program: Program,
-        trainset: Sequence[Example],
-        valset: Sequence[Example] | None = None,
-        *,
-        lm: LanguageModel | None = None,
-        run_dir: str | Path | None = None,
-        resume: bool = False,
-    ) -> OptimizationResult:
-        run = PeerRun(
-            "gepa.optimize",
-            program,
-            trainset,
-            valset,
-            lm=lm,
-            run_dir=run_dir,
-            resume=resume,
-            state_name="gepa",
-            callbacks=self.callbacks,
-            metric=self.metric,
-            num_threads=self.num_threads,
-        )
-        return run.run(self._search, self.name, self.config())
 
     def _search(self, run: PeerRun) -> OptimizationResult:
         import gepa
