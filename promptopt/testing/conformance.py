@@ -115,6 +115,13 @@ class _Events(Callback):
             self.ended.append(event["result"])
 
 
+class _KillAtTheEnd(Callback):
+    """Kills the run as it ends: its state and result are saved, the caller never gets them."""
+
+    def on_run_end(self, event: Any) -> None:
+        raise Killed
+
+
 class _StopWhenSeedScored(Callback):
     """Creates the STOP file once the seed has its validation score, as a user would mid-run."""
 
@@ -191,6 +198,22 @@ class OptimizerConformance:
             ]
             assert resumed.best_id == full.best_id
             assert resumed.budget.metric_calls >= case.kill_at - 1
+
+    def test_a_run_killed_as_it_ends_resumes_to_the_same_result(
+        self, case: OptimizerCase, tmp_path: Path
+    ) -> None:
+        if case.resume == "no":
+            pytest.skip(case.resume_skip)
+        full = case.compile(run_dir=tmp_path / "full")
+        with pytest.raises(Killed):
+            case.compile(run_dir=tmp_path / "killed", callbacks=[_KillAtTheEnd()])
+        resumed = case.compile(run_dir=tmp_path / "killed", resume=True)
+        if case.resume == "exact":
+            assert comparable(resumed) == comparable(full)
+        else:
+            assert [(c.components, c.val_scores) for c in resumed.candidates] == [
+                (c.components, c.val_scores) for c in full.candidates
+            ]
 
     def test_the_result_round_trips(self, case: OptimizerCase, tmp_path: Path) -> None:
         result = case.compile(run_dir=tmp_path / "run")

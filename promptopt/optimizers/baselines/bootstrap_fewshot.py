@@ -142,12 +142,15 @@ class BootstrapFewShot:
             reason = "done"
             try:
                 run.add(serialize_components(program.components()), "seed", val)
-                boot = self.bootstrapper(program, session.lm, session.streak)
-                try:
-                    demos = boot.demo_set(names, train, self.max_bootstrapped_demos, self.max_labeled_demos)
-                finally:
-                    run.set_teacher_runs(boot.metric_calls, boot.unscored_calls)
-                run.add(with_demo_set(program, demos), "bootstrap", val)
+                if run.restored("bootstrap") is None:  # a resumed run that has it runs no teacher again
+                    boot = self.bootstrapper(program, session.lm, session.streak)
+                    try:
+                        demos = boot.demo_set(
+                            names, train, self.max_bootstrapped_demos, self.max_labeled_demos
+                        )
+                    finally:
+                        run.set_teacher_runs(boot.metric_calls, boot.unscored_calls)
+                    run.add(with_demo_set(program, demos), "bootstrap", val)
             except ConsecutiveFailuresError as exc:
                 reason = str(exc)
             # Not listed when it equals the seed; not there when the run stopped before it.

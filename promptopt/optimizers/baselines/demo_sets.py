@@ -51,6 +51,11 @@ class DemoSetCandidates:
             # What the earlier processes spent on the candidates they finished; what a killed one
             # spent on the candidate it was scoring is redone here and counted once.
             session.restore_spending(state.get("usage", {}), float(state.get("seconds", 0.0)))
+            # The candidates finished before, as they were found (adding one again is a no-op).
+            self.candidates = [Candidate.from_dict(c) for c in state.get("candidates", [])]
+            self.learning_curve = [(int(a), float(b)) for a, b in state.get("learning_curve", [])]
+            self.teacher_metric_calls = int(state.get("teacher_metric_calls", 0))
+            self.teacher_unscored_calls = int(state.get("teacher_unscored_calls", 0))
             self.resumed = bool(session.evaluator.records)
 
     @property
@@ -79,7 +84,11 @@ class DemoSetCandidates:
     ) -> Candidate | None:
         """Add a candidate (scored on ``valset`` when given); a duplicate of an earlier one is skipped."""
         key = components_key(components)
-        if any(components_key(c.components) == key for c in self.candidates):
+        known = next((c for c in self.candidates if components_key(c.components) == key), None)
+        if known is not None:
+            # A restored candidate an outage left partly scored is completed; a duplicate is skipped.
+            if valset is not None and any(e.id not in known.val_scores for e in valset):
+                self._complete(known, valset)
             return None
         cand = Candidate(id=len(self.candidates), components=components, origin=origin)
         evaluator = self.session.evaluator
@@ -103,6 +112,25 @@ class DemoSetCandidates:
             raise stopped
         return cand
 
+    def _complete(self, cand: Candidate, valset: Sequence[Example]) -> None:
+        evaluator = self.session.evaluator
+        if evaluator is None:
+            return
+        stopped: ConsecutiveFailuresError | None = None
+        try:
+            got = scores_of(evaluator.run(cand.components, valset))
+        except ConsecutiveFailuresError as exc:
+            got, stopped = evaluator.scored(cand.components, valset), exc
+        scored = [c for c in self.candidates if c.val_scores and c is not cand]
+        best_before = best_candidate(scored) if scored else None
+        cand.val_scores = {e.id: got[e.id] for e in valset if e.id in got}
+        if cand.val_scores and (best_before is None or compare_on_common(cand, best_before)[0] > 0):
+            self.learning_curve.append((self.metric_calls, cand.val_score))
+        self.session.events.on_val_evaluated({"candidate_id": cand.id, "score": cand.val_score})
+        self.save_state()
+        if stopped is not None:
+            raise stopped
+
     def save_state(self) -> None:
         evaluator = self.session.evaluator
         if evaluator is not None:
@@ -114,6 +142,10 @@ class DemoSetCandidates:
                     "unscored_calls": evaluator.unscored_calls,
                     "usage": self.session.total_usage().to_dict(),
                     "seconds": self.session.seconds(),
+                    "candidates": [c.to_dict() for c in self.candidates],
+                    "learning_curve": [list(p) for p in self.learning_curve],
+                    "teacher_metric_calls": self.teacher_metric_calls,
+                    "teacher_unscored_calls": self.teacher_unscored_calls,
                 }
             )
 
@@ -132,6 +164,10 @@ class DemoSetCandidates:
             learning_curve=self.learning_curve,
         )
         return self.session.end(result)
+
+    def restored(self, origin: str) -> Candidate | None:
+        """The candidate of ``origin`` a resumed run had finished, if any."""
+        return next((c for c in self.candidates if c.origin == origin), None)
 
     def best_scored(self, default: int) -> int:
         scored = [c for c in self.candidates if c.val_scores]
