@@ -58,6 +58,13 @@ def _load(module: str, attr: str) -> Any:
 _P, _PEERS = "promptopt.optimizers", "promptopt.peers"
 
 
+def _searching(ctx: RunContext, *, progress: bool = True) -> dict[str, Any]:
+    """The options every searching optimizer gets from a cell: the budget (which caps the search
+    size of those with presets), the seed, the threads, and the spec's options for it."""
+    common = {"max_metric_calls": ctx.budget, "seed": ctx.seed, "num_threads": ctx.num_threads}
+    return {**common, **({"progress": ctx.progress} if progress else {}), **ctx.options}
+
+
 # How each optimizer is built for a cell. The few-shot baselines also score on validation
 # (``score=True``) so their results carry the learning curve the others have.
 def _labeled(ctx: RunContext) -> Optimizer:
@@ -71,78 +78,30 @@ def _bootstrap(ctx: RunContext) -> Optimizer:
 
 
 def _random_search(ctx: RunContext) -> Optimizer:
-    cls = _load(_P, "BootstrapFewShotWithRandomSearch")
-    return cls(
-        ctx.metric,
-        max_metric_calls=ctx.budget,
-        seed=ctx.seed,
-        num_threads=ctx.num_threads,
-        progress=ctx.progress,
-        **ctx.options,
-    )
+    return _load(_P, "BootstrapFewShotWithRandomSearch")(ctx.metric, **_searching(ctx))
 
 
 def _mipro(ctx: RunContext) -> Optimizer:
-    cls = _load(_P, "MIPROv2")
-    # The budget caps the preset's search size.
-    return cls(
-        ctx.metric,
-        max_metric_calls=ctx.budget,
-        proposer_lm=ctx.proposer_lm,
-        seed=ctx.seed,
-        num_threads=ctx.num_threads,
-        progress=ctx.progress,
-        **ctx.options,
-    )
+    return _load(_P, "MIPROv2")(ctx.metric, proposer_lm=ctx.proposer_lm, **_searching(ctx))
 
 
 def _gepa(ctx: RunContext) -> Optimizer:
-    cls = _load(_P, "GEPA")
-    return cls(
-        ctx.metric,
-        max_metric_calls=ctx.budget,
-        reflection_lm=ctx.reflection_lm,
-        seed=ctx.seed,
-        num_threads=ctx.num_threads,
-        progress=ctx.progress,
-        **ctx.options,
-    )
+    return _load(_P, "GEPA")(ctx.metric, reflection_lm=ctx.reflection_lm, **_searching(ctx))
 
 
 def _dspy_mipro(ctx: RunContext) -> Optimizer:
     cls = _load(_PEERS, "DspyMIPROv2")
-    return cls(
-        ctx.metric,
-        max_metric_calls=ctx.budget,
-        prompt_lm=ctx.proposer_lm,
-        seed=ctx.seed,
-        num_threads=ctx.num_threads,
-        **ctx.options,
-    )
+    return cls(ctx.metric, prompt_lm=ctx.proposer_lm, **_searching(ctx, progress=False))
 
 
 def _dspy_gepa(ctx: RunContext) -> Optimizer:
     cls = _load(_PEERS, "DspyGEPA")
-    return cls(
-        ctx.metric,
-        max_metric_calls=ctx.budget,
-        reflection_lm=ctx.reflection_lm,
-        seed=ctx.seed,
-        num_threads=ctx.num_threads,
-        **ctx.options,
-    )
+    return cls(ctx.metric, reflection_lm=ctx.reflection_lm, **_searching(ctx, progress=False))
 
 
 def _gepa_library(ctx: RunContext) -> Optimizer:
     cls = _load(_PEERS, "GepaLibrary")
-    return cls(
-        ctx.metric,
-        max_metric_calls=ctx.budget,
-        reflection_lm=ctx.reflection_lm,
-        seed=ctx.seed,
-        num_threads=ctx.num_threads,
-        **ctx.options,
-    )
+    return cls(ctx.metric, reflection_lm=ctx.reflection_lm, **_searching(ctx, progress=False))
 
 
 @dataclass(frozen=True)
