@@ -10,13 +10,12 @@ from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.base import RunOptions
-from promptopt.optimizers.baselines.demo_sets import DemoSetCandidates, scoring_valset
+from promptopt.optimizers.baselines.demo_sets import demo_set_run, scoring_valset
 from promptopt.optimizers.bootstrap import Bootstrapper, check_limits
 from promptopt.optimizers.callbacks import Callback
 from promptopt.optimizers.components import predictor_names, serialize_components, with_demo_set
 from promptopt.optimizers.datasets import check_dataset
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.optimizers.session import RunSession
 from promptopt.optimizers.stoppers import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     ConsecutiveFailuresError,
@@ -127,23 +126,14 @@ class BootstrapFewShot:
         names = predictor_names(program)
         train = check_dataset("trainset", trainset, who="BootstrapFewShot")
         val = scoring_valset(valset, self.score, who="BootstrapFewShot")
-        session = RunSession(
-            "promptopt.BootstrapFewShot",
-            program,
-            self.metric,
-            self.run_options,
-            lm=lm,
-            run_dir=run_dir,
-            resume=resume,
-        )
-        with session:
-            run = DemoSetCandidates(session, "promptopt.BootstrapFewShot")
-            session.start(self.name, self.config(), run.resumed)
+        with demo_set_run(
+            "promptopt.BootstrapFewShot", self, program, lm=lm, run_dir=run_dir, resume=resume
+        ) as run:
             reason = "done"
             try:
                 run.add(serialize_components(program.components()), "seed", val)
                 if run.restored("bootstrap") is None:  # a resumed run that has it runs no teacher again
-                    boot = self.bootstrapper(program, session.lm, session.streak)
+                    boot = self.bootstrapper(program, run.session.lm, run.session.streak)
                     try:
                         demos = boot.demo_set(
                             names, train, self.max_bootstrapped_demos, self.max_labeled_demos

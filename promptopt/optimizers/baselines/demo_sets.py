@@ -3,10 +3,14 @@ state so that a resumed run scores nothing twice."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from promptopt.core.example import Example
+from promptopt.core.program import Program
+from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.datasets import check_dataset
 from promptopt.optimizers.evaluation import components_key, scores_of
 from promptopt.optimizers.result import (
@@ -180,3 +184,32 @@ def scoring_valset(valset: Sequence[Example] | None, score: bool, *, who: str) -
         return None
     checked = check_dataset("valset", valset, who=who, none_means="to score nothing")
     return checked if score else None
+
+
+@contextmanager
+def demo_set_run(
+    result_name: str,
+    optimizer: Any,
+    program: Program,
+    *,
+    lm: LanguageModel | None,
+    run_dir: str | Path | None,
+    resume: bool,
+    max_metric_calls: int | None = None,
+) -> Iterator[DemoSetCandidates]:
+    """A few-shot optimizer's run: its session (open for the block) and candidates, announced with
+    ``run_start``."""
+    session = RunSession(
+        result_name,
+        program,
+        optimizer.metric,
+        optimizer.run_options,
+        lm=lm,
+        run_dir=run_dir,
+        resume=resume,
+        max_metric_calls=max_metric_calls,
+    )
+    with session:
+        run = DemoSetCandidates(session, result_name)
+        session.start(optimizer.name, optimizer.config(), run.resumed)
+        yield run

@@ -11,12 +11,11 @@ from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.base import RunOptions
-from promptopt.optimizers.baselines.demo_sets import DemoSetCandidates, scoring_valset
+from promptopt.optimizers.baselines.demo_sets import demo_set_run, scoring_valset
 from promptopt.optimizers.callbacks import Callback
 from promptopt.optimizers.components import predictor_names, serialize_components, with_demo_set
 from promptopt.optimizers.datasets import check_dataset
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.optimizers.session import RunSession
 from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, ConsecutiveFailuresError
 
 
@@ -78,18 +77,9 @@ class LabeledFewShot:
         names = predictor_names(program)
         train = check_dataset("trainset", trainset, who="LabeledFewShot")
         val = scoring_valset(valset, self.score, who="LabeledFewShot")
-        session = RunSession(
-            "promptopt.LabeledFewShot",
-            program,
-            self.metric,
-            self.run_options,
-            lm=lm,
-            run_dir=run_dir,
-            resume=resume,
-        )
-        with session:
-            run = DemoSetCandidates(session, "promptopt.LabeledFewShot")
-            session.start(self.name, self.config(), run.resumed)
+        with demo_set_run(
+            "promptopt.LabeledFewShot", self, program, lm=lm, run_dir=run_dir, resume=resume
+        ) as run:
             reason = "done"
             try:
                 run.add(serialize_components(program.components()), "seed", val)

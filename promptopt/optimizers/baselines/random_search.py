@@ -14,13 +14,12 @@ from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.base import RunOptions
 from promptopt.optimizers.baselines.bootstrap_fewshot import BootstrapFewShot
-from promptopt.optimizers.baselines.demo_sets import DemoSetCandidates
+from promptopt.optimizers.baselines.demo_sets import demo_set_run
 from promptopt.optimizers.bootstrap import demo_sets
 from promptopt.optimizers.callbacks import Callback
 from promptopt.optimizers.components import predictor_names, serialize_components, with_demo_set
 from promptopt.optimizers.datasets import train_and_val
 from promptopt.optimizers.result import OptimizationResult
-from promptopt.optimizers.session import RunSession
 from promptopt.optimizers.stoppers import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     ConsecutiveFailuresError,
@@ -142,19 +141,16 @@ class BootstrapFewShotWithRandomSearch:
         names = predictor_names(program)
         train, val = train_and_val(trainset, valset, who="BootstrapFewShotWithRandomSearch")
         # The progress line is this optimizer's own (one line per candidate), not the session's.
-        session = RunSession(
+        with demo_set_run(
             RESULT_NAME,
+            self,
             program,
-            self.metric,
-            self.run_options,
             lm=lm,
             run_dir=run_dir,
             resume=resume,
             max_metric_calls=self.max_metric_calls,
-        )
-        with session:
-            run = DemoSetCandidates(session, RESULT_NAME)
-            session.start(self.name, self.config(), run.resumed)
+        ) as run:
+            session = run.session
             reason = "all candidates scored"
             boot = self.base.bootstrapper(program, session.lm, session.streak)
             try:
