@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         "imports": imports,
         "total_seconds": time.perf_counter() - started,
         "summary": summary,
-        "provenance": collect(lms={"task": lm_identity("local")}),
+        "provenance": collect(lms={"task": lm_identity("local")}).to_dict(),
     }
 
     out = Path(args.out)

@@ -97,9 +97,9 @@ def main() -> None:
         record = cell_record(Path(args.from_run))
         if record is None:
             raise SystemExit(f"{args.from_run} is not a LangProBe cell run folder (no cells/<name>.json).")
-        cell_cfg = record["config"]
-        args.task, args.program, args.optimizer = cell_cfg["task"], cell_cfg["program"], cell_cfg["optimizer"]
-        args.sizes, args.split_seed = ",".join(map(str, cell_cfg["sizes"])), cell_cfg["split_seed"]
+        cell_cfg = record.config
+        args.task, args.program, args.optimizer = cell_cfg.task, cell_cfg.program, cell_cfg.optimizer
+        args.sizes, args.split_seed = ",".join(map(str, cell_cfg.sizes)), cell_cfg.split_seed
     task = get_task(args.task)
     program_name = args.program or next(iter(task.programs))
     sizes = tuple(int(x) for x in args.sizes.split(","))

@@ -147,6 +147,55 @@ def command_line() -> str:
     return shlex.join(argv)
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a stored result came from (see :func:`collect`)."""
+
+    recorded_at: str
+    code: CodeVersion
+    packages: Mapping[str, str | None]
+    python: str
+    platform: str
+    cpu: Mapping[str, Any]  # model, cores, machine
+    lms: Mapping[str, Mapping[str, Any]]  # role -> LM identity
+    data: Mapping[str, Mapping[str, Any]]  # task -> what its examples came from
+    command: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recorded_at": self.recorded_at,
+            "code": self.code.to_dict(),
+            "packages": dict(self.packages),
+            "python": self.python,
+            "platform": self.platform,
+            "cpu": dict(self.cpu),
+            "lms": {role: dict(ident) for role, ident in self.lms.items()},
+            "data": {task: dict(ident) for task, ident in self.data.items()},
+            "command": self.command,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """Read a stored block; fields it lacks read as unknown (empty or ``None``)."""
+        code = data.get("code") or {}
+        return cls(
+            recorded_at=str(data.get("recorded_at") or ""),
+            code=CodeVersion(
+                version=str(code.get("version") or ""),
+                commit=code.get("commit"),
+                dirty=code.get("dirty"),
+                source_sha256=str(code.get("source_sha256") or ""),
+            ),
+            packages=dict(data.get("packages") or {}),
+            python=str(data.get("python") or ""),
+            platform=str(data.get("platform") or ""),
+            cpu=dict(data.get("cpu") or {}),
+            lms={role: dict(ident) for role, ident in (data.get("lms") or {}).items()},
+            data={task: dict(ident) for task, ident in (data.get("data") or {}).items()},
+            command=str(data.get("command") or ""),
+        )
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -156,22 +205,22 @@ def collect(
     lms: Mapping[str, Any] | None = None,
     data: Mapping[str, Any] | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
-    """The provenance block of a stored result.
+) -> Provenance:
+    """The provenance of a result made by this process (``to_dict()`` is the stored block).
 
     Args:
         lms: role -> LM identity (see :func:`promptopt.lm.identity.lm_identity`).
         data: what the examples came from, e.g. ``{"iris": {"sha256": ..., "files": {...}}}``.
         command: the command to rerun it; defaults to this process's command line.
     """
-    return {
-        "recorded_at": now(),
-        "code": code_version().to_dict(),
-        "packages": package_versions(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu(),
-        "lms": dict(lms or {}),
-        "data": dict(data or {}),
-        "command": command if command is not None else command_line(),
-    }
+    return Provenance(
+        recorded_at=now(),
+        code=code_version(),
+        packages=package_versions(),
+        python=platform.python_version(),
+        platform=platform.platform(),
+        cpu=cpu(),
+        lms=dict(lms or {}),
+        data=dict(data or {}),
+        command=command if command is not None else command_line(),
+    )

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from promptopt.bench.optimizers import OPTIMIZERS
+from promptopt.bench.records import CellNumbers, CellRecord
 from promptopt.bench.stats import pair_by_id, pooled_paired, sign_counts, sign_test
 
 CSV_COLUMNS = [
@@ -49,66 +50,79 @@ def optimizer_order(name: str) -> int:
     return names.index(name) if name in names else len(names)
 
 
-def cell_row(c: dict[str, Any]) -> dict[str, Any]:
-    cfg = c["config"]
-    row: dict[str, Any] = {k: cfg.get(k) for k in ("task", "program", "optimizer", "lm", "seed")}
-    row.update(key=c["key"], status=c["status"], cell_seconds=c.get("seconds"))
-    if c["status"] == "ok":
-        lift, b = c["lift"], c["budget"]
+def cell_row(c: CellRecord) -> dict[str, Any]:
+    """The cell's row of ``report.csv`` (:data:`CSV_COLUMNS`)."""
+    cfg = c.config
+    row: dict[str, Any] = {
+        "task": cfg.task,
+        "program": cfg.program,
+        "optimizer": cfg.optimizer,
+        "lm": cfg.lm,
+        "seed": cfg.seed,
+        "key": c.key,
+        "status": c.status,
+        "cell_seconds": c.seconds,
+    }
+    if c.numbers is not None:
+        n = c.numbers
         ids, base, opt = paired_test_scores(c)
         wins, losses, ties = sign_counts(np.subtract(opt, base))
         row.update(
-            n_test=lift["n"],
-            baseline_test=c["baseline"]["test"]["score"],
-            optimized_test=c["optimized"]["test"]["score"],
-            lift=lift["mean"],
-            lift_ci_low=lift["ci"][0],
-            lift_ci_high=lift["ci"][1],
+            n_test=n.lift.n,
+            baseline_test=n.baseline_test.score,
+            optimized_test=n.optimized_test.score,
+            lift=n.lift.mean,
+            lift_ci_low=n.lift.ci[0],
+            lift_ci_high=n.lift.ci[1],
             n_distinct=len(ids),
             wins=wins,
             losses=losses,
             ties=ties,
             sign_p=sign_test(wins, losses),
-            baseline_val=c["validation"]["baseline"],
-            optimized_val=c["validation"]["optimized"],
-            metric_calls=b["metric_calls"],
-            lm_calls=b["lm_calls"],
-            tokens=b["tokens"],
-            optimizer_seconds=b["seconds"],
-            stop_reason=c["optimizer"]["stop_reason"],
+            baseline_val=n.baseline_val,
+            optimized_val=n.optimized_val,
+            metric_calls=n.spending.metric_calls,
+            lm_calls=n.spending.lm_calls,
+            tokens=n.spending.tokens,
+            optimizer_seconds=n.spending.seconds,
+            stop_reason=n.optimizer.stop_reason,
             error="",
         )
     else:
-        err = c.get("error") or {}
-        row["error"] = f"{err.get('type', '')}: {err.get('message', '')}"
+        row["error"] = c.error.describe() if c.error else ""
     return {k: row.get(k) for k in CSV_COLUMNS}
 
 
-def _group_key(c: dict[str, Any]) -> tuple[str, str, str, str]:
-    cfg = c["config"]
-    return (cfg["task"], cfg["program"], cfg["optimizer"], cfg["lm"])
+def _group_key(c: CellRecord) -> tuple[str, str, str, str]:
+    return (c.config.task, c.config.program, c.config.optimizer, c.config.lm)
 
 
-def paired_test_scores(c: dict[str, Any]) -> tuple[list[Any], list[float], list[float]]:
+def paired_test_scores(c: CellRecord) -> tuple[list[Any], list[float], list[float]]:
     """A finished cell's test ``(ids, baseline scores, optimized scores)``, paired by example id."""
-    base, opt = c["baseline"]["test"], c["optimized"]["test"]
-    return pair_by_id(base["ids"], base["scores"], opt["ids"], opt["scores"], label=f"cell {c['key']}")
+    n = c.finished()
+    base, opt = n.baseline_test, n.optimized_test
+    return pair_by_id(base.ids, base.scores, opt.ids, opt.scores, label=f"cell {c.key}")
 
 
-def aggregate(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def aggregate(cells: Sequence[CellRecord]) -> list[dict[str, Any]]:
     """One row per (task, program, optimizer, lm): means over seeds, and the lift pooled over seeds with
     :func:`~promptopt.bench.stats.pooled_paired`: its CI resamples distinct test examples (an example
     scored under several seeds is one cluster), its sign test counts distinct examples. ``n_test`` is
     the number of scored pairs over all seeds, ``n_distinct`` the number of distinct examples."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[CellRecord]] = defaultdict(list)
     for c in cells:
-        if c["status"] == "ok":
+        if c.ok:
             groups[_group_key(c)].append(c)
     rows = []
     for (task, program, optimizer, lm), cs in groups.items():
-        cs = sorted(cs, key=lambda c: (c["config"]["seed"], c["key"]))
+        cs = sorted(cs, key=lambda c: (c.config.seed, c.key))
         paired = [paired_test_scores(c) for c in cs]
         lift = pooled_paired([p[0] for p in paired], [p[1] for p in paired], [p[2] for p in paired])
+        numbers = [c.finished() for c in cs]
+
+        def mean(value: Any, numbers: list[CellNumbers] = numbers) -> float:
+            return float(np.mean([value(n) for n in numbers]))
+
         rows.append(
             {
                 "task": task,
@@ -116,22 +130,22 @@ def aggregate(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "optimizer": optimizer,
                 "lm": lm,
                 "seeds": len(cs),
-                "n_test": lift["n"],
-                "n_distinct": lift["n_distinct"],
-                "baseline_test": float(np.mean([c["baseline"]["test"]["score"] for c in cs])),
-                "optimized_test": float(np.mean([c["optimized"]["test"]["score"] for c in cs])),
-                "lift": lift["mean"],
-                "lift_ci": lift["ci"],
-                "wins": lift["wins"],
-                "losses": lift["losses"],
-                "ties": lift["ties"],
-                "sign_p": lift["sign_p"],
-                "baseline_val": float(np.mean([c["validation"]["baseline"] for c in cs])),
-                "optimized_val": float(np.mean([c["validation"]["optimized"] for c in cs])),
-                "metric_calls": float(np.mean([c["budget"]["metric_calls"] for c in cs])),
-                "lm_calls": float(np.mean([c["budget"]["lm_calls"] for c in cs])),
-                "tokens": float(np.mean([c["budget"]["tokens"] for c in cs])),
-                "seconds": float(np.mean([c["budget"]["seconds"] for c in cs])),
+                "n_test": lift.n,
+                "n_distinct": lift.n_distinct,
+                "baseline_test": mean(lambda n: n.baseline_test.score),
+                "optimized_test": mean(lambda n: n.optimized_test.score),
+                "lift": lift.mean,
+                "lift_ci": list(lift.ci),
+                "wins": lift.wins,
+                "losses": lift.losses,
+                "ties": lift.ties,
+                "sign_p": lift.sign_p,
+                "baseline_val": mean(lambda n: n.baseline_val),
+                "optimized_val": mean(lambda n: n.optimized_val),
+                "metric_calls": mean(lambda n: n.spending.metric_calls),
+                "lm_calls": mean(lambda n: n.spending.lm_calls),
+                "tokens": mean(lambda n: n.spending.tokens),
+                "seconds": mean(lambda n: n.spending.seconds),
             }
         )
     rows.sort(key=lambda r: (r["task"], r["program"], r["lm"], optimizer_order(r["optimizer"])))

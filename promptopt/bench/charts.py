@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from promptopt.bench.aggregate import by_optimizer, optimizer_order
+from promptopt.bench.records import CellNumbers, CellRecord
 
 
 def _figure(width: float, height: float) -> Any:
@@ -58,31 +59,31 @@ def _step_mean(curves: list[list[tuple[float, float]]]) -> tuple[list[float], li
     return xs, ys
 
 
-def _curves(path: Path, task: str, cells: list[dict[str, Any]]) -> Path | None:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    programs = {c["config"]["program"] for c in cells}
-    lms = {c["config"]["lm"] for c in cells}
+def _curves(path: Path, task: str, cells: list[CellRecord]) -> Path | None:
+    groups: dict[str, list[CellNumbers]] = defaultdict(list)
+    programs = {c.config.program for c in cells}
+    lms = {c.config.lm for c in cells}
     for c in cells:
-        label = c["config"]["optimizer"]
+        label = c.config.optimizer
         if len(programs) > 1:
-            label += f" / {c['config']['program']}"
+            label += f" / {c.config.program}"
         if len(lms) > 1:
-            label += f" / {c['config']['lm']}"
-        groups[label].append(c)
+            label += f" / {c.config.lm}"
+        groups[label].append(c.finished())
     fig = _figure(6.5, 4.0)
     ax = fig.add_subplot()
     drawn = 0
     for label in sorted(groups, key=lambda s: (optimizer_order(s.split(" / ")[0]), s)):
         cs = groups[label]
         if label.split(" / ")[0] == "baseline":
-            y = 100 * float(np.mean([c["validation"]["baseline"] for c in cs]))
+            y = 100 * float(np.mean([n.baseline_val for n in cs]))
             ax.axhline(y, linestyle="--", color="#9aa5b1", label=f"{label} (seed program)")
             drawn += 1
             continue
         curves = []
-        for c in cs:
-            pts = [(float(x), float(y)) for x, y in c["learning_curve"]]
-            end = (float(c["budget"]["metric_calls"]), float(c["validation"]["optimized"]))
+        for n in cs:
+            pts = [(float(x), float(y)) for x, y in n.learning_curve]
+            end = (float(n.spending.metric_calls), float(n.optimized_val))
             if not pts:
                 pts = [end]
             elif end[0] > pts[-1][0]:
@@ -107,7 +108,7 @@ def _curves(path: Path, task: str, cells: list[dict[str, Any]]) -> Path | None:
     return path
 
 
-def charts(out: Path, cells: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> list[Path]:
+def charts(out: Path, cells: Sequence[CellRecord], rows: Sequence[dict[str, Any]]) -> list[Path]:
     folder = out / "charts"
     made: list[Path] = []
     summary = by_optimizer(rows)
@@ -123,7 +124,7 @@ def charts(out: Path, cells: Sequence[dict[str, Any]], rows: Sequence[dict[str, 
             f"Mean test score over {n_tasks} task{'s' if n_tasks != 1 else ''}",
         )
     )
-    ok = [c for c in cells if c["status"] == "ok"]
+    ok = [c for c in cells if c.ok]
     for task in sorted({r["task"] for r in rows}):
         trs = [r for r in rows if r["task"] == task]
         multi = len({(r["program"], r["lm"]) for r in trs}) > 1
@@ -137,7 +138,7 @@ def charts(out: Path, cells: Sequence[dict[str, Any]], rows: Sequence[dict[str, 
                 f"{task}: test score",
             )
         )
-        curve = _curves(folder / f"curve_{task}.png", task, [c for c in ok if c["config"]["task"] == task])
+        curve = _curves(folder / f"curve_{task}.png", task, [c for c in ok if c.config.task == task])
         if curve is not None:
             made.append(curve)
     return made

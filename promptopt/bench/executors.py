@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.bench.lms import LMs
+from promptopt.bench.records import CellRecord
 from promptopt.bench.runner import run_cell
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store
@@ -25,7 +26,7 @@ class ExecutorError(RuntimeError):
 
 def _cell_job(
     spec_dict: dict[str, Any], cell_dict: dict[str, Any], progress: bool, reuse_finished: bool = True
-) -> dict[str, Any]:
+) -> CellRecord:
     """Run one cell in a worker (a fresh process: LMs are built from the spec's strings)."""
     spec = ExperimentSpec.from_dict(spec_dict)
     cell, store = Cell(**cell_dict), Store(spec.out)
@@ -48,7 +49,7 @@ class LocalExecutor:
         lms: LMs | None = None,
         progress: bool = True,
         reuse_finished: bool = True,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[CellRecord]:
         if self.workers == 1 or len(cells) <= 1:
             store, lms = Store(spec.out), lms or LMs()
             for cell in cells:
@@ -95,7 +96,7 @@ class RayExecutor:
         lms: LMs | None = None,
         progress: bool = True,
         reuse_finished: bool = True,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[CellRecord]:
         ray = self._ray()
         if lms is not None and any(x is not None for x in (lms.task, lms.reflection, lms.proposer)):
             raise ExecutorError(

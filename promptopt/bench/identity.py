@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,10 @@ class CellIdentity:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def changed_parts(self, stored: dict[str, Any] | None) -> list[str]:
+    def changed_parts(self, stored: Mapping[str, Any] | None) -> list[str]:
         """The parts of ``stored`` (a stored identity dict) that differ from this one; all of them
         when nothing was stored."""
-        if not isinstance(stored, dict):
+        if not isinstance(stored, Mapping):
             return list(PARTS)
         mine = json.loads(json.dumps(self.to_dict(), default=str))  # as it reads back from JSON
         return [part for part in PARTS if stored.get(part) != mine[part]]
@@ -111,7 +112,7 @@ def experiment_provenance(
     lms: dict[str, Any],
     data_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """The provenance block of an experiment script's result on one task: code, packages, machine,
+    """The provenance block (as stored) of an experiment script's result on one task: code, packages, machine,
     command, the identity of each LM (role -> model string or LM object) and of the drawn data."""
     from promptopt.lm.identity import lm_identity
     from promptopt.provenance import collect
@@ -119,4 +120,4 @@ def experiment_provenance(
     return collect(
         lms={role: lm_identity(lm) for role, lm in lms.items()},
         data={task: data_identity(task, data_dir, split_seed, tuple(sizes))},
-    )
+    ).to_dict()

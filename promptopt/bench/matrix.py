@@ -11,21 +11,22 @@ from typing import Any
 from promptopt.bench.executors import LocalExecutor
 from promptopt.bench.lms import LMs
 from promptopt.bench.optimizers import availability
-from promptopt.bench.runner import BUSY, cell_identity, why_rerun
+from promptopt.bench.records import BUSY, CellRecord
+from promptopt.bench.runner import cell_identity, why_rerun
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store, UnreadableRecordError
 
 
 @dataclass
 class MatrixOutcome:
-    ran: list[dict[str, Any]] = field(default_factory=list)
+    ran: list[CellRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     rerun_reasons: dict[str, str] = field(default_factory=dict)
     busy: list[str] = field(default_factory=list)  # cells another run on the same folder was running
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.ran if r["status"] != "ok"]
+    def failed(self) -> list[CellRecord]:
+        return [r for r in self.ran if not r.ok]
 
 
 @dataclass
@@ -70,22 +71,22 @@ def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: b
     return Plan(todo=todo, reused=reused, reasons=reasons)
 
 
-def describe(record: dict[str, Any]) -> str:
-    if record["status"] == BUSY:
+def describe(record: CellRecord) -> str:
+    if record.status == BUSY:
         return "in progress in another run on this folder; skipped here (run again later to include it)"
-    if record.get("reused"):
+    if record.reused:
         return "finished by another run on this folder meanwhile; reused"
-    if record["status"] != "ok":
-        err = record.get("error") or {}
-        return f"FAILED {err.get('type', '')}: {str(err.get('message', ''))[:200]}"
-    base, opt = record["baseline"]["test"]["score"], record["optimized"]["test"]["score"]
-    lift = record["lift"]
-    lo, hi = lift["ci"]
-    b = record["budget"]
+    if record.numbers is None:
+        error = record.error.describe() if record.error else "no error recorded"
+        return f"FAILED {error[:250]}"
+    numbers = record.numbers
+    base, opt = numbers.baseline_test.score, numbers.optimized_test.score
+    lift, spent = numbers.lift, numbers.spending
+    lo, hi = lift.ci
     return (
-        f"test {100 * base:.1f}% -> {100 * opt:.1f}% (lift {100 * lift['mean']:+.1f}, "
-        f"95% CI {100 * lo:+.1f}..{100 * hi:+.1f}); {b['metric_calls']} metric calls, "
-        f"{b['lm_calls']} LM calls, {record['seconds']:.0f}s"
+        f"test {100 * base:.1f}% -> {100 * opt:.1f}% (lift {100 * lift.mean:+.1f}, "
+        f"95% CI {100 * lo:+.1f}..{100 * hi:+.1f}); {spent.metric_calls} metric calls, "
+        f"{spent.lm_calls} LM calls, {record.seconds or 0:.0f}s"
     )
 
 
@@ -95,7 +96,7 @@ def run_matrix(
     executor: Any = None,
     lms: LMs | None = None,
     progress: bool = True,
-    on_cell: Callable[[dict[str, Any]], None] | None = None,
+    on_cell: Callable[[CellRecord], None] | None = None,
     fresh: bool = False,
 ) -> MatrixOutcome:
     """Run every cell of ``spec`` that is not stored as the same experiment (every cell with
@@ -120,14 +121,14 @@ def run_matrix(
                 print(f"  {name}: {why}", file=sys.stderr)
     records = executor.run(spec, todo, lms=lms, progress=progress, reuse_finished=not fresh)
     for i, record in enumerate(records, start=1):
-        if record["status"] == BUSY:
-            outcome.busy.append(record["key"])
-        elif record.get("reused"):
-            outcome.skipped.append(record["key"])
+        if record.status == BUSY:
+            outcome.busy.append(record.key)
+        elif record.reused:
+            outcome.skipped.append(record.key)
         else:
             outcome.ran.append(record)
         if progress:
-            print(f"[{len(done) + i}/{total}] {record['key']}: {describe(record)}", file=sys.stderr)
+            print(f"[{len(done) + i}/{total}] {record.key}: {describe(record)}", file=sys.stderr)
         if on_cell is not None:
             on_cell(record)
     return outcome

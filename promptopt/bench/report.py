@@ -21,6 +21,7 @@ from typing import Any
 
 from promptopt.bench.aggregate import CSV_COLUMNS, aggregate, by_optimizer, cell_row, paired_test_scores
 from promptopt.bench.charts import charts
+from promptopt.bench.records import CellRecord
 from promptopt.bench.report_provenance import cache_lines, provenance_lines
 from promptopt.bench.store import Store
 
@@ -62,9 +63,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _cell_problem(c: dict[str, Any]) -> str | None:
+def _cell_problem(c: CellRecord) -> str | None:
     """Why a stored cell cannot be reported (its numbers do not pair up), or ``None``."""
-    if c["status"] != "ok":
+    if not c.ok:
         return None
     try:
         paired_test_scores(c)
@@ -75,19 +76,17 @@ def _cell_problem(c: dict[str, Any]) -> str | None:
 
 def markdown(
     out: Path,
-    cells: Sequence[dict[str, Any]],
+    cells: Sequence[CellRecord],
     rows: Sequence[dict[str, Any]],
     charts: list[Path],
     unreadable: Sequence[str] = (),
 ) -> str:
     spec = _read_json(out / "spec.json") or {}
-    ok = [c for c in cells if c["status"] == "ok"]
-    failed = [c for c in cells if c["status"] != "ok"]
+    ok = [c for c in cells if c.ok]
+    failed = [c for c in cells if not c.ok]
     lines = [f"# LangProBe results{': ' + spec['name'] if spec.get('name') else ''}", ""]
-    lms = sorted({c["config"]["lm"] for c in cells})
-    refl = sorted({c["config"]["reflection_lm"] for c in cells if c["config"].get("reflection_lm")}) or [
-        "none"
-    ]
+    lms = sorted({c.config.lm for c in cells})
+    refl = sorted({c.config.reflection_lm for c in cells if c.config.reflection_lm}) or ["none"]
     lines += [
         f"{len(cells)} cells ({len(ok)} finished, {len(failed)} failed) from `{out}/cells/`. "
         f"Task LM: {', '.join(f'`{x}`' for x in lms)}; reflection/proposer LM: "
@@ -168,9 +167,8 @@ def markdown(
     if failed:
         lines += ["## Failed cells", ""]
         for c in failed:
-            err = c.get("error") or {}
-            msg = " ".join(str(err.get("message", "")).split())[:300]
-            lines.append(f"- `{c['key']}`: {err.get('type', 'error')}: {msg}")
+            kind, message = (c.error.type, c.error.message) if c.error else ("error", "")
+            lines.append(f"- `{c.key}`: {kind}: {' '.join(message.split())[:300]}")
         lines.append("")
     if unreadable:
         lines += ["## Unreadable cells (left out)", ""]
@@ -201,7 +199,7 @@ def build_report(out: str | Path) -> ReportFiles:
         if problem is None:
             cells.append(c)
         else:
-            unreadable.append(f"`{c['key']}.json`: {problem}")
+            unreadable.append(f"`{c.key}.json`: {problem}")
     rows = aggregate(cells)
     for old in (root / "charts").glob("*.png"):  # charts of cells no longer stored
         old.unlink()

@@ -6,33 +6,33 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from promptopt.bench.aggregate import optimizer_order
+from promptopt.bench.records import CellRecord
+from promptopt.provenance import Provenance
 
 
-def _cache_share(c: dict[str, Any]) -> float | None:
-    b = c.get("budget") or {}
-    calls, uncached = b.get("lm_calls"), b.get("uncached_lm_calls")
-    if not calls or uncached is None:
+def _cache_share(c: CellRecord) -> float | None:
+    spent = c.finished().spending
+    if not spent.lm_calls or spent.uncached_lm_calls is None:
         return None
-    return 1.0 - uncached / calls
+    return 1.0 - spent.uncached_lm_calls / spent.lm_calls
 
 
-def cache_lines(cells: Sequence[dict[str, Any]]) -> list[str]:
+def cache_lines(cells: Sequence[CellRecord]) -> list[str]:
     """How warm each optimizer's cells ran: wall times compare only between cells that started from
     the same LM-cache state."""
-    ok = [c for c in cells if c["status"] == "ok" and c["config"].get("optimizer") != "baseline"]
+    ok = [c for c in cells if c.ok and c.config.optimizer != "baseline"]
     if not ok:
         return []
-    modes = sorted({c["config"].get("lm_cache", "shared") for c in ok})
+    modes = sorted({c.config.lm_cache for c in ok})
     per: dict[str, list[float]] = defaultdict(list)
     for c in ok:
         share = _cache_share(c)
         if share is not None:
-            per[c["config"]["optimizer"]].append(share)
+            per[c.config.optimizer].append(share)
     if modes == ["per_cell"]:
         state = (
             'Every cell ran with `lm_cache = "per_cell"`: each started from an empty LM cache of its '
@@ -51,54 +51,53 @@ def cache_lines(cells: Sequence[dict[str, Any]]) -> list[str]:
     return ["## LM-cache state", "", state, f"LM calls answered from a cache, mean per cell: {shares}.", ""]
 
 
-def _provenance_key(prov: dict[str, Any]) -> str:
-    code = prov.get("code") or {}
+def _provenance_key(prov: Provenance) -> str:
     return json.dumps(
         {
-            "commit": code.get("commit"),
-            "dirty": code.get("dirty"),
-            "source": code.get("source_sha256"),
-            "packages": prov.get("packages"),
-            "cpu": (prov.get("cpu") or {}).get("model"),
+            "commit": prov.code.commit,
+            "dirty": prov.code.dirty,
+            "source": prov.code.source_sha256,
+            "packages": dict(prov.packages),
+            "cpu": prov.cpu.get("model"),
         },
         sort_keys=True,
     )
 
 
-def provenance_lines(cells: Sequence[dict[str, Any]]) -> list[str]:
+def provenance_lines(cells: Sequence[CellRecord]) -> list[str]:
     """Which code, packages, machine, LMs and data made the cells, and which cells carry none."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[Provenance]] = defaultdict(list)
     missing = []
     for c in cells:
-        if isinstance(c.get("provenance"), dict):
-            groups[_provenance_key(c["provenance"])].append(c)
+        if c.provenance is not None:
+            groups[_provenance_key(c.provenance)].append(c.provenance)
         else:
-            missing.append(c["key"])
+            missing.append(c.key)
     lines = ["## Provenance", ""]
     if len(groups) > 1:
         lines += [f"**The cells come from {len(groups)} different code versions or environments.**", ""]
     for members in groups.values():
-        prov = members[0]["provenance"]
-        code, cpu = prov.get("code") or {}, prov.get("cpu") or {}
-        commit = code.get("commit") or "no git checkout"
-        dirty = " with uncommitted changes" if code.get("dirty") else ""
-        packages = ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items() if v)
+        prov = members[0]
+        code, cpu = prov.code, prov.cpu
+        commit = code.commit or "no git checkout"
+        dirty = " with uncommitted changes" if code.dirty else ""
+        packages = ", ".join(f"{k} {v}" for k, v in prov.packages.items() if v)
         lms: dict[str, str] = {}
         data: dict[str, str] = {}
-        for c in members:
-            for role, ident in (c["provenance"].get("lms") or {}).items():
+        for member in members:
+            for role, ident in member.lms.items():
                 sha = f" (sha256 {ident['sha256'][:16]}…)" if ident.get("sha256") else ""
                 lms[f"`{ident.get('model')}`{sha}"] = role
-            for task, ident in (c["provenance"].get("data") or {}).items():
+            for task, ident in member.data.items():
                 data[task] = (ident.get("files_sha256") or "from the hub")[:16]
         lines += [
-            f"- {len(members)} cells: promptopt {code.get('version')} at commit `{commit}`{dirty}, "
-            f"sources sha256 `{str(code.get('source_sha256'))[:16]}…`; {packages}; Python "
-            f"{prov.get('python')}; {cpu.get('model')} ({cpu.get('cores')} cores).",
+            f"- {len(members)} cells: promptopt {code.version} at commit `{commit}`{dirty}, "
+            f"sources sha256 `{code.source_sha256[:16]}…`; {packages}; Python "
+            f"{prov.python}; {cpu.get('model')} ({cpu.get('cores')} cores).",
             f"  LMs: {', '.join(sorted(lms))}. Data files sha256: "
             + ", ".join(f"{t} `{h}…`" for t, h in sorted(data.items()))
             + ".",
-            f"  Command: `{prov.get('command')}`.",
+            f"  Command: `{prov.command}`.",
         ]
     if missing:
         lines.append(

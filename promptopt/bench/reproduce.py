@@ -13,33 +13,35 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from promptopt.bench.lms import LMs
+from promptopt.bench.records import CellNumbers, CellRecord
 from promptopt.bench.runner import cell_identity, run_cell
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store
 from promptopt.lm.cache import Cache
 
-# The fields of a cell record that must come back exactly (dotted paths into the record).
-COMPARED = (
-    "splits",
-    "baseline.test.ids",
-    "baseline.test.scores",
-    "optimized.test.ids",
-    "optimized.test.scores",
-    "lift.mean",
-    "lift.ci",
-    "validation.baseline",
-    "validation.optimized",
-    "budget.metric_calls",
-    "budget.lm_calls",
-    "learning_curve",
-    "components",
-    "optimizer.candidates",
-)
+# The numbers of a finished cell that must come back exactly, named by their place in the stored JSON.
+COMPARED: dict[str, Callable[[CellNumbers], Any]] = {
+    "splits": lambda n: n.splits,
+    "baseline.test.ids": lambda n: n.baseline_test.ids,
+    "baseline.test.scores": lambda n: n.baseline_test.scores,
+    "optimized.test.ids": lambda n: n.optimized_test.ids,
+    "optimized.test.scores": lambda n: n.optimized_test.scores,
+    "lift.mean": lambda n: n.lift.mean,
+    "lift.ci": lambda n: n.lift.ci,
+    "validation.baseline": lambda n: n.baseline_val,
+    "validation.optimized": lambda n: n.optimized_val,
+    "budget.metric_calls": lambda n: n.spending.metric_calls,
+    "budget.lm_calls": lambda n: n.spending.lm_calls,
+    "learning_curve": lambda n: n.learning_curve,
+    "components": lambda n: n.components,
+    "optimizer.candidates": lambda n: n.optimizer.candidates,
+}
 
 
 @dataclass
@@ -76,46 +78,43 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _get(record: dict[str, Any], path: str) -> Any:
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
+def _as_stored(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples as lists), so a stored and a fresh value compare."""
+    return json.loads(json.dumps(value, default=str))
 
 
-def compare(stored: dict[str, Any], rerun: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Field -> (stored, rerun) for every compared field that differs (as read back from JSON)."""
-    rerun = json.loads(json.dumps(rerun, default=str))
-    return {
-        name: (_get(stored, name), _get(rerun, name))
-        for name in COMPARED
-        if _get(stored, name) != _get(rerun, name)
-    }
+def compare(stored: CellRecord, rerun: CellRecord) -> dict[str, tuple[Any, Any]]:
+    """Field -> (stored, rerun) for every compared field that differs."""
+    before, after = stored.finished(), rerun.finished()
+    differences = {}
+    for name, value in COMPARED.items():
+        was, now = _as_stored(value(before)), _as_stored(value(after))
+        if was != now:
+            differences[name] = (was, now)
+    return differences
 
 
-def _spec_for(stored: dict[str, Any], base: dict[str, Any], out: Path) -> tuple[ExperimentSpec, Cell]:
-    cfg = stored["config"]
-    cell = Cell(cfg["task"], cfg["program"], cfg["optimizer"], cfg["lm"], cfg["seed"])
+def _spec_for(stored: CellRecord, base: dict[str, Any], out: Path) -> tuple[ExperimentSpec, Cell]:
+    cfg = stored.config
+    cell = Cell(cfg.task, cfg.program, cfg.optimizer, cfg.lm, cfg.seed)
     spec = ExperimentSpec(
         tasks=[cell.task],
         programs=[cell.program],
         optimizers=[cell.optimizer],
         lms=[cell.lm],
         seeds=[cell.seed],
-        budget=cfg["budget"] or base.get("budget", 1),
-        reflection_lm=cfg["reflection_lm"] or base.get("reflection_lm", "local"),
-        proposer_lm=cfg["proposer_lm"],
-        sizes={cell.task: tuple(cfg["sizes"])},
-        split_seed=cfg["split_seed"],
+        budget=cfg.budget or base.get("budget", 1),
+        reflection_lm=cfg.reflection_lm or base.get("reflection_lm", "local"),
+        proposer_lm=cfg.proposer_lm,
+        sizes={cell.task: cfg.sizes},
+        split_seed=cfg.split_seed,
         num_threads=base.get("num_threads", 4),
-        max_tokens=cfg["max_tokens"],
+        max_tokens=cfg.max_tokens,
         out=str(out),
         data_dir=base.get("data_dir"),
         name=base.get("name", ""),
-        optimizer_options={cell.optimizer: dict(cfg.get("optimizer_options") or {})},
-        lm_cache=cfg.get("lm_cache", "shared"),
+        optimizer_options={cell.optimizer: dict(cfg.optimizer_options)},
+        lm_cache=cfg.lm_cache,
     )
     return spec, cell
 
@@ -144,7 +143,7 @@ def reproduce_cells(
         base = json.loads((Path(out) / "spec.json").read_text())
     except (OSError, ValueError):
         base = {}
-    stored_cells = {c["key"]: c for c in store.cells() if c.get("status") == "ok"}
+    stored_cells = {c.key: c for c in store.cells() if c.ok}
     wanted = keys if keys is not None else sorted(stored_cells)
     missing = [k for k in wanted if k not in stored_cells]
     if missing:
@@ -161,16 +160,14 @@ def reproduce_cells(
                 spec, cell = _spec_for(stored, base, Path(scratch))
                 spec.validate()
                 cell_lms = _replaying(lms, store, cell, spec, Path(scratch))
-                outcome.identity_changes = cell_identity(spec, cell, cell_lms).changed_parts(
-                    stored.get("identity")
-                )
+                outcome.identity_changes = cell_identity(spec, cell, cell_lms).changed_parts(stored.identity)
                 rerun = run_cell(spec, cell, Store(scratch), cell_lms, progress=progress)
             except Exception as exc:  # a cell that cannot be rebuilt is reported, the others still run
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 outcomes.append(outcome)
                 continue
-        if rerun["status"] != "ok":
-            outcome.error = f"the rerun failed: {rerun['error']['type']}: {rerun['error']['message']}"
+        if not rerun.ok:
+            outcome.error = f"the rerun failed: {rerun.error.describe() if rerun.error else rerun.status}"
         else:
             outcome.differences = compare(stored, rerun)
         outcomes.append(outcome)

@@ -28,17 +28,26 @@ from typing import Any
 from promptopt.bench.identity import CellIdentity, code_identity, data_identity
 from promptopt.bench.lms import LMs
 from promptopt.bench.optimizers import OptimizerUnavailableError, RunContext, availability, run_optimizer
+from promptopt.bench.records import (
+    BUSY,
+    FAILED,
+    OK,
+    BaselineRecord,
+    CellError,
+    CellNumbers,
+    CellRecord,
+    CellSpending,
+    OptimizerSummary,
+    SplitScores,
+)
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.stats import paired_bootstrap
 from promptopt.bench.store import Store, UnreadableRecordError
 from promptopt.evaluate import evaluate
 from promptopt.lm.usage import track_usage
 from promptopt.optimizers.components import serialize_components
-from promptopt.provenance import collect
+from promptopt.provenance import Provenance, collect
 from promptopt.tasks import get_task
-
-# 2: cells carry their identity and provenance.
-SCHEMA = 2
 
 
 class _CountingMetric:
@@ -64,7 +73,7 @@ class UnscoredExamplesError(RuntimeError):
     """An evaluation of a cell left examples without a score (the LM or the metric failed)."""
 
 
-def _scores(result: Any, what: str = "evaluation") -> dict[str, Any]:
+def _scores(result: Any, what: str = "evaluation") -> SplitScores:
     unscored = list(getattr(result, "unscored", []))
     if unscored:
         # A stored cell's per-example scores are its evidence: an outage must not enter them as 0.0.
@@ -74,14 +83,14 @@ def _scores(result: Any, what: str = "evaluation") -> dict[str, Any]:
             f"({first.failure} failure on {first.example.id}: {first.error}); the cell is not stored "
             "as finished: run the same command again once the LM or metric works."
         )
-    return {
-        "score": result.score,
-        "ids": [r.example.id for r in result.results],
-        "scores": [r.score for r in result.results],
-        "errors": len(result.errors),
-        "usage": result.usage.to_dict(),
-        "seconds": result.seconds,
-    }
+    return SplitScores(
+        score=result.score,
+        ids=tuple(r.example.id for r in result.results),
+        scores=tuple(r.score for r in result.results),
+        errors=len(result.errors),
+        usage=result.usage,
+        seconds=result.seconds,
+    )
 
 
 def _finite(x: float | None) -> bool:
@@ -92,24 +101,18 @@ def _finite(x: float | None) -> bool:
 def _splits(spec: ExperimentSpec, cell: Cell) -> Any:
     task = get_task(cell.task)
     cfg = spec.cell_config(cell)
-    return task, task.splits(spec.data_dir, seed=cfg["split_seed"], sizes=cfg["sizes"])
-
-
-def baseline_config(spec: ExperimentSpec, cell: Cell) -> dict[str, Any]:
-    cfg = spec.cell_config(cell)
-    keep = ("task", "program", "lm", "seed", "sizes", "split_seed", "max_tokens")
-    return {k: cfg[k] for k in keep}
+    return task, task.splits(spec.data_dir, seed=cfg.split_seed, sizes=cfg.sizes)
 
 
 def _data_identity(spec: ExperimentSpec, cell: Cell) -> dict[str, Any]:
     cfg = spec.cell_config(cell)
-    return data_identity(cell.task, spec.data_dir, cfg["split_seed"], tuple(cfg["sizes"]))
+    return data_identity(cell.task, spec.data_dir, cfg.split_seed, cfg.sizes)
 
 
 def cell_identity(spec: ExperimentSpec, cell: Cell, lms: LMs) -> CellIdentity:
     """Everything the cell's numbers depend on (see :mod:`promptopt.bench.identity`)."""
     return CellIdentity(
-        config=spec.cell_config(cell),
+        config=spec.cell_config(cell).to_dict(),
         data=_data_identity(spec, cell),
         lms=lms.identities(cell, spec),
         code=code_identity(),
@@ -118,20 +121,20 @@ def cell_identity(spec: ExperimentSpec, cell: Cell, lms: LMs) -> CellIdentity:
 
 def baseline_identity(spec: ExperimentSpec, cell: Cell, lms: LMs) -> CellIdentity:
     return CellIdentity(
-        config=baseline_config(spec, cell),
+        config=spec.cell_config(cell).baseline_part(),
         data=_data_identity(spec, cell),
         lms={"task": lms.identities(cell, spec)["task"]},
         code=code_identity(),
     )
 
 
-def _provenance(identity: CellIdentity) -> dict[str, Any]:
+def _provenance(identity: CellIdentity) -> Provenance:
     return collect(lms=identity.lms, data={identity.data["task"]: identity.data})
 
 
 def ensure_baseline(
     spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool
-) -> dict[str, Any]:
+) -> BaselineRecord:
     """The seed program's val and test scores for the cell's (task, program, lm, seed), computed once."""
     key = cell.baseline_key
     identity = baseline_identity(spec, cell, lms)
@@ -140,7 +143,7 @@ def ensure_baseline(
             found = store.load_baseline(key)
         except UnreadableRecordError:
             found = None  # computed again; saving sets the damaged file aside
-        if found is not None and not identity.changed_parts(found.get("identity")):
+        if found is not None and not identity.changed_parts(found.identity):
             return found
         task, splits = _splits(spec, cell)
         lm = lms.for_cell(spec, store.baselines_dir / f"{key}.lm-cache.sqlite").task_lm(cell.lm, spec)
@@ -151,38 +154,34 @@ def ensure_baseline(
         opts = {"lm": lm, "num_threads": spec.num_threads, "display_progress": False}
         val = evaluate(task.program(cell.program), splits.val, task.metric, **opts)
         test = evaluate(task.program(cell.program), splits.test, task.metric, **opts)
-        record = {
-            "schema": SCHEMA,
-            "key": key,
-            "config": identity.config,
-            "identity": identity.to_dict(),
-            "provenance": _provenance(identity),
-            "splits": splits.ids(),
-            "val": _scores(val, "seed program on validation"),
-            "test": _scores(test, "seed program on test"),
-            "finished_at": _now(),
-        }
-        store.save_baseline(key, record)
+        record = BaselineRecord(
+            key=key,
+            config=identity.config,
+            identity=identity.to_dict(),
+            provenance=_provenance(identity),
+            splits=splits.ids(),
+            val=_scores(val, "seed program on validation"),
+            test=_scores(test, "seed program on test"),
+            finished_at=_now(),
+        )
+        store.save_baseline(record)
         return record
 
 
-def why_rerun(stored: dict[str, Any], identity: CellIdentity) -> str | None:
+def why_rerun(stored: CellRecord, identity: CellIdentity) -> str | None:
     """Why a stored cell is not the same experiment as ``identity`` (``None``: it is)."""
-    if stored.get("status") != "ok":
+    if not stored.ok:
         return "failed before"
-    if not isinstance(stored.get("identity"), dict):
+    if stored.identity is None:
         return "stored without an identity (older code)"
-    changed = identity.changed_parts(stored["identity"])
+    changed = identity.changed_parts(stored.identity)
     if not changed:
         return None
     if "config" in changed:
-        had, want = stored["identity"].get("config") or {}, identity.config
+        had, want = stored.identity.get("config") or {}, identity.config
         keys = sorted(k for k in want if had.get(k) != want[k])
         changed[changed.index("config")] = f"config ({', '.join(keys)})"
     return "changed " + ", ".join(changed)
-
-
-BUSY = "busy"  # the status of a cell another process was running: not run here, not stored
 
 
 def run_cell(
@@ -193,7 +192,7 @@ def run_cell(
     *,
     progress: bool = True,
     reuse_finished: bool = True,
-) -> dict[str, Any]:
+) -> CellRecord:
     """Run one cell and store it; returns the stored record (``status`` "ok" or "failed").
 
     The cell is claimed first: when another process is running it, nothing is run and the record
@@ -203,51 +202,49 @@ def run_cell(
     lms = lms or LMs()
     with store.claim(cell.key) as mine:
         if not mine:
-            return {"key": cell.key, "status": BUSY, "config": spec.cell_config(cell)}
+            return CellRecord(key=cell.key, status=BUSY, config=spec.cell_config(cell))
         if reuse_finished:
             try:
                 found = store.load_cell(cell.key)
             except UnreadableRecordError:
                 found = None
             if found is not None and why_rerun(found, cell_identity(spec, cell, lms)) is None:
-                return {**found, "reused": True}
+                return found.as_reused()
         return _run_and_store(spec, cell, store, lms, progress, resume=reuse_finished)
 
 
 def _run_and_store(
     spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool, *, resume: bool = True
-) -> dict[str, Any]:
+) -> CellRecord:
     started, t0 = _now(), time.perf_counter()
-    record: dict[str, Any] = {
-        "schema": SCHEMA,
-        "key": cell.key,
-        "status": "failed",
-        "config": spec.cell_config(cell),
-        "started_at": started,
-        "host": platform.node(),
-    }
+    identity: CellIdentity | None = None
+    numbers: CellNumbers | None = None
+    error: CellError | None = None
     try:
         identity = cell_identity(spec, cell, lms)
-        record["identity"] = identity.to_dict()
-        record["provenance"] = _provenance(identity)
         why = availability(cell.optimizer)
         if why is not None:
             raise OptimizerUnavailableError(why)
         _claim_run_dir(store.run_dir(cell.key), identity, resume=resume)
-        record.update(_run(spec, cell, store, lms, progress))
-        record["status"] = "ok"
-        record["error"] = None
+        numbers = _run(spec, cell, store, lms, progress)
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        record["error"] = {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": traceback.format_exc(limit=20),
-        }
-    record["finished_at"] = _now()
-    record["seconds"] = time.perf_counter() - t0
-    store.save_cell(cell.key, record)
+        error = CellError(type(exc).__name__, str(exc), traceback.format_exc(limit=20))
+    record = CellRecord(
+        key=cell.key,
+        status=FAILED if numbers is None else OK,
+        config=spec.cell_config(cell),
+        numbers=numbers,
+        error=error,
+        identity=None if identity is None else identity.to_dict(),
+        provenance=None if identity is None else _provenance(identity),
+        started_at=started,
+        finished_at=_now(),
+        host=platform.node(),
+        seconds=time.perf_counter() - t0,
+    )
+    store.save_cell(record)
     return record
 
 
@@ -269,10 +266,10 @@ def _claim_run_dir(run_dir: Path, identity: CellIdentity, *, resume: bool = True
     marker.write_text(json.dumps(identity.to_dict(), indent=2, default=str))
 
 
-def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool) -> dict[str, Any]:
+def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: bool) -> CellNumbers:
     task, splits = _splits(spec, cell)
     base = ensure_baseline(spec, cell, store, lms, progress)
-    if base["splits"] != splits.ids():
+    if base.splits != splits.ids():
         raise RuntimeError(
             f"The stored baseline {cell.baseline_key} used other examples; delete it to recompute."
         )
@@ -304,40 +301,42 @@ def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: boo
     assert program is not None
     opts = {"lm": task_lm, "num_threads": spec.num_threads, "display_progress": False}
     if cell.optimizer == "baseline":
-        test, val_score = dict(base["test"]), base["val"]["score"]
+        test, val_score = base.test, base.val.score
     else:
         test = _scores(evaluate(program, splits.test, task.metric, **opts), "optimized program on test")
         val_score = result.best_score if result.candidates else float("nan")
         if not _finite(val_score):
             val_score = evaluate(program, splits.val, task.metric, **opts).score
-    lift = paired_bootstrap(base["test"]["scores"], test["scores"], seed=cell.seed)
     b = result.budget
-    budget = {
-        "metric_calls": b.metric_calls or metric.calls,
-        "metric_calls_counted": metric.calls,
-        "lm_calls": b.lm_calls or usage.calls,
-        "uncached_lm_calls": b.uncached_lm_calls or usage.uncached_calls,
-        "proposer_lm_calls": b.proposer_lm_calls,
-        "prompt_tokens": b.prompt_tokens or usage.prompt_tokens,
-        "completion_tokens": b.completion_tokens or usage.completion_tokens,
-        "cost": b.cost or usage.cost,
-        "seconds": b.seconds or opt_seconds,
-        "seconds_this_process": opt_seconds,
-    }
-    budget["tokens"] = budget["prompt_tokens"] + budget["completion_tokens"]
-    return {
-        "splits": splits.ids(),
-        "baseline": {"test": base["test"], "val_score": base["val"]["score"]},
-        "optimized": {"test": test, "val_score": val_score},
-        "lift": lift,
-        "validation": {"baseline": base["val"]["score"], "optimized": val_score},
-        "budget": budget,
-        "learning_curve": [list(p) for p in result.learning_curve],
-        "components": serialize_components(program.components()),
-        "optimizer": {
-            "name": result.optimizer,
-            "stop_reason": result.stop_reason,
-            "config": result.config,
-            "candidates": len(result.candidates),
-        },
-    }
+    prompt_tokens = b.prompt_tokens or usage.prompt_tokens
+    completion_tokens = b.completion_tokens or usage.completion_tokens
+    spending = CellSpending(
+        metric_calls=b.metric_calls or metric.calls,
+        metric_calls_counted=metric.calls,
+        lm_calls=b.lm_calls or usage.calls,
+        uncached_lm_calls=b.uncached_lm_calls or usage.uncached_calls,
+        proposer_lm_calls=b.proposer_lm_calls,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        tokens=prompt_tokens + completion_tokens,
+        cost=b.cost or usage.cost,
+        seconds=b.seconds or opt_seconds,
+        seconds_this_process=opt_seconds,
+    )
+    return CellNumbers(
+        splits=splits.ids(),
+        baseline_test=base.test,
+        baseline_val=base.val.score,
+        optimized_test=test,
+        optimized_val=val_score,
+        lift=paired_bootstrap(base.test.scores, test.scores, seed=cell.seed),
+        spending=spending,
+        learning_curve=tuple((x, y) for x, y in result.learning_curve),
+        components=serialize_components(program.components()),
+        optimizer=OptimizerSummary(
+            name=result.optimizer,
+            stop_reason=result.stop_reason or "",
+            config=result.config,
+            candidates=len(result.candidates),
+        ),
+    )

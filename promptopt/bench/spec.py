@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.bench.optimizers import OPTIMIZERS
+from promptopt.bench.records import CellConfig
 from promptopt.tasks import get_task, task_names
 
 LM_CACHE_MODES = ("shared", "per_cell")
@@ -202,20 +203,24 @@ class ExperimentSpec:
             return tuple(self.sizes["default"])  # type: ignore[return-value]
         return tuple(get_task(task).sizes)
 
-    def cell_config(self, cell: Cell) -> dict[str, Any]:
+    def cell_config(self, cell: Cell) -> CellConfig:
         """What a cell's result depends on: a stored cell with another config is not reused."""
         seed_only = cell.optimizer == "baseline"  # no optimizer: budget and helper LMs play no part
-        return {
-            **cell.to_dict(),
-            "budget": 0 if seed_only else self.budget,
-            "reflection_lm": None if seed_only else self.reflection_lm,
-            "proposer_lm": None if seed_only else (self.proposer_lm or self.reflection_lm),
-            "sizes": list(self.sizes_for(cell.task)),
-            "split_seed": cell.seed if self.split_seed is None else self.split_seed,
-            "max_tokens": self.max_tokens,
-            "optimizer_options": dict(self.optimizer_options.get(cell.optimizer, {})),
-            "lm_cache": self.lm_cache,
-        }
+        return CellConfig(
+            task=cell.task,
+            program=cell.program,
+            optimizer=cell.optimizer,
+            lm=cell.lm,
+            seed=cell.seed,
+            budget=0 if seed_only else self.budget,
+            reflection_lm=None if seed_only else self.reflection_lm,
+            proposer_lm=None if seed_only else (self.proposer_lm or self.reflection_lm),
+            sizes=tuple(self.sizes_for(cell.task)),
+            split_seed=cell.seed if self.split_seed is None else self.split_seed,
+            max_tokens=self.max_tokens,
+            optimizer_options=dict(self.optimizer_options.get(cell.optimizer, {})),
+            lm_cache=self.lm_cache,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

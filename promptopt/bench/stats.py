@@ -19,7 +19,8 @@ optimized score.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import dataclasses
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,21 +53,75 @@ def sign_counts(diff: Sequence[float] | np.ndarray) -> tuple[int, int, int]:
     return wins, losses, int(d.size) - wins - losses
 
 
-def _summary(diff: np.ndarray, *, n: int, confidence: float, resamples: int, seed: int) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class PairedLift:
+    """The lift of an optimized program over the seed program on the same test examples.
+
+    ``mean`` of ``optimized - baseline``; ``ci`` its percentile bootstrap interval at ``confidence``;
+    ``n`` scored pairs and ``n_distinct`` distinct examples (equal for one run); ``wins``, ``losses``
+    and ``ties`` count distinct examples by the sign of their difference and ``sign_p`` is the sign
+    test of wins against losses. ``seeds``: how many runs were pooled (``None`` for one run).
+    """
+
+    mean: float
+    ci: tuple[float, float]
+    n: int
+    n_distinct: int
+    confidence: float
+    wins: int
+    losses: int
+    ties: int
+    sign_p: float
+    seeds: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "mean": self.mean,
+            "ci": list(self.ci),
+            "n": self.n,
+            "n_distinct": self.n_distinct,
+            "confidence": self.confidence,
+            "wins": self.wins,
+            "losses": self.losses,
+            "ties": self.ties,
+            "sign_p": self.sign_p,
+        }
+        if self.seeds is not None:
+            data["seeds"] = self.seeds
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PairedLift:
+        low, high = data["ci"]
+        return cls(
+            mean=data["mean"],
+            ci=(low, high),
+            n=data["n"],
+            n_distinct=data["n_distinct"],
+            confidence=data["confidence"],
+            wins=data["wins"],
+            losses=data["losses"],
+            ties=data["ties"],
+            sign_p=data["sign_p"],
+            seeds=data.get("seeds"),
+        )
+
+
+def _summary(diff: np.ndarray, *, n: int, confidence: float, resamples: int, seed: int) -> PairedLift:
     """The statistics of independent per-example differences ``diff`` (one value per distinct example)."""
     wins, losses, ties = sign_counts(diff)
     lo, hi = bootstrap_ci(diff, confidence=confidence, resamples=resamples, seed=seed)
-    return {
-        "mean": float(diff.mean()) if diff.size else float("nan"),
-        "ci": [lo, hi],
-        "n": n,
-        "n_distinct": int(diff.size),
-        "confidence": confidence,
-        "wins": wins,
-        "losses": losses,
-        "ties": ties,
-        "sign_p": sign_test(wins, losses),
-    }
+    return PairedLift(
+        mean=float(diff.mean()) if diff.size else float("nan"),
+        ci=(lo, hi),
+        n=n,
+        n_distinct=int(diff.size),
+        confidence=confidence,
+        wins=wins,
+        losses=losses,
+        ties=ties,
+        sign_p=sign_test(wins, losses),
+    )
 
 
 def paired_bootstrap(
@@ -76,16 +131,15 @@ def paired_bootstrap(
     confidence: float = 0.95,
     resamples: int = 9999,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> PairedLift:
     """The mean of ``optimized - baseline`` over paired examples, with a percentile bootstrap interval.
 
     Position ``i`` of both lists is the same example, and each example is scored once. Examples are
     resampled together, so the interval reflects how the lift varies across examples rather than the
     (larger) spread of either score alone. Deterministic for a given ``seed``.
 
-    Returns ``mean``, ``ci`` ([low, high]), ``n`` and ``n_distinct`` (both the number of examples),
-    ``confidence``, ``wins``/``losses``/``ties`` (examples where optimized scored higher/lower/the same)
-    and ``sign_p`` (:func:`sign_test` of wins against losses). No examples: mean and interval are NaN,
+    ``n`` and ``n_distinct`` are both the number of examples; ``wins``/``losses``/``ties`` the examples
+    where optimized scored higher/lower/the same. No examples: mean and interval are NaN,
     ``sign_p`` 1.0. One example, or the same difference on every example: the interval is [mean, mean].
     """
     a = np.asarray(baseline, dtype=float)
@@ -142,7 +196,7 @@ def pooled_paired(
     confidence: float = 0.95,
     resamples: int = 9999,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> PairedLift:
     """The paired lift pooled over several runs (seeds), resampling distinct test examples.
 
     ``cells_ids[k][i]`` is the example whose baseline and optimized scores in run ``k`` are
@@ -154,7 +208,7 @@ def pooled_paired(
     the interval a percentile bootstrap over distinct examples (a cluster bootstrap), and wins, losses,
     ties and ``sign_p`` count distinct examples by the sign of their difference.
 
-    Returns the keys of :func:`paired_bootstrap` plus ``seeds`` (the number of runs); ``n`` is the number
+    ``seeds`` is the number of runs; ``n`` is the number
     of scored pairs over all runs and ``n_distinct`` the number of distinct examples. Deterministic for a
     given ``seed`` and input order (clusters are taken in order of first appearance).
     """
@@ -176,6 +230,5 @@ def pooled_paired(
             count[i] = count.get(i, 0) + 1
             n += 1
     diff = np.array([total[i] / count[i] for i in total], dtype=float)
-    out = _summary(diff, n=n, confidence=confidence, resamples=resamples, seed=seed)
-    out["seeds"] = len(cells_ids)
-    return out
+    pooled = _summary(diff, n=n, confidence=confidence, resamples=resamples, seed=seed)
+    return dataclasses.replace(pooled, seeds=len(cells_ids))

@@ -10,7 +10,9 @@ Layout of the output directory (default ``runs/langprobe/<name>``)::
                                       kept for a resume only by a cell of the same identity
     report.md, report.csv, charts/    rebuilt from cells/ by ``python -m promptopt.bench report``
 
-A cell key is ``<task>__<program>__<optimizer>__<lm>__s<seed>``; a baseline key drops the optimizer.
+The records are :class:`~promptopt.bench.records.CellRecord` and
+:class:`~promptopt.bench.records.BaselineRecord`. A cell key is
+``<task>__<program>__<optimizer>__<lm>__s<seed>``; a baseline key drops the optimizer.
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from promptopt.bench.records import BaselineRecord, CellRecord, RecordError
 from promptopt.io import LockBusyError, file_lock, hold_lock, write_json_atomic
 
-# Keys a stored cell must have to be read; a finished one also carries its numbers.
-_CELL_KEYS = ("key", "status", "config")
-_FINISHED_KEYS = ("baseline", "optimized", "lift", "budget", "splits")
-_CONFIG_KEYS = ("task", "program", "optimizer", "lm", "seed")
+_Record = TypeVar("_Record", CellRecord, BaselineRecord)
 
 
 class UnreadableRecordError(ValueError):
@@ -65,15 +65,15 @@ class Store:
         return self.root / "runs" / key
 
     # --- cells --------------------------------------------------------------------
-    def load_cell(self, key: str) -> dict[str, Any] | None:
+    def load_cell(self, key: str) -> CellRecord | None:
         """The stored cell, ``None`` when there is none; raises :class:`UnreadableRecordError`."""
-        return _read(self.cell_path(key), _cell_problem)
+        return _read(self.cell_path(key), CellRecord)
 
-    def save_cell(self, key: str, record: dict[str, Any]) -> Path:
-        _set_aside_if_unreadable(self.cell_path(key), _cell_problem)
-        return write_json_atomic(self.cell_path(key), record)
+    def save_cell(self, record: CellRecord) -> Path:
+        _set_aside_if_unreadable(self.cell_path(record.key), CellRecord)
+        return write_json_atomic(self.cell_path(record.key), record.to_dict())
 
-    def cells(self) -> list[dict[str, Any]]:
+    def cells(self) -> list[CellRecord]:
         """Every readable stored cell, in key order; the unreadable ones are in ``unreadable``."""
         self.unreadable = []
         if not self.cells_dir.is_dir():
@@ -81,7 +81,7 @@ class Store:
         out = []
         for path in sorted(self.cells_dir.glob("*.json")):
             try:
-                record = _read(path, _cell_problem)
+                record = _read(path, CellRecord)
             except UnreadableRecordError as exc:
                 self.unreadable.append(exc)
                 continue
@@ -105,12 +105,12 @@ class Store:
             lock.release()
 
     # --- shared baselines ---------------------------------------------------------
-    def load_baseline(self, key: str) -> dict[str, Any] | None:
-        return _read(self.baseline_path(key), _baseline_problem)
+    def load_baseline(self, key: str) -> BaselineRecord | None:
+        return _read(self.baseline_path(key), BaselineRecord)
 
-    def save_baseline(self, key: str, record: dict[str, Any]) -> Path:
-        _set_aside_if_unreadable(self.baseline_path(key), _baseline_problem)
-        return write_json_atomic(self.baseline_path(key), record)
+    def save_baseline(self, record: BaselineRecord) -> Path:
+        _set_aside_if_unreadable(self.baseline_path(record.key), BaselineRecord)
+        return write_json_atomic(self.baseline_path(record.key), record.to_dict())
 
     def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Hold ``key`` across processes (workers sharing one baseline compute it once)."""
@@ -120,27 +120,7 @@ class Store:
         return write_json_atomic(self.root / "spec.json", spec)
 
 
-def _cell_problem(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__}, not an object"
-    missing = [k for k in _CELL_KEYS if k not in record]
-    if not missing and not isinstance(record["config"], dict):
-        return "its config is not an object"
-    if not missing:
-        missing = [f"config.{k}" for k in _CONFIG_KEYS if k not in record["config"]]
-    if not missing and record["status"] == "ok":
-        missing = [k for k in _FINISHED_KEYS if k not in record]
-    return f"missing {', '.join(missing)}" if missing else None
-
-
-def _baseline_problem(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__}, not an object"
-    missing = [k for k in ("key", "config", "splits", "val", "test") if k not in record]
-    return f"missing {', '.join(missing)}" if missing else None
-
-
-def _read(path: Path, problem: Any) -> dict[str, Any] | None:
+def _read(path: Path, kind: type[_Record]) -> _Record | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -149,16 +129,18 @@ def _read(path: Path, problem: Any) -> dict[str, Any] | None:
         raise UnreadableRecordError(path, f"not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     except json.JSONDecodeError as exc:  # writes are atomic, so this is a damaged or hand-edited file
         raise UnreadableRecordError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from exc
-    why = problem(record)
-    if why is not None:
-        raise UnreadableRecordError(path, why)
-    return record
+    try:
+        return kind.from_dict(record)
+    except RecordError as exc:
+        raise UnreadableRecordError(path, exc.reason) from exc
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a field of the wrong kind
+        raise UnreadableRecordError(path, f"a malformed field: {type(exc).__name__}: {exc}") from exc
 
 
-def _set_aside_if_unreadable(path: Path, problem: Any) -> None:
+def _set_aside_if_unreadable(path: Path, kind: type[CellRecord] | type[BaselineRecord]) -> None:
     """Keep an unreadable file under another name before a new record replaces it: a damaged
     file may still be worth reading by hand, and nothing is lost by keeping it."""
     try:
-        _read(path, problem)
+        _read(path, kind)
     except UnreadableRecordError:
         path.rename(path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"))

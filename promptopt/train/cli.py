@@ -16,13 +16,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from promptopt.bench.records import CellRecord
+from promptopt.bench.store import Store, UnreadableRecordError
 from promptopt.core.example import Example
 from promptopt.optimizers.result import OptimizationResult
 
 
-def cell_record(run_dir: Path) -> dict[str, Any] | None:
-    cell = run_dir.parent.parent / "cells" / f"{run_dir.name}.json"
-    return json.loads(cell.read_text()) if cell.exists() else None
+def cell_record(run_dir: Path) -> CellRecord | None:
+    """The LangProBe cell whose run folder is ``run_dir`` (``<out>/runs/<cell>``), ``None`` for another
+    folder; exits with the reason when the cell's file is damaged."""
+    try:
+        return Store(run_dir.parent.parent).load_cell(run_dir.name)
+    except UnreadableRecordError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def training_examples(
@@ -62,22 +68,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit(f"{run_dir} has no result.json: point --from-run at a finished optimization run.")
     result = OptimizationResult.load(result_file)
     cell = cell_record(run_dir)
-    cfg = (cell or {}).get("config", {})
-    task_name = args.task or cfg.get("task")
+    cfg = None if cell is None else cell.config
+    task_name = args.task or (cfg.task if cfg else None)
     if not task_name:
         raise SystemExit(f"{run_dir} is not a LangProBe cell: give --task NAME (and --program).")
     import promptopt as po
     from promptopt.tasks import get_task
 
     task = get_task(task_name)
-    program = task.program(args.program or cfg.get("program"))
-    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else cfg.get("sizes")
-    split_seed = args.split_seed if args.split_seed is not None else cfg.get("split_seed", 0)
+    program_name = args.program or (cfg.program if cfg else None)
+    program = task.program(program_name)
+    if args.sizes:
+        sizes = [int(x) for x in args.sizes.split(",")]
+    else:
+        sizes = list(cfg.sizes) if cfg and cfg.sizes else None
+    split_seed = args.split_seed if args.split_seed is not None else (cfg.split_seed if cfg else 0)
     trainset = training_examples(
         task, sizes=sizes, split_seed=split_seed, data_dir=args.data_dir, extra=args.extra_train
     )
-    lm = po.LM(args.lm or cfg.get("lm", "local"), max_tokens=cfg.get("max_tokens", 512))
-    source = {"run": str(run_dir), "task": task_name, "program": args.program or cfg.get("program")}
+    lm = po.LM(args.lm or (cfg.lm if cfg else "local"), max_tokens=(cfg.max_tokens if cfg else None) or 512)
+    source = {"run": str(run_dir), "task": task_name, "program": program_name}
     data_dir = Path(args.root) / (args.job or f"{args.action}-{run_dir.name}") / "data"
     with po.context(lm=lm):
         if args.action == "sft":

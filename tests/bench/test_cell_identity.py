@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -39,20 +40,21 @@ def test_default_out_is_a_run_folder_not_results():
 def test_cells_carry_identity_and_provenance(tmp_path, iris):
     s = iris.spec(tmp_path / "out", seeds=[0])
     outcome = run_matrix(s, lms=iris.lms(), progress=False)
-    assert [r["status"] for r in outcome.ran] == ["ok", "ok"]
+    assert [r.status for r in outcome.ran] == ["ok", "ok"]
     for cell in Store(s.out).cells():
-        ident, prov = cell["identity"], cell["provenance"]
+        ident, prov = cell.identity, cell.provenance
+        assert ident is not None and prov is not None
         assert set(ident) == {"config", "data", "lms", "code"}
         assert ident["code"] == code_version().source_sha256
         assert len(ident["data"]["files_sha256"]) == 64 and len(ident["data"]["splits_sha256"]) == 64
         assert ident["lms"]["task"] == {"model": "promptopt.testing.scripted_lm.ScriptedLM"}
-        assert set(prov["packages"]) == set(PACKAGES) and prov["packages"]["promptopt"]
-        assert set(prov["code"]) == {"version", "commit", "dirty", "source_sha256"}
-        assert prov["cpu"]["cores"] >= 1 and prov["command"]
-        assert prov["data"]["iris"] == ident["data"] and prov["lms"] == ident["lms"]
+        assert set(prov.packages) == set(PACKAGES) and prov.packages["promptopt"]
+        assert set(prov.code.to_dict()) == {"version", "commit", "dirty", "source_sha256"}
+        assert prov.cpu["cores"] >= 1 and prov.command
+        assert prov.data["iris"] == ident["data"] and prov.lms == ident["lms"]
     gepa = Store(s.out).load_cell("iris__predict__gepa__local__s0")
-    assert set(gepa["identity"]["lms"]) == {"task", "reflection", "proposer"}
-    assert json.loads((Store(s.out).run_dir(gepa["key"]) / "identity.json").read_text()) == gepa["identity"]
+    assert set(gepa.identity["lms"]) == {"task", "reflection", "proposer"}
+    assert json.loads((Store(s.out).run_dir(gepa.key) / "identity.json").read_text()) == gepa.identity
 
     # The report says what made the cells and how warm they ran.
     md = build_report(s.out).markdown.read_text()
@@ -98,8 +100,8 @@ def test_a_cell_is_rerun_when_code_data_or_lm_changed(tmp_path, monkeypatch, iri
     # A cell stored by older code, without an identity, is not trusted.
     store = Store(s.out)
     cell = store.load_cell("iris__predict__gepa__local__s0")
-    del cell["identity"]
-    store.save_cell(cell["key"], cell)
+    store.save_cell(dataclasses.replace(cell, identity=None))
+    assert "identity" not in json.loads(store.cell_path(cell.key).read_text())
     again = run_matrix(s, lms=lms, progress=False)
     assert again.rerun_reasons == {
         "iris__predict__gepa__local__s0": "stored without an identity (older code)"
@@ -115,7 +117,7 @@ def test_a_run_dir_of_another_experiment_is_not_resumed(tmp_path, iris):
     (stale / "identity.json").write_text(json.dumps({"code": "older"}))
     (stale / "state.json").write_text("{}")  # would be resumed if it were kept
     outcome = run_matrix(s, lms=iris.lms(), progress=False)
-    assert [r["status"] for r in outcome.ran] == ["ok", "ok"]
+    assert [r.status for r in outcome.ran] == ["ok", "ok"]
     assert json.loads((stale / "identity.json").read_text())["code"] == code_version().source_sha256
 
 
@@ -192,17 +194,18 @@ def test_per_cell_lm_cache_starts_every_cell_cold_and_replays(tmp_path, monkeypa
         cold = iris.spec(tmp_path / "cold", seeds=[0], lm_cache="per_cell", **common)
         run_matrix(cold, progress=False)
         cold_cell = Store(cold.out).load_cell("iris__predict__gepa__openai-fake-iris__s0")
-        assert (Store(cold.out).run_dir(cold_cell["key"]) / "lm-cache.sqlite").exists()
+        assert (Store(cold.out).run_dir(cold_cell.key) / "lm-cache.sqlite").exists()
         cache_dir = tmp_path / "shared-cache"
         monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(cache_dir))
         warm = iris.spec(tmp_path / "warm", seeds=[0], **common)
         run_matrix(warm, progress=False)
         warm_cell = Store(warm.out).load_cell("iris__predict__gepa__openai-fake-iris__s0")
         # The shared cache answered the seed's validation requests that the baseline had made.
-        assert cold_cell["budget"]["uncached_lm_calls"] > warm_cell["budget"]["uncached_lm_calls"]
-        assert cold_cell["config"]["lm_cache"] == "per_cell" and warm_cell["config"]["lm_cache"] == "shared"
+        cold_spent, warm_spent = cold_cell.numbers.spending, warm_cell.numbers.spending
+        assert cold_spent.uncached_lm_calls > warm_spent.uncached_lm_calls
+        assert cold_cell.config.lm_cache == "per_cell" and warm_cell.config.lm_cache == "shared"
 
         requests = len(server.requests)
-        (outcome,) = reproduce_cells(cold.out, [cold_cell["key"]])
+        (outcome,) = reproduce_cells(cold.out, [cold_cell.key])
         assert outcome.exact, outcome.describe()
         assert len(server.requests) == requests  # every reply came from the cell's own cache files

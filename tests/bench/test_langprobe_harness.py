@@ -4,6 +4,7 @@ the executors, the reports and the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -16,6 +17,7 @@ from promptopt.bench import runner as runner_mod
 from promptopt.bench.cli import main as bench_main
 from promptopt.bench.executors import ExecutorError, LocalExecutor, make_executor
 from promptopt.bench.optimizers import OPTIMIZERS, OptimizerEntry
+from promptopt.bench.records import CellRecord
 from promptopt.bench.spec import preset
 from promptopt.bench.stats import paired_bootstrap
 from promptopt.bench.store import Store
@@ -23,18 +25,22 @@ from promptopt.evaluate import bootstrap_ci
 
 needs_mirror = pytest.mark.skipif(mirror_dir() is None, reason="no local data mirror (shared/data)")
 
-STABLE = ("config", "splits", "baseline", "lift", "validation", "learning_curve", "components")
-
 
 def stable(record):
     """What a cell's result is, without timings and host details."""
-    out = {k: record[k] for k in STABLE}
-    out["optimized"] = {"val_score": record["optimized"]["val_score"]}
-    out["optimized"]["test"] = {k: record["optimized"]["test"][k] for k in ("score", "ids", "scores")}
-    out["baseline"] = {"val_score": record["baseline"]["val_score"]}
-    out["baseline"]["test"] = {k: record["baseline"]["test"][k] for k in ("score", "ids", "scores")}
-    out["metric_calls"] = record["budget"]["metric_calls"]
-    return out
+    numbers = record.finished()
+    base, opt = numbers.baseline_test, numbers.optimized_test
+    return {
+        "config": record.config,
+        "splits": numbers.splits,
+        "lift": numbers.lift,
+        "validation": {"baseline": numbers.baseline_val, "optimized": numbers.optimized_val},
+        "learning_curve": numbers.learning_curve,
+        "components": numbers.components,
+        "optimized": {"val_score": numbers.optimized_val, "test": (opt.score, opt.ids, opt.scores)},
+        "baseline": {"val_score": numbers.baseline_val, "test": (base.score, base.ids, base.scores)},
+        "metric_calls": numbers.spending.metric_calls,
+    }
 
 
 # --- spec ---------------------------------------------------------------------------------
@@ -120,18 +126,18 @@ def test_paired_bootstrap_ci_is_tighter_than_unpaired_and_deterministic():
     opt = base.copy()
     opt[np.flatnonzero(base == 0)[:6]] = 1.0  # fixes 6 examples, breaks none
     lift = paired_bootstrap(base, opt)
-    assert lift["mean"] == pytest.approx(0.1) and lift["n"] == 60
-    assert lift["wins"] == 6 and lift["losses"] == 0
-    lo, hi = lift["ci"]
+    assert lift.mean == pytest.approx(0.1) and lift.n == 60
+    assert lift.wins == 6 and lift.losses == 0
+    lo, hi = lift.ci
     assert 0.0 <= lo < 0.1 < hi <= 0.2  # every difference is >= 0, so the interval is too
     # Resampling the two score lists independently would put 0 well inside the interval.
     ulo, uhi = bootstrap_ci(opt, seed=2)
     blo, bhi = bootstrap_ci(base, seed=3)
     assert ulo - bhi < 0 < uhi - blo
     assert paired_bootstrap(base, opt) == lift  # seeded
-    assert paired_bootstrap([1, 0], [1, 0])["ci"] == [0.0, 0.0]
+    assert paired_bootstrap([1, 0], [1, 0]).ci == (0.0, 0.0)
     mixed = paired_bootstrap([0, 1, 0, 1], [1, 0, 1, 1])
-    assert mixed["mean"] == pytest.approx(0.25) and mixed["ci"][0] < 0 < mixed["ci"][1]
+    assert mixed.mean == pytest.approx(0.25) and mixed.ci[0] < 0 < mixed.ci[1]
     with pytest.raises(ValueError, match="same examples"):
         paired_bootstrap([1, 0], [1])
 
@@ -142,31 +148,31 @@ def test_matrix_cells_report_and_resume_after_an_interrupt(tmp_path, iris):
     # Uninterrupted reference run.
     ref = iris.spec(tmp_path / "ref")
     outcome = run_matrix(ref, lms=iris.lms(), progress=False)
-    assert [r["status"] for r in outcome.ran] == ["ok"] * 4 and not outcome.skipped
+    assert [r.status for r in outcome.ran] == ["ok"] * 4 and not outcome.skipped
     store = Store(ref.out)
-    cells = {c["key"]: c for c in store.cells()}
+    cells = {c.key: c for c in store.cells()}
     assert sorted(cells) == sorted(c.key for c in ref.cells())
-    gepa = cells["iris__predict__gepa__local__s0"]
-    base = cells["iris__predict__baseline__local__s0"]
+    gepa_cell = cells["iris__predict__gepa__local__s0"]
+    gepa, base = gepa_cell.finished(), cells["iris__predict__baseline__local__s0"].finished()
     # The baseline test evaluation is shared: both cells carry the same per-example scores.
-    assert gepa["baseline"]["test"] == base["baseline"]["test"]
-    assert gepa["splits"]["test"] == gepa["baseline"]["test"]["ids"] and len(gepa["splits"]["test"]) == 12
-    assert len(gepa["splits"]["train"]) == 6 and len(gepa["splits"]["val"]) == 6
-    assert base["optimized"]["test"]["scores"] == base["baseline"]["test"]["scores"]
-    assert base["lift"]["mean"] == 0.0 and base["budget"]["metric_calls"] == 0
+    assert gepa.baseline_test == base.baseline_test
+    assert gepa.splits["test"] == list(gepa.baseline_test.ids) and len(gepa.splits["test"]) == 12
+    assert len(gepa.splits["train"]) == 6 and len(gepa.splits["val"]) == 6
+    assert base.optimized_test.scores == base.baseline_test.scores
+    assert base.lift.mean == 0.0 and base.spending.metric_calls == 0
     # GEPA learns the rule: the seed program says virginica, the optimized one reads the petals.
-    assert iris.RULE in gepa["components"]["self.instruction"]
-    assert gepa["optimized"]["test"]["score"] == 1.0 > gepa["baseline"]["test"]["score"]
-    expected = np.mean(gepa["optimized"]["test"]["scores"]) - np.mean(gepa["baseline"]["test"]["scores"])
-    assert gepa["lift"]["mean"] == pytest.approx(expected) and gepa["lift"]["ci"][0] <= expected
-    assert gepa["validation"]["optimized"] == 1.0 > gepa["validation"]["baseline"]
-    assert 0 < gepa["budget"]["metric_calls"] <= 30 + 3 + 3 + 6  # the last iteration may pass the budget
-    assert gepa["budget"]["metric_calls"] == gepa["budget"]["metric_calls_counted"]
-    assert gepa["budget"]["lm_calls"] > gepa["budget"]["metric_calls"] and gepa["budget"]["tokens"] > 0
-    assert gepa["learning_curve"][0] == [6, gepa["validation"]["baseline"]]
-    assert gepa["learning_curve"][-1][1] == 1.0
-    assert (store.run_dir(gepa["key"]) / "state.json").exists()
-    assert gepa["error"] is None and gepa["optimizer"]["stop_reason"]
+    assert iris.RULE in gepa.components["self.instruction"]
+    assert gepa.optimized_test.score == 1.0 > gepa.baseline_test.score
+    expected = np.mean(gepa.optimized_test.scores) - np.mean(gepa.baseline_test.scores)
+    assert gepa.lift.mean == pytest.approx(expected) and gepa.lift.ci[0] <= expected
+    assert gepa.optimized_val == 1.0 > gepa.baseline_val
+    assert 0 < gepa.spending.metric_calls <= 30 + 3 + 3 + 6  # the last iteration may pass the budget
+    assert gepa.spending.metric_calls == gepa.spending.metric_calls_counted
+    assert gepa.spending.lm_calls > gepa.spending.metric_calls and gepa.spending.tokens > 0
+    assert gepa.learning_curve[0] == (6, gepa.baseline_val)
+    assert gepa.learning_curve[-1][1] == 1.0
+    assert (store.run_dir(gepa_cell.key) / "state.json").exists()
+    assert gepa_cell.error is None and gepa.optimizer.stop_reason
 
     # The report: tables, CSV and charts rebuilt from the stored cells.
     files = build_report(ref.out)
@@ -185,27 +191,27 @@ def test_interrupted_matrix_resumes_without_rerunning_finished_cells(tmp_path, i
     ref = iris.spec(tmp_path / "ref")
     counter = iris.Interrupting()
     run_matrix(ref, lms=iris.lms(counter), progress=False)
-    reference = {c["key"]: stable(c) for c in Store(ref.out).cells()}
+    reference = {c.key: stable(c) for c in Store(ref.out).cells()}
 
     s = iris.spec(tmp_path / "run")
     lm = iris.Interrupting(at=counter.calls - 3)  # inside the last cell: seed 1's GEPA
     seen = []
     with pytest.raises(KeyboardInterrupt):
-        run_matrix(s, lms=iris.lms(lm), progress=False, on_cell=lambda r: seen.append(r["key"]))
+        run_matrix(s, lms=iris.lms(lm), progress=False, on_cell=lambda r: seen.append(r.key))
     store = Store(s.out)
-    finished = {c["key"]: c for c in store.cells()}
+    finished = {c.key: c for c in store.cells()}
     assert sorted(finished) == sorted(seen) and len(seen) == 3  # the interrupted cell is not stored
     unfinished = "iris__predict__gepa__local__s1"
     assert unfinished not in finished and (store.run_dir(unfinished) / "state.json").exists()
     stamps = {k: store.cell_path(k).stat().st_mtime_ns for k in finished}
 
     again = run_matrix(s, lms=iris.lms(iris.Interrupting()), progress=False)
-    assert [r["key"] for r in again.ran] == [unfinished] and sorted(again.skipped) == sorted(finished)
+    assert [r.key for r in again.ran] == [unfinished] and sorted(again.skipped) == sorted(finished)
     assert {k: store.cell_path(k).stat().st_mtime_ns for k in finished} == stamps  # not rewritten
     events = (store.run_dir(unfinished) / "events.jsonl").read_text().splitlines()
     starts = [json.loads(e) for e in events if '"run_start"' in e]
     assert [e["resumed"] for e in starts] == [False, True]  # the optimizer continued its run dir
-    assert {c["key"]: stable(c) for c in store.cells()} == reference
+    assert {c.key: stable(c) for c in store.cells()} == reference
 
     # A third run has nothing left to do; a changed budget is another experiment: its cells run again
     # (the seed-only baselines do not depend on the budget and are reused).
@@ -214,7 +220,7 @@ def test_interrupted_matrix_resumes_without_rerunning_finished_cells(tmp_path, i
     assert sorted(changed.rerun_reasons) == [*sorted(k for k in finished if "__gepa__" in k), unfinished]
     assert set(changed.rerun_reasons.values()) == {"changed config (budget)"}
     assert sorted(changed.skipped) == sorted(k for k in finished if "__baseline__" in k)
-    assert all(store.load_cell(k)["config"]["budget"] == 31 for k in changed.rerun_reasons)
+    assert all(store.load_cell(k).config.budget == 31 for k in changed.rerun_reasons)
 
 
 @needs_mirror
@@ -236,31 +242,31 @@ def test_failed_cells_are_recorded_and_the_matrix_goes_on(tmp_path, monkeypatch,
     monkeypatch.setattr(runner_mod, "run_optimizer", flaky)
     s = iris.spec(tmp_path / "out", optimizers=["gepa", "missing", "baseline"], seeds=[0])
     outcome = run_matrix(s, lms=iris.lms(), progress=False)
-    status = {r["key"].split("__")[2]: r for r in outcome.ran}
-    assert [r["key"].split("__")[2] for r in outcome.ran] == ["gepa", "missing", "baseline"]
-    assert status["gepa"]["status"] == "failed"
-    assert status["gepa"]["error"]["type"] == "RuntimeError"
-    assert status["gepa"]["error"]["message"] == "reflection server exploded"
-    assert "flaky" in status["gepa"]["error"]["traceback"]
-    assert status["missing"]["error"]["message"].startswith("not available: No module named 'no_such_pkg'")
-    assert status["baseline"]["status"] == "ok"
-    stored = Store(s.out).load_cell(status["gepa"]["key"])
-    assert stored["status"] == "failed" and stored["config"]["optimizer"] == "gepa"
+    status = {r.key.split("__")[2]: r for r in outcome.ran}
+    assert [r.key.split("__")[2] for r in outcome.ran] == ["gepa", "missing", "baseline"]
+    assert status["gepa"].status == "failed"
+    assert status["gepa"].error.type == "RuntimeError"
+    assert status["gepa"].error.message == "reflection server exploded"
+    assert "flaky" in status["gepa"].error.traceback
+    assert status["missing"].error.message.startswith("not available: No module named 'no_such_pkg'")
+    assert status["baseline"].status == "ok"
+    stored = Store(s.out).load_cell(status["gepa"].key)
+    assert stored.status == "failed" and stored.config.optimizer == "gepa"
     md = build_report(s.out).markdown.read_text()
     assert "## Failed cells" in md and "reflection server exploded" in md
 
     # Failed cells are retried on the next run; finished ones are not.
     monkeypatch.setattr(runner_mod, "run_optimizer", real)
     again = run_matrix(s, lms=iris.lms(), progress=False)
-    assert sorted(r["key"].split("__")[2] for r in again.ran) == ["gepa", "missing"]
-    assert Store(s.out).load_cell(status["gepa"]["key"])["status"] == "ok"
+    assert sorted(r.key.split("__")[2] for r in again.ran) == ["gepa", "missing"]
+    assert Store(s.out).load_cell(status["gepa"].key).status == "ok"
 
 
 def test_cells_are_written_atomically(tmp_path, monkeypatch):
     store = Store(tmp_path)
     config = {"task": "iris", "program": "predict", "optimizer": "gepa", "lm": "local", "seed": 0}
-    first = {"key": "k", "status": "failed", "config": config, "value": 1}
-    store.save_cell("k", first)
+    first = CellRecord.from_dict({"key": "k", "status": "failed", "config": config, "seconds": 1})
+    store.save_cell(first)
     import promptopt.core.program as program_mod
 
     real_dump = json.dump
@@ -271,7 +277,7 @@ def test_cells_are_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(program_mod.json, "dump", dies)
     with pytest.raises(KeyboardInterrupt):
-        store.save_cell("k", {**first, "value": 2})
+        store.save_cell(dataclasses.replace(first, seconds=2))
     monkeypatch.setattr(program_mod.json, "dump", real_dump)
     assert store.load_cell("k") == first  # the old file, whole
     assert [p.name for p in (tmp_path / "cells").iterdir()] == ["k.json"]  # no temp file left
@@ -320,17 +326,16 @@ def test_optimizer_options_reach_the_optimizer_and_are_checked(tmp_path, iris):
         tmp_path / "out", optimizers=["gepa"], seeds=[0], optimizer_options={"gepa": {"minibatch_size": 2}}
     )
     (record,) = run_matrix(s, lms=iris.lms(), progress=False).ran
-    assert record["status"] == "ok" and record["optimizer"]["config"]["minibatch_size"] == 2
-    assert record["config"]["optimizer_options"] == {"gepa": {"minibatch_size": 2}}["gepa"]
+    assert record.status == "ok" and record.finished().optimizer.config["minibatch_size"] == 2
+    assert record.config.optimizer_options == {"gepa": {"minibatch_size": 2}}["gepa"]
     bad = iris.spec(
         tmp_path / "bad", optimizers=["gepa"], seeds=[0], optimizer_options={"gepa": {"minibatch": 2}}
     )
     (record,) = run_matrix(bad, lms=iris.lms(), progress=False).ran
-    assert record["status"] == "failed"
-    assert (
-        "gepa takes no option 'minibatch' (optimizer_options); did you mean 'minibatch_size'?"
-        in (record["error"]["message"])
+    assert record.status == "failed"
+    assert "gepa takes no option 'minibatch' (optimizer_options); did you mean 'minibatch_size'?" in (
+        record.error.message
     )
-    assert "minibatch_size" in record["error"]["message"]
+    assert "minibatch_size" in record.error.message
     with pytest.raises(SpecError, match="optimizer_options names an unknown optimizer 'gepa3'"):
         iris.spec(tmp_path, optimizer_options={"gepa3": {}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -67,8 +68,8 @@ def test_a_damaged_cell_is_reported_left_out_and_run_again(tmp_path, content, re
     assert "bootstrap_fewshot" not in md.split("## Unreadable")[0]
     # The next run sets the damaged file aside (nothing is lost) and runs the cell again.
     again = run_matrix(s, lms=lms(), progress=False)
-    assert [r["key"] for r in again.ran] == [BFS] and again.rerun_reasons[BFS].startswith("unreadable (")
-    assert store.load_cell(BFS)["status"] == "ok"
+    assert [r.key for r in again.ran] == [BFS] and again.rerun_reasons[BFS].startswith("unreadable (")
+    assert store.load_cell(BFS).status == "ok"
     (aside,) = store.cells_dir.glob(f"{BFS}.json.unreadable-*")
     assert aside.read_bytes() == content
 
@@ -79,8 +80,10 @@ def test_a_wrong_shaped_finished_cell_is_left_out_of_the_report(tmp_path):
     run_matrix(s, lms=lms(), progress=False)
     store = Store(s.out)
     cell = store.load_cell(BFS)
-    cell["optimized"]["test"]["ids"] = [*cell["optimized"]["test"]["ids"][::-1][:-1], "elsewhere"]
-    store.save_cell(BFS, cell)
+    numbers = cell.finished()
+    test = numbers.optimized_test
+    moved = dataclasses.replace(test, ids=(*test.ids[::-1][:-1], "elsewhere"))
+    store.save_cell(dataclasses.replace(cell, numbers=dataclasses.replace(numbers, optimized_test=moved)))
     md = build_report(s.out).markdown.read_text()
     assert f"`{BFS}.json`: ValueError" in md and "cell " + BFS in md
 
@@ -109,7 +112,7 @@ def test_two_runs_on_one_folder_split_the_cells(tmp_path):
         assert other.stdout.readline().strip() == "held"
         outcome = run_matrix(s, lms=lms(), progress=False)
         # The cell the other run holds is skipped here, said so, and not stored; the rest ran.
-        assert outcome.busy == [BFS] and [r["key"] for r in outcome.ran] == [
+        assert outcome.busy == [BFS] and [r.key for r in outcome.ran] == [
             "iris__predict__baseline__local__s0"
         ]
         assert store.load_cell(BFS) is None
@@ -117,7 +120,7 @@ def test_two_runs_on_one_folder_split_the_cells(tmp_path):
         flag.touch()
         other.wait(timeout=30)
     again = run_matrix(s, lms=lms(), progress=False)
-    assert [r["key"] for r in again.ran] == [BFS] and not again.busy
+    assert [r.key for r in again.ran] == [BFS] and not again.busy
 
 
 @needs_mirror
@@ -129,7 +132,7 @@ def test_a_cell_finished_by_another_run_meanwhile_is_reused(tmp_path, monkeypatc
     (cell,) = [c for c in s.cells() if c.key == BFS]
     monkeypatch.setattr(runner_mod, "_run", lambda *a, **k: pytest.fail("ran a finished cell again"))
     record = run_cell(s, cell, store, lms())
-    assert record["reused"] and record["status"] == "ok" and store.cell_path(BFS).stat().st_mtime_ns == stamp
+    assert record.reused and record.status == "ok" and store.cell_path(BFS).stat().st_mtime_ns == stamp
     # While another process runs it, the cell is reported busy instead.
     with store.claim(BFS) as mine:
         assert mine
@@ -173,8 +176,8 @@ def test_an_lm_outage_is_not_stored_as_scores(tmp_path):
     s = spec(tmp_path / "out", optimizers=["baseline"])
     down = LMs(task=ScriptedLM(flaky), reflection=ScriptedLM(lambda m: "x"))
     (record,) = run_matrix(s, lms=down, progress=False).ran
-    assert record["status"] == "failed" and record["error"]["type"] == "UnscoredExamplesError"
-    assert "could not be scored (LM failure" in record["error"]["message"]
+    assert record.status == "failed" and record.error.type == "UnscoredExamplesError"
+    assert "could not be scored (LM failure" in record.error.message
     assert Store(s.out).load_baseline("iris__predict__local__s0") is None  # no baseline with holes
     (record,) = run_matrix(s, lms=lms(), progress=False).ran  # the LM is back: the cell runs
-    assert record["status"] == "ok" and record["baseline"]["test"]["errors"] == 0
+    assert record.status == "ok" and record.finished().baseline_test.errors == 0

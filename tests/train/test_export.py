@@ -8,6 +8,8 @@ import time
 import pytest
 
 import promptopt as po
+from promptopt.bench.records import CellConfig, CellRecord
+from promptopt.bench.store import Store
 from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.result import Candidate, OptimizationResult
 from promptopt.testing import ScriptedLM, field_value, last_user_message, toy_examples
@@ -285,9 +287,8 @@ def test_cli_train_sft_from_a_cell_run(tmp_path, monkeypatch, capsys):
     OptimizationResult("gepa", [Candidate(0, comps, val_scores={"a": 1.0})], best_id=0).save(
         run_dir / "result.json"
     )
-    (out / "cells").mkdir()
-    cfg = {"task": "iris", "program": "predict", "sizes": [10, 10, 30], "split_seed": 0, "lm": "scripted"}
-    (out / "cells" / f"{run_dir.name}.json").write_text(json.dumps({"config": cfg}))
+    cfg = CellConfig("iris", "predict", "gepa", "scripted", seed=0, sizes=(10, 10, 30), split_seed=0)
+    Store(out).save_cell(CellRecord(key=run_dir.name, status="failed", config=cfg))
 
     def species_lm(messages):
         return "species: setosa"
