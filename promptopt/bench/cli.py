@@ -216,6 +216,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(outcome.describe())
     exact = sum(o.exact for o in outcomes)
     print(f"{exact} of {len(outcomes)} cells reproduced exactly from the LM cache")
+    if args.record:
+        from promptopt.io import write_json_atomic
+        from promptopt.provenance import collect
+
+        record = {
+            "out": str(args.out),
+            "exact": exact,
+            "cells": [o.to_dict() for o in outcomes],
+            "provenance": collect().to_dict(),
+        }
+        print(f"wrote {write_json_atomic(args.record, record)}")
     return 0 if exact == len(outcomes) else 1
 
 
@@ -226,6 +237,7 @@ def _add_reproduce(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, help="the experiment's output directory (its cells/ folder)")
     p.add_argument("--cells", help="comma-separated cell keys (default: every finished cell)")
+    p.add_argument("--record", help="also write the outcome of each cell, with provenance, to this JSON file")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_reproduce)
 

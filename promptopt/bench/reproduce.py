@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.bench.lms import LMs
-from promptopt.bench.records import CellNumbers, CellRecord
+from promptopt.bench.records import BaselineRecord, CellNumbers, CellRecord
 from promptopt.bench.runner import cell_identity, run_cell
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store
@@ -52,6 +52,9 @@ class Reproduction:
     differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (stored, rerun)
     identity_changes: list[str] = field(default_factory=list)
     error: str | None = None
+    # LM calls of the rerun that its cache could not answer: they went to the live LM, whose replies
+    # need not be the stored ones (a shared cache that lost entries, or a peer that calls uncached).
+    live_lm_calls: int = 0
 
     @property
     def exact(self) -> bool:
@@ -65,12 +68,24 @@ class Reproduction:
             if self.identity_changes
             else ""
         )
+        if self.live_lm_calls:
+            note += f" ({self.live_lm_calls} LM calls were not in the cache and went to the live LM)"
         if self.exact:
             return f"{self.key}: reproduced exactly{note}"
         diffs = "; ".join(
             f"{name}: stored {_short(a)}, now {_short(b)}" for name, (a, b) in self.differences.items()
         )
         return f"{self.key}: DIFFERS in {diffs}{note}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "exact": self.exact,
+            "differences": {name: list(pair) for name, pair in self.differences.items()},
+            "identity_changes": list(self.identity_changes),
+            "live_lm_calls": self.live_lm_calls,
+            "error": self.error,
+        }
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -119,6 +134,19 @@ def _spec_for(stored: CellRecord, base: dict[str, Any], out: Path) -> tuple[Expe
     return spec, cell
 
 
+def _live_calls(rerun: CellRecord, baseline: BaselineRecord | None) -> int:
+    """How many LM calls of a rerun (its optimizer, its test evaluation and, when it computed one, its
+    baseline) were not answered from the cache."""
+    if rerun.numbers is None:
+        return 0
+    calls = rerun.numbers.spending.uncached_lm_calls or 0
+    if rerun.config.optimizer != "baseline":
+        calls += rerun.numbers.optimized_test.usage.uncached_calls
+    if baseline is not None:
+        calls += baseline.val.usage.uncached_calls + baseline.test.usage.uncached_calls
+    return calls
+
+
 def _replaying(lms: LMs, store: Store, cell: Cell, spec: ExperimentSpec, scratch: Path) -> LMs:
     """Under ``lm_cache="per_cell"`` a cell's replies live in its own cache files (its baseline's and
     its run's): the rerun answers from a merged copy of them, so the stored files stay as they were."""
@@ -162,6 +190,7 @@ def reproduce_cells(
                 cell_lms = _replaying(lms, store, cell, spec, Path(scratch))
                 outcome.identity_changes = cell_identity(spec, cell, cell_lms).changed_parts(stored.identity)
                 rerun = run_cell(spec, cell, Store(scratch), cell_lms, progress=progress)
+                outcome.live_lm_calls = _live_calls(rerun, Store(scratch).load_baseline(cell.baseline_key))
             except Exception as exc:  # a cell that cannot be rebuilt is reported, the others still run
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 outcomes.append(outcome)

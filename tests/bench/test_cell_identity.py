@@ -139,7 +139,10 @@ def test_reproduce_gives_back_the_stored_numbers_exactly(tmp_path, iris):
     outcomes = reproduce_cells(s.out, lms=iris.lms())
     assert [o.key for o in outcomes] == [c.key for c in sorted(s.cells(), key=lambda c: c.key)]
     assert all(o.exact for o in outcomes), [o.describe() for o in outcomes]
-    assert outcomes[0].describe().endswith("reproduced exactly")
+    # Injected scripted LMs have no response cache: every call of the rerun went to them, and the
+    # outcome says so (a stored number reproduced by a live LM is weaker evidence than from a cache).
+    assert outcomes[0].describe().startswith(f"{outcomes[0].key}: reproduced exactly")
+    assert outcomes[0].live_lm_calls > 0 and "went to the live LM" in outcomes[0].describe()
 
     # A task LM that answers otherwise now (a changed model behind the same name, a lost cache):
     # the rerun differs, and the report names the fields.
@@ -160,8 +163,12 @@ def test_reproduce_command_exit_code(tmp_path, monkeypatch, capsys, iris):
     s = iris.spec(tmp_path / "out", seeds=[0])
     run_matrix(s, lms=iris.lms(), progress=False)
     monkeypatch.setattr("promptopt.bench.reproduce.LMs", iris.lms)
-    assert bench_main(["reproduce", "--out", s.out, "-q"]) == 0
+    record = tmp_path / "reproduced.json"
+    assert bench_main(["reproduce", "--out", s.out, "-q", "--record", str(record)]) == 0
     assert "2 of 2 cells reproduced exactly" in capsys.readouterr().out
+    written = json.loads(record.read_text())
+    assert written["exact"] == 2 and [c["exact"] for c in written["cells"]] == [True, True]
+    assert written["provenance"]["code"]["source_sha256"] == code_version().source_sha256
     assert bench_main(["reproduce", "--out", s.out, "--cells", "missing"]) == 2
 
 
