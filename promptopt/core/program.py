@@ -190,13 +190,16 @@ class Program:
 
 
 def load_program(path: str | os.PathLike[str]) -> Program:
-    """Rebuild a saved program: import its class, construct it without arguments, load state."""
+    """Rebuild a saved program: import its class, construct it without arguments (or with its
+    ``from_state`` classmethod, when it has one), load state."""
     state = json.loads(Path(path).read_text())
     module_name, _, qualname = state["class"].partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
+        if hasattr(obj, "from_state"):  # a program whose constructor needs what its state holds
+            return obj.from_state(state)
         program = obj() if not issubclass(obj, Predict) else obj(_signature_from_state(state))
     except Exception as exc:
         raise ValueError(

@@ -76,6 +76,19 @@ def collect_trace() -> Iterator[Trace]:
             outer.extend(trace)
 
 
+@contextmanager
+def isolated_trace() -> Iterator[Trace]:
+    """Collect the trace of the block apart from any enclosing :func:`collect_trace`: nothing recorded
+    inside reaches it. For programs that run inside another's evaluation without being part of it
+    (an LM judge scoring an output: its calls are not the judged program's steps)."""
+    trace = Trace()
+    token = _active.set(trace)
+    try:
+        yield trace
+    finally:
+        _active.reset(token)
+
+
 def record(entry: TraceEntry) -> None:
     trace = _active.get()
     if trace is not None:

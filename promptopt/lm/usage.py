@@ -11,10 +11,25 @@ from typing import Any
 
 from promptopt.lm_protocol import Completion
 
+# Set while a judge (an LM-based metric) calls its LM: those calls are counted apart as well as in the
+# totals, since a judge is often another, more expensive model than the task's.
+_judging: contextvars.ContextVar[bool] = contextvars.ContextVar("promptopt_judging", default=False)
+
+
+@contextmanager
+def judge_calls() -> Iterator[None]:
+    """Count the LM calls made inside the block as a judge's (``Usage.judge_*``) too."""
+    token = _judging.set(True)
+    try:
+        yield
+    finally:
+        _judging.reset(token)
+
 
 @dataclass
 class Usage:
-    """Counters of LM use. ``calls`` counts every request, ``cached_calls`` those served from cache."""
+    """Counters of LM use. ``calls`` counts every request, ``cached_calls`` those served from cache;
+    the ``judge_*`` counters are the part of them a judge made (see :func:`judge_calls`)."""
 
     calls: int = 0
     cached_calls: int = 0
@@ -23,6 +38,10 @@ class Usage:
     completion_tokens: int = 0
     cost: float = 0.0
     lm_seconds: float = 0.0
+    judge_calls: int = 0
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0
+    judge_cost: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -33,9 +52,15 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def judge_tokens(self) -> int:
+        return self.judge_prompt_tokens + self.judge_completion_tokens
+
     def add(self, c: Completion) -> None:
+        judging = _judging.get()
         with self._lock:
             self.calls += 1
+            self.judge_calls += judging
             if c.cached:
                 self.cached_calls += 1
                 return  # a cached reply costs nothing and took no LM time
@@ -43,11 +68,17 @@ class Usage:
             self.completion_tokens += c.completion_tokens
             self.cost += c.cost
             self.lm_seconds += c.latency
+            if judging:
+                self.judge_prompt_tokens += c.prompt_tokens
+                self.judge_completion_tokens += c.completion_tokens
+                self.judge_cost += c.cost
 
     def add_failure(self) -> None:
+        judging = _judging.get()
         with self._lock:
             self.calls += 1
             self.failed_calls += 1
+            self.judge_calls += judging
 
     def merge(self, other: Usage) -> None:
         with self._lock:
@@ -57,6 +88,8 @@ class Usage:
 
     def to_dict(self) -> dict[str, Any]:
         names = [f.name for f in fields(self) if not f.name.startswith("_")]
+        if not self.judge_calls:  # most runs have no judge: their records stay as they were
+            names = [n for n in names if not n.startswith("judge_")]
         data: dict[str, Any] = {n: getattr(self, n) for n in names}
         data["total_tokens"] = self.total_tokens
         return data

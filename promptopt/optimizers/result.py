@@ -90,6 +90,10 @@ class Budget:
     seconds: float = 0.0
     proposer_lm_calls: int = 0
     unscored_calls: int = 0  # runs that ended without a score (LM or metric failures); not metric calls
+    # The part of the LM calls, tokens and cost above that an LM judge (the metric) made.
+    judge_lm_calls: int = 0
+    judge_tokens: int = 0
+    judge_cost: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -205,6 +205,9 @@ class RunSession:
             seconds=self.seconds() if seconds is None else seconds,
             proposer_lm_calls=proposer_calls,
             unscored_calls=unscored_calls,
+            judge_lm_calls=usage.judge_calls,
+            judge_tokens=usage.judge_tokens,
+            judge_cost=usage.judge_cost,
         )
 
     # --- the result -----------------------------------------------------------------
