@@ -184,8 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     lm.set_defaults(func=cmd_lm)
 
     from promptopt.train.cli import add_subcommand as add_train
+    from promptopt.verifiers.cli import add_subcommand as add_judge
 
     add_train(sub)
+    add_judge(sub)
 
     try:
         from promptopt.bench.cli import add_subcommands

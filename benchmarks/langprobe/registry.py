@@ -24,6 +24,7 @@ _MODULES = {
         "pupa",
         "irera_esco",
         "humaneval",
+        "llmbar",
     )
 }
 TASKS = tuple(_MODULES)

@@ -9,8 +9,6 @@ labels (:mod:`promptopt.verifiers.calibration`).
 
 from __future__ import annotations
 
-from typing import Any
-
 from promptopt.core.adapter import ParseError
 from promptopt.core.example import Example, Prediction
 from promptopt.core.metric import Score
@@ -90,8 +88,3 @@ def agreement_with_label(example: Example, prediction: Prediction, trace: Trace 
     return Score(
         0.0, f"Wrong: the judge preferred output {winner} in both orders; the better one is output {label}."
     )
-
-
-def pairwise_inputs(example: Any) -> dict[str, str]:
-    """The judge's inputs from an LLMBar-style record (``input``, ``output_1``, ``output_2``)."""
-    return {"instruction": example["input"], "output_1": example["output_1"], "output_2": example["output_2"]}

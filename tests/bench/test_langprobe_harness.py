@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from langprobe import TASKS
 from langprobe.task import mirror_dir
 from promptopt.bench import ExperimentSpec, SpecError, build_report, cell_key, run_matrix
 from promptopt.bench import runner as runner_mod
@@ -88,7 +89,7 @@ def test_spec_from_toml_flags_and_presets(tmp_path, capsys):
     quick = ExperimentSpec.from_dict(preset("quick"))
     assert {"baseline", "gepa"} <= set(quick.optimizers) and quick.budget <= 60
     full = ExperimentSpec.from_dict(preset("full"))
-    assert set(full.optimizers) == set(OPTIMIZERS) and len(full.tasks) == 12
+    assert set(full.optimizers) == set(OPTIMIZERS) and len(full.tasks) == len(TASKS)
 
     # Flags override the file; errors exit 2 naming the bad value.
     out = tmp_path / "out"
