@@ -63,20 +63,6 @@ _active: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("promptop
 
 
 @contextmanager
-def collect_trace() -> Iterator[Trace]:
-    """Collect the trace of everything run inside the block (nestable)."""
-    outer = _active.get()
-    trace = Trace()
-    token = _active.set(trace)
-    try:
-        yield trace
-    finally:
-        _active.reset(token)
-        if outer is not None:
-            outer.extend(trace)
-
-
-@contextmanager
 def isolated_trace() -> Iterator[Trace]:
     """Collect the trace of the block apart from any enclosing :func:`collect_trace`: nothing recorded
     inside reaches it. For programs that run inside another's evaluation without being part of it
@@ -87,6 +73,18 @@ def isolated_trace() -> Iterator[Trace]:
         yield trace
     finally:
         _active.reset(token)
+
+
+@contextmanager
+def collect_trace() -> Iterator[Trace]:
+    """Collect the trace of everything run inside the block (nestable: an enclosing block gets it too)."""
+    outer = _active.get()
+    with isolated_trace() as trace:
+        try:
+            yield trace
+        finally:
+            if outer is not None:
+                outer.extend(trace)
 
 
 def record(entry: TraceEntry) -> None:
