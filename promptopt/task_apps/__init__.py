@@ -1,0 +1,15 @@
+"""Task apps: programs in any language, behind a small HTTP protocol, optimized by promptopt.
+
+``protocol``  the messages (``GET /info``, ``POST /rollout``) and their JSON schemas
+"""
+
+from promptopt.task_apps.protocol import (
+    PROTOCOL,
+    SCHEMAS,
+    AppInfo,
+    ProtocolError,
+    RolloutRequest,
+    RolloutResult,
+)
+
+__all__ = ["PROTOCOL", "SCHEMAS", "AppInfo", "ProtocolError", "RolloutRequest", "RolloutResult"]
