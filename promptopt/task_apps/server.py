@@ -91,7 +91,7 @@ def task_app(
         example = by_id[req.example_id] if req.example_id is not None else Example(**dict(req.inputs or {}))
         prompts = {**info.components, **dict(req.components or {})}
         try:
-            outcome = await _in_thread(lambda: run(example, prompts, req.inference_url))
+            outcome = await in_thread(lambda: run(example, prompts, req.inference_url))
             if not isinstance(outcome, RolloutOutcome):
                 outcome = RolloutOutcome(float(outcome))
             result = RolloutResult(req.rollout_id, outcome.score, outcome.feedback, dict(outcome.outputs))
@@ -103,7 +103,7 @@ def task_app(
     return app
 
 
-async def _in_thread(fn: Callable[[], Any]) -> Any:
+async def in_thread(fn: Callable[[], Any]) -> Any:
     import anyio
 
     return await anyio.to_thread.run_sync(fn)
