@@ -8,8 +8,9 @@ and its prompts; promptopt owns the search. Version ``promptopt.task-app/1``:
                   and its named prompt components with their seed values.
 ``POST /rollout`` :class:`RolloutRequest` -> :class:`RolloutResult`: run the app's own code on one
                   example with the LM reached only through ``inference_url`` (an OpenAI-compatible
-                  endpoint promptopt serves for this rollout), score the result, and answer with the
-                  score, optional feedback, the outputs, or the error that stopped it.
+                  endpoint promptopt serves for this rollout, whose API key is ``inference_token``),
+                  score the result, and answer with the score, optional feedback, the outputs, or
+                  the error that stopped it.
 
 Both directions carry ``Authorization: Bearer <token>``: promptopt's token to the app, the rollout's
 own token to the inference proxy. Every message is JSON and is checked against the schemas below
@@ -58,6 +59,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "inputs": {"type": "object"},
             "split": {"enum": list(SPLITS)},
             "inference_url": {"type": "string", "pattern": "^https?://"},
+            "inference_token": {"type": "string"},
             "components": {"type": "object", "additionalProperties": {"type": "string"}},
         },
         "oneOf": [{"required": ["example_id"]}, {"required": ["inputs"]}],
@@ -130,6 +132,7 @@ class RolloutRequest:
     example_id: str | None = None
     inputs: Mapping[str, Any] | None = None
     components: Mapping[str, str] | None = None  # None: the app's seed prompts
+    inference_token: str | None = None  # the API key the app sends to inference_url (Bearer)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -144,6 +147,8 @@ class RolloutRequest:
             data["inputs"] = dict(self.inputs)
         if self.components is not None:
             data["components"] = dict(self.components)
+        if self.inference_token is not None:
+            data["inference_token"] = self.inference_token
         return check("rollout_request", data)  # type: ignore[return-value]
 
     @classmethod
@@ -156,6 +161,7 @@ class RolloutRequest:
             example_id=data.get("example_id"),
             inputs=data.get("inputs"),
             components=data.get("components"),
+            inference_token=data.get("inference_token"),
         )
 
 

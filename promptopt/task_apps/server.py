@@ -4,9 +4,11 @@
     with serve(app, token="s3cret") as running:      # or uvicorn.run(app) in production
         print(running.url)
 
-``answer(example, components, inference_url)`` runs the program on one example, calling its LM only
-through ``inference_url`` (an OpenAI-compatible base URL), and returns a :class:`RolloutOutcome` (or a
-bare score). An exception it raises becomes the rollout's error, never a score.
+``answer(example, components, inference)`` runs the program on one example, calling its LM only
+through ``inference`` (an OpenAI-compatible base URL and its API key: ``inference.chat(messages)``,
+or ``openai.OpenAI(base_url=inference.url, api_key=inference.token)``), and returns a
+:class:`RolloutOutcome` (or a bare score). An exception it raises becomes the rollout's error, never
+a score.
 """
 
 from __future__ import annotations
@@ -34,7 +36,29 @@ class RolloutOutcome:
     outputs: Mapping[str, Any] = field(default_factory=dict)
 
 
-RolloutFunction = Callable[[Example, Mapping[str, str], str], "RolloutOutcome | float"]
+@dataclass(frozen=True)
+class Inference:
+    """Where a rollout's LM calls go: an OpenAI-compatible base URL and its API key."""
+
+    url: str
+    token: str | None = None
+
+    def chat(self, messages: list[dict[str, str]], *, timeout: float = 300.0, **options: Any) -> str:
+        """The reply text of one chat completion (``options``: temperature, max_tokens, ...)."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = httpx.post(
+            f"{self.url}/chat/completions",
+            json={"model": "task-app", "messages": messages, **options},
+            headers=headers,
+            timeout=timeout,
+        )
+        response.raise_for_status()
+        return str(response.json()["choices"][0]["message"]["content"])
+
+
+RolloutFunction = Callable[[Example, Mapping[str, str], Inference], "RolloutOutcome | float"]
 
 
 def task_app(
@@ -91,7 +115,8 @@ def task_app(
         example = by_id[req.example_id] if req.example_id is not None else Example(**dict(req.inputs or {}))
         prompts = {**info.components, **dict(req.components or {})}
         try:
-            outcome = await in_thread(lambda: run(example, prompts, req.inference_url))
+            inference = Inference(req.inference_url, req.inference_token)
+            outcome = await in_thread(lambda: run(example, prompts, inference))
             if not isinstance(outcome, RolloutOutcome):
                 outcome = RolloutOutcome(float(outcome))
             result = RolloutResult(req.rollout_id, outcome.score, outcome.feedback, dict(outcome.outputs))

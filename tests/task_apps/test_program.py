@@ -1,0 +1,67 @@
+"""A task app as a program: evaluate() runs rollouts through the proxy, the candidate's prompt reaches
+the app's LM calls, and those calls come back as the example's trace."""
+
+import pytest
+
+import promptopt as po
+from promptopt.core.program import Program
+from promptopt.evaluate import evaluate
+from promptopt.task_apps.program import TaskApp, rollout_score
+from promptopt.task_apps.server import RolloutOutcome, serve, task_app
+from promptopt.testing import ScriptedLM, last_user_message
+
+SYSTEM = "Repeat the word."
+
+
+def app_code(example, components, inference):
+    """The app's own code: its own prompt, its own LM call (through the proxy), its own scoring."""
+    said = inference.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": example.word}])
+    return RolloutOutcome(float(said == example.word.upper()), f"said {said!r}", {"said": said})
+
+
+def model(messages):
+    word = last_user_message(messages)
+    return word.upper() if "capitals" in messages[0]["content"] else word
+
+
+@pytest.fixture
+def app():
+    rows = [
+        po.Example(_id=f"w{i}", word=w).with_inputs("word")
+        for i, w in enumerate(["cat", "dog", "owl", "bee"])
+    ]
+    examples = {"train": rows[:2], "validation": rows[2:3], "test": rows[3:]}
+    server = task_app("shout", app_code, examples=examples, components={"system": SYSTEM}, token="k")
+    with serve(server) as running, TaskApp.connect(running.url, lm=ScriptedLM(model), token="k") as connected:
+        yield connected
+
+
+def test_the_app_is_a_program_with_its_prompts_as_components(app):
+    program = app.program()
+    assert isinstance(program, Program) and program.components() == {"system": SYSTEM}
+    assert set(program.text_components()) == {"system"}
+    assert app.examples().ids() == {"train": ["w0", "w1"], "val": ["w2"], "test": ["w3"]}
+    with pytest.raises(KeyError, match="the app's prompts are"):
+        program.with_components({"nope": "x"})
+
+
+def test_evaluate_runs_rollouts_and_the_candidate_prompt_reaches_the_apps_lm(app):
+    examples = app.examples().train
+    seed = evaluate(app.program(), examples, rollout_score, display_progress=False, num_threads=1)
+    assert seed.score == 0.0 and seed.results[0].feedback == "said 'cat'"
+    candidate = app.program().with_components({"system": "Repeat the word in capitals."})
+    shouted = evaluate(candidate, examples, rollout_score, display_progress=False, num_threads=2)
+    assert shouted.score == 1.0
+    (entry,) = shouted.results[0].trace
+    assert entry.predictor == "system" and entry.messages[0]["content"] == "Repeat the word in capitals."
+    assert entry.raw == "CAT"
+
+
+def test_a_failed_rollout_is_a_recorded_failure_and_a_down_app_is_an_outage(app):
+    examples = [po.Example(_id="ghost", example_id="ghost", split="train").with_inputs("example_id", "split")]
+    missing = evaluate(app.program(), examples, rollout_score, display_progress=False)
+    assert missing.results[0].error and "no example 'ghost'" in missing.results[0].error
+    assert missing.results[0].failure is None  # the app's answer: a failure of this example
+    app.client.url = "http://127.0.0.1:9"
+    down = evaluate(app.program(), app.examples().test, rollout_score, display_progress=False)
+    assert down.results[0].failure == "LM" and len(down.unscored) == 1  # an outage, never a score
