@@ -149,7 +149,8 @@ class InferenceProxy:
         self, rollout: ProxyRollout, messages: list[dict[str, Any]], options: dict[str, Any]
     ) -> Any:
         sent, used = substitute(messages, rollout.substitutions)
-        entry = TraceEntry(predictor=used[0] if used else "app", inputs={"components": used}, messages=sent)
+        shown = "\n\n".join(f"{m.get('role')}: {m.get('content')}" for m in sent)
+        entry = TraceEntry(predictor=used[0] if used else "app", inputs={"messages": shown}, messages=sent)
         try:
             completion = rollout.context.copy().run(self.lm, sent, **options)
         except Exception as exc:  # the LM's failure reaches the app as a 502, and the trace keeps it

@@ -65,3 +65,24 @@ def test_a_failed_rollout_is_a_recorded_failure_and_a_down_app_is_an_outage(app)
     app.client.url = "http://127.0.0.1:9"
     down = evaluate(app.program(), app.examples().test, rollout_score, display_progress=False)
     assert down.results[0].failure == "LM" and len(down.unscored) == 1  # an outage, never a score
+
+
+def test_gepa_optimizes_the_apps_prompt_through_the_proxy(app, tmp_path):
+    from promptopt.optimizers import GEPA
+
+    reflections = []
+
+    def reflector(messages):
+        reflections.append(messages[-1]["content"])
+        return "```\nRepeat the word in capitals.\n```"
+
+    splits = app.examples()
+    gepa = GEPA(rollout_score, max_metric_calls=12, reflection_lm=ScriptedLM(reflector), progress=False)
+    result = gepa.compile(app.program(), splits.train, splits.val, run_dir=tmp_path / "run")
+    assert result.best_candidate.components == {"system": "Repeat the word in capitals."}
+    assert result.best_score == 1.0 and result.seed_score == 0.0
+    # The reflector saw the app's own LM call: the prompt it sent and the reply it got.
+    assert reflections and "system: Repeat the word." in reflections[0] and "said 'cat'" in reflections[0]
+    # A resumed run against the app gives the same result.
+    again = gepa.compile(app.program(), splits.train, splits.val, run_dir=tmp_path / "run", resume=True)
+    assert again.best_candidate.components == result.best_candidate.components

@@ -39,7 +39,7 @@ def test_the_candidates_prompt_reaches_the_lm_and_the_trace(proxy):
     assert reply.choices[0].message.content == "system said: You are a pirate. Answer in one word."
     (entry,) = rollout.trace
     assert entry.messages[0]["content"] == "You are a pirate. Answer in one word."
-    assert entry.predictor == "system" and entry.inputs == {"components": ["system", "style"]}
+    assert entry.predictor == "system" and entry.inputs["messages"].startswith("system: You are a pirate.")
     assert entry.raw == reply.choices[0].message.content and entry.prompt_tokens > 0
     assert reply.usage.prompt_tokens == entry.prompt_tokens
 

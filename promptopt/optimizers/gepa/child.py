@@ -33,6 +33,8 @@ from promptopt.optimizers.gepa.strategies import ComponentSelector
 from promptopt.optimizers.result import Candidate
 from promptopt.optimizers.stoppers import FailureStreak
 
+LM_CALL_SIGNATURE = Signature.make(["messages"], ["reply"], "One LM call of the program.")
+
 
 def make_proposer(option: str | Proposer, reflection_lm: LanguageModel) -> Proposer:
     if not isinstance(option, str):
@@ -162,7 +164,10 @@ class ChildProposer:
         if not examples:
             self.no_proposal(state.iteration, "the predictor left no trace on this minibatch", comp)
             return None
-        request = ProposalRequest(comp, instruction, self.signatures[pred], examples, subject)
+        # A text read by LM calls that are not a promptopt predictor's (a task app's own calls) is
+        # shown to the reflector as those calls: the messages they sent and the reply they got.
+        signature = self.signatures.get(pred, LM_CALL_SIGNATURE)
+        request = ProposalRequest(comp, instruction, signature, examples, subject)
         rollout = f"gepa-{cfg.seed}-{state.iteration}-{comp if subject else pred}"
         lm = functools.partial(self.reflection_lm, rollout_id=rollout)
         with track_usage() as used:

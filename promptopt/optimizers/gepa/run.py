@@ -58,14 +58,15 @@ class GEPARun:
         self.parents, self.sampler, selector, self.acceptance = cfg.strategies()
         self.budget = cfg.budget(len(valset))
         pred_names = [n for n, _ in self.program.named_predictors()]
-        if not pred_names:
-            raise ValueError("The program has no predictors to optimize.")
+        # Free texts the program exposes beside its instructions (a DSPy ReAct's tool descriptions,
+        # a task app's prompts).
+        self.texts = self.program.text_components()
+        if not pred_names and not self.texts:
+            raise ValueError("The program has no predictors or text components to optimize.")
         self.signatures = {n: p.signature for n, p in self.program.named_predictors()}
         self.components = [f"{n}.instruction" for n in pred_names]
         if cfg.evolve_demos:
             self.components += [f"{n}.demos" for n in pred_names]
-        # Free texts the program exposes beside its instructions (a DSPy ReAct's tool descriptions).
-        self.texts = self.program.text_components()
         self.components += list(self.texts)
         self.children = ChildProposer(
             cfg,
