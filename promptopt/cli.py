@@ -191,10 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     try:
         from promptopt.bench.cli import add_subcommands
+        from promptopt.bench.single_run import add_subcommand as add_optimize
     except ImportError:
         pass
     else:
         add_subcommands(sub)
+        add_optimize(sub)
     return parser
 
 
