@@ -238,7 +238,8 @@ def bench_cached(n: int, rounds: int, cache_dir: Path) -> dict[str, Any]:
 def bench_uncached(n: int, warmup: int, repeats: int) -> dict[str, Any]:
     lm = po.LM("local", cache=False)
     lm("Say ok.", max_tokens=2)  # starts/reuses the server, imports litellm
-    api_base, model = lm._server.api_base, lm._server.spec.name
+    server = lm.backend.server  # the embedded model's server, started by the call above
+    api_base, model = server.api_base, server.spec.name
     leases = len(LocalServer.for_model(None).status().get("leases", []))
 
     reqs = uncached_requests(n)
