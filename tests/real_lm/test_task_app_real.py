@@ -3,50 +3,31 @@ the inference proxy, and every candidate's prompt seen in the app's own LM calls
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from langprobe.task import mirror_dir
 from promptopt.core.trace import collect_trace
 from promptopt.optimizers import GEPA
 from promptopt.task_apps.program import TaskApp, rollout_score
-
-APP = Path(__file__).resolve().parents[2] / "examples" / "task-app-node" / "app.mjs"
+from tests.task_apps.node_app import TOKEN, running_node_app
 
 
 @pytest.mark.real_lm
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_gepa_on_the_node_app_through_the_proxy(tmp_path, local_lm_factory):
-    env = {
-        "DATA": str(mirror_dir() / "iris" / "iris.csv"),
-        "TOKEN": "n0de",
-        "PORT": "0",
-        "PATH": "/usr/bin:/bin",
-    }
-    proc = subprocess.Popen(
-        ["node", str(APP)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        url = json.loads(proc.stdout.readline())["url"]
-        lm = local_lm_factory(tmp_path / "cache.sqlite", max_tokens=48)
-        reflection = local_lm_factory(tmp_path / "reflect.sqlite", max_tokens=400, temperature=0.7)
-        with TaskApp.connect(url, lm=lm, token="n0de") as app:
-            splits = app.examples()
-            gepa = GEPA(rollout_score, max_metric_calls=16, reflection_lm=reflection, progress=False)
-            result = gepa.compile(app.program(), splits.train[:8], splits.val[:4], run_dir=tmp_path / "run")
-            assert result.budget.metric_calls >= 4 and result.budget.lm_calls >= result.budget.metric_calls
-            # Each candidate, the seed included, runs the app's own code with its prompt in place.
-            candidates = [c.components for c in result.candidates]
-            candidates.append({"system_prompt": "Name the iris species in one lowercase word."})
-            for components in candidates:
-                with collect_trace() as trace:
-                    app.program().with_components(components)(example_id=splits.val[0].id, split="validation")
-                assert [e.messages[0]["content"] for e in trace] == [components["system_prompt"]]
-                assert trace[0].raw  # the local model answered the app through the proxy
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    lm = local_lm_factory(tmp_path / "cache.sqlite", max_tokens=48)
+    reflection = local_lm_factory(tmp_path / "reflect.sqlite", max_tokens=400, temperature=0.7)
+    with running_node_app() as url, TaskApp.connect(url, lm=lm, token=TOKEN) as app:
+        splits = app.examples()
+        gepa = GEPA(rollout_score, max_metric_calls=16, reflection_lm=reflection, progress=False)
+        result = gepa.compile(app.program(), splits.train[:8], splits.val[:4], run_dir=tmp_path / "run")
+        assert result.budget.metric_calls >= 4 and result.budget.lm_calls >= result.budget.metric_calls
+        # Each candidate, the seed included, runs the app's own code with its prompt in place.
+        candidates = [c.components for c in result.candidates]
+        candidates.append({"system_prompt": "Name the iris species in one lowercase word."})
+        for components in candidates:
+            with collect_trace() as trace:
+                app.program().with_components(components)(example_id=splits.val[0].id, split="validation")
+            assert [e.messages[0]["content"] for e in trace] == [components["system_prompt"]]
+            assert trace[0].raw  # the local model answered the app through the proxy

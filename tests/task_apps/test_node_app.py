@@ -4,10 +4,7 @@ the candidate's in its LM calls, and GEPA finds the prompt that fixes its answer
 A scripted model stands behind the proxy here (it answers in one word only when told to), so the
 test checks the protocol, the substitution and the search, not a model."""
 
-import json
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +13,8 @@ from promptopt.evaluate import evaluate
 from promptopt.optimizers import GEPA
 from promptopt.task_apps.program import TaskApp, rollout_score
 from promptopt.testing import ScriptedLM, last_user_message
+from tests.task_apps.node_app import TOKEN, running_node_app
 
-APP = Path(__file__).resolve().parents[2] / "examples" / "task-app-node" / "app.mjs"
 pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
     pytest.mark.skipif(mirror_dir() is None, reason="no local data mirror (shared/data)"),
@@ -26,22 +23,8 @@ pytestmark = [
 
 @pytest.fixture
 def node_app():
-    env = {
-        "DATA": str(mirror_dir() / "iris" / "iris.csv"),
-        "TOKEN": "n0de",
-        "PORT": "0",
-        "PATH": "/usr/bin:/bin",
-    }
-    proc = subprocess.Popen(
-        ["node", str(APP)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()
-        yield json.loads(line)["url"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with running_node_app() as url:
+        yield url
 
 
 def botanist(messages):
@@ -56,7 +39,7 @@ def botanist(messages):
 
 
 def test_the_node_app_speaks_the_protocol_and_its_prompt_is_substituted(node_app):
-    with TaskApp.connect(node_app, lm=ScriptedLM(botanist), token="n0de") as app:
+    with TaskApp.connect(node_app, lm=ScriptedLM(botanist), token=TOKEN) as app:
         assert app.info.name == "iris-node" and list(app.info.components) == ["system_prompt"]
         splits = app.examples()
         assert (len(splits.train), len(splits.val), len(splits.test)) == (20, 20, 40)
@@ -73,7 +56,7 @@ def test_gepa_fixes_the_node_apps_prompt(node_app, tmp_path):
     def reflector(messages):
         return "```\nYou are a botanist. Answer with the iris species in one word.\n```"
 
-    with TaskApp.connect(node_app, lm=ScriptedLM(botanist), token="n0de") as app:
+    with TaskApp.connect(node_app, lm=ScriptedLM(botanist), token=TOKEN) as app:
         splits = app.examples()
         gepa = GEPA(rollout_score, max_metric_calls=30, reflection_lm=ScriptedLM(reflector), progress=False)
         result = gepa.compile(app.program(), splits.train, splits.val, run_dir=tmp_path / "run")
