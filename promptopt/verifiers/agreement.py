@@ -96,11 +96,13 @@ def agreement(
     gold: Sequence[Hashable],
     predicted: Sequence[Hashable | None],
     *,
-    position_inconsistent: Sequence[bool] | None = None,
+    position_inconsistent: Sequence[bool | None] | None = None,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Agreement:
-    """Agreement of ``predicted`` (``None``: no verdict) with ``gold``, example by example."""
+    """Agreement of ``predicted`` (``None``: no verdict) with ``gold``, example by example.
+
+    The position-bias rate is over the examples whose flag is known (``None``: no verdict to judge)."""
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold labels but {len(predicted)} verdicts.")
     g = list(gold)
@@ -116,13 +118,14 @@ def agreement(
     n = len(g)
     bias = None
     if position_inconsistent is not None:
-        flips = np.array(position_inconsistent, dtype=float)
-        if flips.size != n:
-            raise ValueError(f"{flips.size} position flags for {n} verdicts.")
+        if len(position_inconsistent) != n:
+            raise ValueError(f"{len(position_inconsistent)} position flags for {n} verdicts.")
+        flips = np.array([float(f) for f in position_inconsistent if f is not None])
         bias = Estimate(
-            float(flips.mean()) if n else float("nan"),
-            *_bootstrap(lambda i: float(flips[i].mean()), n, confidence, seed),
+            float(flips.mean()) if flips.size else float("nan"),
+            *_bootstrap(lambda i: float(flips[i].mean()), int(flips.size), confidence, seed),
         )
+
     return Agreement(
         n=n,
         failed=sum(x is None for x in predicted),
@@ -153,8 +156,8 @@ def agreement_change(
     before: Sequence[Hashable | None],
     after: Sequence[Hashable | None],
     *,
-    flips_before: Sequence[bool] | None = None,
-    flips_after: Sequence[bool] | None = None,
+    flips_before: Sequence[bool | None] | None = None,
+    flips_after: Sequence[bool | None] | None = None,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> AgreementChange:
@@ -176,12 +179,16 @@ def agreement_change(
     every = np.arange(n)
     bias = None
     if flips_before is not None and flips_after is not None:
-        fb, fa = np.array(flips_before, dtype=float), np.array(flips_after, dtype=float)
+        # Paired over the examples both judges gave a verdict on.
+        both = [k for k in range(n) if flips_before[k] is not None and flips_after[k] is not None]
+        fb = np.array([float(flips_before[k]) for k in both])  # type: ignore[arg-type]
+        fa = np.array([float(flips_after[k]) for k in both])  # type: ignore[arg-type]
 
         def d_bias(idx: np.ndarray) -> float:
             return float(fa[idx].mean() - fb[idx].mean())
 
-        bias = Estimate(d_bias(every) if n else float("nan"), *_bootstrap(d_bias, n, confidence, seed))
+        m = len(both)
+        bias = Estimate(d_bias(np.arange(m)) if m else float("nan"), *_bootstrap(d_bias, m, confidence, seed))
     return AgreementChange(
         accuracy=Estimate(d_acc(every) if n else float("nan"), *_bootstrap(d_acc, n, confidence, seed)),
         kappa=Estimate(d_kap(every) if n else float("nan"), *_bootstrap(d_kap, n, confidence, seed)),

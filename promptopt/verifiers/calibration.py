@@ -95,9 +95,9 @@ class HeldOutVerdicts:
 
     def agreement(self, seed: int = 0, *, only: str | None = None) -> Agreement:
         keep = [i for i, g in enumerate(self.groups) if only is None or g == only]
-        flips = (
-            [bool(self.flipped[i]) for i in keep] if all(self.flipped[i] is not None for i in keep) else None
-        )
+        # Pointwise judges have no position; a pairwise verdict without a reply has no flag.
+        flags = [self.flipped[i] for i in keep]
+        flips = flags if any(f is not None for f in flags) else None
         return agreement(
             [self.gold[i] for i in keep],
             [self.verdicts[i] for i in keep],
@@ -234,13 +234,13 @@ def calibrate(
     calibrated = result.best_program
     assert calibrated is not None
     after = held_out_verdicts(calibrated, test, labels, metric, lm=lm, num_threads=num_threads)
-    flips_known = all(f is not None for f in (*before.flipped, *after.flipped))
+    pairwise = any(f is not None for f in (*before.flipped, *after.flipped))
     change = agreement_change(
         list(before.gold),
         list(before.verdicts),
         list(after.verdicts),
-        flips_before=[bool(f) for f in before.flipped] if flips_known else None,
-        flips_after=[bool(f) for f in after.flipped] if flips_known else None,
+        flips_before=list(before.flipped) if pairwise else None,
+        flips_after=list(after.flipped) if pairwise else None,
         seed=seed,
     )
     groups = sorted({g for g in before.groups if g})

@@ -117,3 +117,13 @@ def test_a_verdict_round_trips_to_json_shape():
         "reasons": ["a", "b"],
         "failure": None,
     }
+
+
+def test_position_bias_counts_only_the_verdicts_there_are():
+    gold = [1, 2, 1, 2]
+    a = agreement(gold, [1, None, 0, 2], position_inconsistent=[False, None, True, False])
+    assert a.position_bias.value == pytest.approx(1 / 3) and a.failed == 1
+    change = agreement_change(
+        gold, [1, None, 0, 2], [1, 2, 1, 2], flips_before=[False, None, True, False], flips_after=[False] * 4
+    )
+    assert change.position_bias.value == pytest.approx(-1 / 3)  # paired over the three both judged
