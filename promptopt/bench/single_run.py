@@ -136,8 +136,17 @@ def _lm(name: str, **options: Any) -> Any:
     return po.LM(name, **options)
 
 
-def optimize(config: RunConfig, *, lms: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Run the config's optimizer; returns (and writes to ``<out>/summary.json``) the test scores."""
+def optimize(
+    config: RunConfig,
+    *,
+    lms: Mapping[str, Any] | None = None,
+    data_provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the config's optimizer; returns (and writes to ``<out>/summary.json``) the test scores.
+
+    ``data_provenance`` names what the examples came from (``{"iris": {"sha256": ...}}``); a task
+    app's data lives behind its URL, so its caller says what it served.
+    """
     lms = dict(lms or {})
     task_lm = lms.get("task") or _lm(
         config.lm.get("task", "local"), max_tokens=config.lm.get("max_tokens", 256)
@@ -197,7 +206,7 @@ def optimize(config: RunConfig, *, lms: Mapping[str, Any] | None = None) -> dict
     summary = {
         "config": dataclasses.asdict(config),
         **summary,
-        "provenance": collect(lms=identities).to_dict(),
+        "provenance": collect(lms=identities, data=data_provenance).to_dict(),
     }
     write_json_atomic(out / "summary.json", summary)
     return summary

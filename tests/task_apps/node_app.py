@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from langprobe.task import mirror_dir
+
+from promptopt.task_apps.launch import launched_app
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "task-app-node" / "app.mjs"
 TOKEN = "n0de"
@@ -20,14 +20,5 @@ def running_node_app() -> Iterator[str]:
     data = mirror_dir()
     assert data is not None, "the Node.js app reads iris from the data mirror (shared/data)"
     env = {"DATA": str(data / "iris" / "iris.csv"), "TOKEN": TOKEN, "PORT": "0", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(
-        ["node", str(APP)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line:
-            raise RuntimeError(f"The Node.js app did not start: {proc.stderr.read() if proc.stderr else ''}")
-        yield json.loads(line)["url"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with launched_app(["node", str(APP)], env=env) as url:
+        yield url
