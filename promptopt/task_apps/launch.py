@@ -66,7 +66,8 @@ def _first_url(proc: subprocess.Popen[str], timeout: float, log: Path, command: 
     reader.join(timeout)
     text = line[0] if line else ""
     if not text:
-        state = f"exited with status {proc.poll()}" if proc.poll() is not None else f"printed nothing in {timeout:g} s"
+        status = proc.poll()
+        state = f"exited with status {status}" if status is not None else f"printed nothing in {timeout:g} s"
         raise AppLaunchError(
             f"The task app {list(command)} {state} before printing its URL. Its log:\n"
             f"{log.read_text(errors='replace')[-2000:]}"
@@ -75,7 +76,7 @@ def _first_url(proc: subprocess.Popen[str], timeout: float, log: Path, command: 
         url = json.loads(text)["url"]
     except (ValueError, KeyError, TypeError) as exc:
         raise AppLaunchError(
-            f'The task app {list(command)} printed {text.strip()[:200]!r}; its first line must be '
+            f"The task app {list(command)} printed {text.strip()[:200]!r}; its first line must be "
             f'{{"url": "http://127.0.0.1:PORT"}}.'
         ) from exc
     # Drain the rest of stdout so the app never blocks on a full pipe.

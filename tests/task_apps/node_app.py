@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from langprobe.task import mirror_dir
-
 from promptopt.task_apps.launch import launched_app
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "task-app-node" / "app.mjs"
