@@ -66,8 +66,13 @@ def _first_url(proc: subprocess.Popen[str], timeout: float, log: Path, command: 
     reader.join(timeout)
     text = line[0] if line else ""
     if not text:
-        status = proc.poll()
-        state = f"exited with status {status}" if status is not None else f"printed nothing in {timeout:g} s"
+        if reader.is_alive():
+            state = f"printed nothing in {timeout:g} s"
+        else:  # its stdout closed: it is exiting, so wait for its status
+            try:
+                state = f"exited with status {proc.wait(timeout=5)}"
+            except subprocess.TimeoutExpired:
+                state = "closed its standard output"
         raise AppLaunchError(
             f"The task app {list(command)} {state} before printing its URL. Its log:\n"
             f"{log.read_text(errors='replace')[-2000:]}"
