@@ -178,6 +178,11 @@ class LM:
         """
         return self.backend.connection()
 
+    def context_window(self) -> int | None:
+        """The model's context window in tokens (a local model's server ``n_ctx``, litellm's figure
+        for an API model), or None when it cannot be known. A local model's server is started."""
+        return self.backend.context_window()
+
     # Calling -------------------------------------------------------------
     def __call__(
         self,

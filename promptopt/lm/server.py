@@ -52,6 +52,7 @@ class LocalServer:
         self.port: int | None = None
         self.pid: int | None = None
         self.model_sha256 = spec.sha256
+        self.context_tokens: int | None = None  # the server's n_ctx
         self._leased = False
 
     @classmethod
@@ -115,6 +116,7 @@ class LocalServer:
             if state and pid_alive(state["pid"]) and self._usable(state["port"]):
                 self.port, self.pid = state["port"], state["pid"]
                 self.model_sha256 = state.get("sha256", self.spec.sha256)
+                self.context_tokens = state.get("n_ctx")
                 if keep_alive and not state.get("keep_alive"):
                     state["keep_alive"] = True
                     self._write_state(state)
@@ -137,6 +139,7 @@ class LocalServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         port = _free_port()
         threads = str(int(os.environ.get("PROMPTOPT_LOCAL_THREADS", os.cpu_count() or 2)))
+        n_ctx = int(os.environ.get("PROMPTOPT_LOCAL_CTX", "8192"))
         cmd = [
             sys.executable,
             "-m",
@@ -150,7 +153,7 @@ class LocalServer:
             "--port",
             str(port),
             "--n_ctx",
-            os.environ.get("PROMPTOPT_LOCAL_CTX", "8192"),
+            str(n_ctx),
             "--n_threads",
             threads,
             "--n_threads_batch",
@@ -180,7 +183,7 @@ class LocalServer:
             raise LocalModelError(
                 f"The llama.cpp server did not answer within {startup_timeout:.0f}s; see {self.log_file}"
             )
-        self.port, self.pid = port, proc.pid
+        self.port, self.pid, self.context_tokens = port, proc.pid, n_ctx
         pinned = path.name == f"{self.spec.name}.gguf"  # the joined, verified file
         self.model_sha256 = self.spec.sha256 if pinned else sha256_file(path)
         self._write_state(
@@ -189,6 +192,7 @@ class LocalServer:
                 "port": port,
                 "model_path": str(path),
                 "sha256": self.model_sha256,
+                "n_ctx": n_ctx,
                 "started": time.time(),
                 "keep_alive": keep_alive,
                 "log": str(self.log_file),

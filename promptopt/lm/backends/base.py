@@ -28,6 +28,10 @@ class Backend(Protocol):
         """The litellm model string and connection keywords other clients (DSPy) reach it with."""
         ...
 
+    def context_window(self) -> int | None:
+        """The model's context window in tokens, or None when it cannot be known."""
+        ...
+
     def complete(self, messages: list[dict[str, str]], params: dict[str, Any], timeout: float) -> Completion:
         """One attempt at one chat request; raises what the transport raised."""
         ...

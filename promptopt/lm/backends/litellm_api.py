@@ -23,6 +23,16 @@ class LiteLLMBackend:
     def connection(self) -> tuple[str, dict[str, Any]]:
         return self.model, dict(self.extra)
 
+    def context_window(self) -> int | None:
+        import litellm
+
+        try:
+            info = litellm.get_model_info(self.model)
+        except Exception:  # litellm raises for models its map does not know
+            return None
+        tokens = info.get("max_input_tokens") or info.get("max_tokens")
+        return int(tokens) if tokens else None
+
     def complete(self, messages: list[dict[str, str]], params: dict[str, Any], timeout: float) -> Completion:
         model, conn = self.connection()
         return litellm_completion(model, conn, messages, params, timeout)

@@ -44,6 +44,9 @@ class LlamaServerBackend:
             **self.extra,
         }
 
+    def context_window(self) -> int | None:
+        return self.server.context_tokens
+
     def complete(self, messages: list[dict[str, str]], params: dict[str, Any], timeout: float) -> Completion:
         model, conn = self.connection()
         return litellm_completion(model, conn, messages, params, timeout)

@@ -38,6 +38,17 @@ class TransformersBackend:
             "(DSPy, litellm); call it through promptopt, or convert the model to GGUF and serve it."
         )
 
+    def context_window(self) -> int | None:
+        import json
+
+        folder, _ = self._resolved()
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        tokens = config.get("max_position_embeddings")
+        return int(tokens) if isinstance(tokens, int) else None
+
     def complete(self, messages: list[dict[str, str]], params: dict[str, Any], timeout: float) -> Completion:
         from promptopt.lm.hf import HFEngine
 

@@ -169,7 +169,7 @@ class ChildProposer:
         signature = self.signatures.get(pred, LM_CALL_SIGNATURE)
         request = ProposalRequest(comp, instruction, signature, examples, subject)
         rollout = f"gepa-{cfg.seed}-{state.iteration}-{comp if subject else pred}"
-        lm = functools.partial(self.reflection_lm, rollout_id=rollout)
+        lm = functools.partial(self.reflection_lm, rollout_id=rollout, max_tokens=cfg.reflection_max_tokens)
         with track_usage() as used:
             try:
                 proposal = self.proposer(request, lm)

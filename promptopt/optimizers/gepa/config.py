@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from promptopt.optimizers.gepa.limits import ReflectionLimits, context_window, reflection_limits
 from promptopt.optimizers.gepa.reflection import PredictorFeedback, Proposer
 from promptopt.optimizers.gepa.strategies import (
     AcceptanceRule,
@@ -57,9 +58,11 @@ class GEPAConfig:
     tie_extensions: int = 1
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
-    max_reflection_examples: int = 4
-    max_reflection_chars: int = 600
-    max_instruction_chars: int | None = 4000
+    # None: sized to the reflection LM's context window (see limits.py) when the run starts.
+    max_reflection_examples: int | None = None
+    max_reflection_chars: int | None = None
+    max_instruction_chars: int | None = None
+    reflection_max_tokens: int | None = None
     seed: int = 0
     max_stalled_iterations: int = 12
     predictor_feedback: PredictorFeedback | None = None
@@ -72,6 +75,18 @@ class GEPAConfig:
         if self.minibatch_size < 1:
             raise ValueError(f"minibatch_size must be at least 1, not {self.minibatch_size}.")
         self.strategies()  # a bad name or object is an error now, not at compile time
+
+    def fitted_to(self, reflection_lm: Any) -> GEPAConfig:
+        """This config with every reflection limit left as None sized to ``reflection_lm``."""
+        limits = reflection_limits(context_window(reflection_lm))
+        return replace(
+            self,
+            **{
+                f.name: getattr(limits, f.name)
+                for f in fields(ReflectionLimits)
+                if getattr(self, f.name) is None
+            },
+        )
 
     def strategies(self) -> tuple[ParentSelector, MinibatchSampler, ComponentSelector, AcceptanceRule]:
         return (

@@ -96,8 +96,12 @@ class GEPA:
         tie_extensions: when parent and child tie on the minibatch, score both on up to this many
             further minibatches before rejecting (small minibatches tie often on noisy tasks).
         perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
-        max_reflection_examples, max_reflection_chars: caps on the reflective dataset.
+        max_reflection_examples, max_reflection_chars: caps on the reflective dataset (the
+            examples shown per proposal, the characters of each of their fields).
         max_instruction_chars: reject proposals longer than this.
+        reflection_max_tokens: the reflection LM's reply length. These four default to sizes
+            fitted to the reflection LM's context window (:mod:`~promptopt.optimizers.gepa.limits`:
+            4 examples, 600 characters, 4000 characters and 1024 tokens for an 8192-token window).
         num_threads: parallel examples in every evaluation.
         seed: all random choices derive from it.
         max_stalled_iterations: stop after this many iterations in a row that spent no metric call
@@ -143,9 +147,10 @@ class GEPA:
         tie_extensions: int = 1,
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
-        max_reflection_examples: int = 4,
-        max_reflection_chars: int = 600,
-        max_instruction_chars: int | None = 4000,
+        max_reflection_examples: int | None = None,
+        max_reflection_chars: int | None = None,
+        max_instruction_chars: int | None = None,
+        reflection_max_tokens: int | None = None,
         num_threads: int = 4,
         seed: int = 0,
         max_stalled_iterations: int = 12,
@@ -187,6 +192,7 @@ class GEPA:
             max_reflection_examples=max_reflection_examples,
             max_reflection_chars=max_reflection_chars,
             max_instruction_chars=max_instruction_chars,
+            reflection_max_tokens=reflection_max_tokens,
             seed=seed,
             max_stalled_iterations=max_stalled_iterations,
             predictor_feedback=predictor_feedback,
@@ -208,9 +214,9 @@ class GEPA:
             progress=progress,
         )
 
-    def config(self) -> dict[str, Any]:
+    def config(self, search: GEPAConfig | None = None) -> dict[str, Any]:
         return {
-            **self.search.to_dict(),
+            **(search or self.search).to_dict(),
             **self.run_options.failure_config(),
             **self.run_options.stop.to_dict(),
         }
@@ -246,6 +252,7 @@ class GEPA:
             progress_label="GEPA",
         )
         reflection_lm = self.reflection_lm or default_reflection_lm()
-        run = GEPARun(self.search, session, train, val, reflection_lm, self.config())
+        search = self.search.fitted_to(reflection_lm)
+        run = GEPARun(search, session, train, val, reflection_lm, self.config(search))
         with session:
             return run.execute()
