@@ -159,6 +159,12 @@ def optimize(
         if config.lm.get("proposer")
         else reflection
     )
+    from promptopt.lm.identity import lm_identity
+    from promptopt.provenance import collect
+
+    # Taken before the run, so the code version is the one that ran even if files change meanwhile.
+    identities = {"task": lm_identity(task_lm), "reflection": lm_identity(reflection)}
+    provenance = collect(lms=identities, data=data_provenance).to_dict()
     out = Path(config.out)
     app = None
     if config.program.get("task_app"):
@@ -199,15 +205,7 @@ def optimize(
     finally:
         if app is not None:
             app.close()
-    from promptopt.lm.identity import lm_identity
-    from promptopt.provenance import collect
-
-    identities = {"task": lm_identity(task_lm), "reflection": lm_identity(reflection)}
-    summary = {
-        "config": dataclasses.asdict(config),
-        **summary,
-        "provenance": collect(lms=identities, data=data_provenance).to_dict(),
-    }
+    summary = {"config": dataclasses.asdict(config), **summary, "provenance": provenance}
     write_json_atomic(out / "summary.json", summary)
     return summary
 
