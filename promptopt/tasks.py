@@ -78,10 +78,32 @@ def _sources() -> tuple[ModuleType, ...]:
     return tuple(found)
 
 
+class TaskSource(Protocol):
+    """What a task source provides (a module, or an object such as the task apps of a run)."""
+
+    __name__: str
+    TASKS: Sequence[str]
+
+    def get_task(self, name: str) -> Task: ...
+
+    def task_dir(self, name: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None: ...
+
+
+# Sources added while the process runs (task apps named on a command line): no entry point names them.
+_added: list[Any] = []
+
+
+def add_source(source: TaskSource) -> None:
+    """Make ``source``'s tasks known to this process, beside the installed ones."""
+    if source not in _added:
+        _added.append(source)
+        _index.cache_clear()
+
+
 @functools.cache
-def _index() -> dict[str, ModuleType]:
-    index: dict[str, ModuleType] = {}
-    for source in _sources():
+def _index() -> dict[str, Any]:
+    index: dict[str, Any] = {}
+    for source in (*_sources(), *_added):
         for name in source.TASKS:
             if name in index and index[name] is not source:
                 raise RuntimeError(
@@ -97,7 +119,7 @@ def task_names() -> tuple[str, ...]:
     return tuple(_index())
 
 
-def _source_of(name: str) -> ModuleType:
+def _source_of(name: str) -> Any:
     index = _index()
     if name not in index:
         known = ", ".join(index) or "none: install the langprobe tasks (pip install -e .)"

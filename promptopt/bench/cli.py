@@ -70,6 +70,18 @@ def spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
             data[flag] = getattr(args, flag)
     if args.sizes is not None:
         data["sizes"] = _parse_sizes(args.sizes)
+    if args.task_app:
+        apps = dict(data.get("task_apps") or {})
+        for item in args.task_app:
+            name, sep, url = item.partition("=")
+            if not sep or not name or not url:
+                raise SpecError(
+                    f"--task-app {item!r}: write NAME=URL, e.g. --task-app iris-node=http://127.0.0.1:8123."
+                )
+            apps[name] = url
+        data["task_apps"] = apps
+        if args.tasks is None:
+            data["tasks"] = [t for t in data.get("tasks", []) if t not in apps] + list(apps)
     if "tasks" not in data:
         raise SpecError("Give --tasks (e.g. --tasks iris,scone), --preset quick|full or --config FILE.toml.")
     if not data.get("out"):
@@ -175,6 +187,12 @@ def _add_langprobe(sub: Any) -> None:
     src.add_argument("--preset", choices=sorted(PRESETS), help="quick: minutes on the local model; full: all")
     src.add_argument("--config", metavar="FILE.toml", help="an experiment file (see promptopt.bench.spec)")
     src.add_argument("--tasks", help="comma-separated task names (see langprobe.TASKS)")
+    src.add_argument(
+        "--task-app",
+        action="append",
+        metavar="NAME=URL",
+        help="a task app as a task named NAME (repeatable; its bearer token from $PROMPTOPT_TASK_APP_TOKEN)",
+    )
     src.add_argument(
         "--programs", help="comma-separated program names, or 'all' (default: each task's first)"
     )

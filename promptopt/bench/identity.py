@@ -81,14 +81,16 @@ def _data_identity_json(
     stamp: tuple[tuple[str, int, int], ...],
 ) -> str:
     folder = task_dir(task, data_dir)
-    splits = get_task(task).splits(data_dir, seed=split_seed, sizes=sizes)
-    return json.dumps(
-        {
-            "task": task,
-            "files_sha256": None if folder is None else _files_sha256(str(folder), stamp),
-            "splits_sha256": splits_sha256(splits),
-        }
-    )
+    source = get_task(task)
+    identity = {
+        "task": task,
+        "files_sha256": None if folder is None else _files_sha256(str(folder), stamp),
+        "splits_sha256": splits_sha256(source.splits(data_dir, seed=split_seed, sizes=sizes)),
+    }
+    # A task whose data lives elsewhere (a task app) says what it is: its name and seed prompts.
+    if callable(getattr(source, "identity", None)):
+        identity["source"] = source.identity()
+    return json.dumps(identity)
 
 
 def data_identity(

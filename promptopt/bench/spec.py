@@ -116,6 +116,7 @@ class ExperimentSpec:
     name: str = ""
     optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     lm_cache: str = "shared"
+    task_apps: dict[str, str] = field(default_factory=dict)  # task name -> the app's URL
 
     def __post_init__(self) -> None:
         if not self.out:
@@ -123,6 +124,8 @@ class ExperimentSpec:
 
     # --- validation ---------------------------------------------------------------
     def validate(self) -> ExperimentSpec:
+        if self.task_apps:
+            self._register_task_apps()
         _check_list("tasks", self.tasks, task_names())
         _check_list("optimizers", self.optimizers, tuple(OPTIMIZERS))
         if not self.lms or not all(isinstance(x, str) and x for x in self.lms):
@@ -175,6 +178,16 @@ class ExperimentSpec:
                             "(or use 'all')."
                         )
         return self
+
+    def _register_task_apps(self) -> None:
+        if not isinstance(self.task_apps, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.startswith(("http://", "https://"))
+            for k, v in self.task_apps.items()
+        ):
+            raise SpecError(f"task_apps must map task names to http(s) URLs, not {self.task_apps!r}.")
+        from promptopt.task_apps.task import register_task_apps
+
+        register_task_apps(self.task_apps)
 
     # --- the matrix ---------------------------------------------------------------
     def programs_for(self, task: str) -> list[str]:
@@ -255,6 +268,8 @@ class ExperimentSpec:
         for key in ("budget", "num_threads", "max_tokens", "split_seed"):
             if key in data and data[key] is not None and not isinstance(data[key], int):
                 raise SpecError(f"{key} in {source} must be an integer, not {data[key]!r}.")
+        if "task_apps" in data and not isinstance(data["task_apps"], dict):
+            raise SpecError(f"task_apps in {source} must be a table of name = URL.")
         if "optimizer_options" in data and not isinstance(data["optimizer_options"], dict):
             raise SpecError(f"optimizer_options in {source} must be a table per optimizer.")
         for key in ("out", "data_dir", "name", "reflection_lm", "proposer_lm", "lm_cache"):

@@ -48,9 +48,10 @@ class TaskApp:
 
     @classmethod
     def connect(
-        cls, url: str, *, lm: LanguageModel, token: str | None = None, timeout: float = 120.0
+        cls, url: str, *, lm: LanguageModel | None = None, token: str | None = None, timeout: float = 120.0
     ) -> TaskApp:
-        """Read the app's info and start a proxy answering its LM calls with ``lm``."""
+        """Read the app's info and start a proxy answering its LM calls with ``lm`` (None: the task
+        LM in effect where the program runs, e.g. ``evaluate(..., lm=...)``)."""
         client = TaskAppClient(url, token=token, timeout=timeout)
         info = client.info()
         return cls(client, info, InferenceProxy(lm).start())

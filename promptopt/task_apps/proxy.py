@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the handlers' annotations here
 from fastapi.responses import JSONResponse
 
+from promptopt.core import settings
 from promptopt.core.trace import Trace, TraceEntry
 from promptopt.lm_protocol import LanguageModel
 from promptopt.task_apps.server import RunningApp, in_thread, serve
@@ -55,9 +56,10 @@ class ProxyRollout:
 
 
 class InferenceProxy:
-    """Serves one OpenAI-compatible endpoint per open rollout, answering through ``lm``."""
+    """Serves one OpenAI-compatible endpoint per open rollout, answering through ``lm`` (None: the
+    task LM in effect where each rollout is opened)."""
 
-    def __init__(self, lm: LanguageModel, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, lm: LanguageModel | None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.lm = lm
         self.host, self.port = host, port
         self._rollouts: dict[str, ProxyRollout] = {}
@@ -145,6 +147,14 @@ class InferenceProxy:
 
         return app
 
+    def _call_lm(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Any:
+        # Without an LM of its own the proxy answers with the task LM in effect where the rollout
+        # was opened (``evaluate(lm=...)``, an optimizer's task LM), as a promptopt predictor would.
+        lm = self.lm or settings.get("lm")
+        if lm is None:
+            raise RuntimeError("no LM: give the proxy one, or run the program under evaluate(lm=...)")
+        return lm(messages, **options)
+
     def _complete(
         self, rollout: ProxyRollout, messages: list[dict[str, Any]], options: dict[str, Any]
     ) -> Any:
@@ -152,7 +162,7 @@ class InferenceProxy:
         shown = "\n\n".join(f"{m.get('role')}: {m.get('content')}" for m in sent)
         entry = TraceEntry(predictor=used[0] if used else "app", inputs={"messages": shown}, messages=sent)
         try:
-            completion = rollout.context.copy().run(self.lm, sent, **options)
+            completion = rollout.context.copy().run(self._call_lm, sent, options)
         except Exception as exc:  # the LM's failure reaches the app as a 502, and the trace keeps it
             entry.error = f"{type(exc).__name__}: {exc}"
             rollout.trace.append(entry)

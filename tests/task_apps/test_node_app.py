@@ -62,3 +62,47 @@ def test_gepa_fixes_the_node_apps_prompt(node_app, tmp_path):
         result = gepa.compile(app.program(), splits.train, splits.val, run_dir=tmp_path / "run")
         assert result.seed_score == 0.0 and result.best_score > 0.8
         assert "one word" in result.best_candidate.components["system_prompt"]
+
+
+def test_the_node_app_is_a_langprobe_task_with_its_own_splits(node_app, tmp_path, monkeypatch, capsys):
+    """``--task-app NAME=URL`` makes the app a task of the harness: baseline and GEPA cells, the
+    app's splits cut to the run's sizes, the proxy answering with each cell's task LM."""
+    from promptopt.bench import LMs, run_matrix
+    from promptopt.bench.cli import main as bench_main
+    from promptopt.bench.cli import spec_from_args
+    from promptopt.bench.store import Store
+
+    monkeypatch.setenv("PROMPTOPT_TASK_APP_TOKEN", TOKEN)
+    out = tmp_path / "bench"
+    args = [
+        "langprobe",
+        f"--task-app=iris-node={node_app}",
+        "--optimizers=baseline,gepa",
+        "--budget=30",
+        "--sizes=8,8,12",
+        f"--out={out}",
+        "--num-threads=2",
+    ]
+    assert bench_main([*args, "--dry-run"]) == 0
+    assert "iris-node__app__gepa__local__s0: to run" in capsys.readouterr().out
+    from promptopt.bench.cli import build_parser
+
+    spec = spec_from_args(build_parser().parse_args(args))
+    reflector = ScriptedLM(lambda m: "```\nYou are a botanist. Answer with the iris species in one word.\n```")
+    run_matrix(spec, lms=LMs(task=ScriptedLM(botanist), reflection=reflector), progress=False)
+    cells = {c.config.optimizer: c for c in Store(out).cells()}
+    base, gepa = cells["baseline"], cells["gepa"]
+    assert [len(base.numbers.splits[s]) for s in ("train", "val", "test")] == [8, 8, 12]
+    assert base.numbers.optimized_test.score == 0.0 and gepa.numbers.optimized_test.score > 0.8
+    assert "one word" in gepa.numbers.components["system_prompt"]
+    assert gepa.identity["data"]["source"]["task_app"] == "iris-node"
+
+
+def test_a_task_app_url_must_be_http_and_the_flag_name_url():
+    from promptopt.bench import ExperimentSpec, SpecError
+    from promptopt.bench.cli import build_parser, spec_from_args
+
+    with pytest.raises(SpecError, match="NAME=URL"):
+        spec_from_args(build_parser().parse_args(["langprobe", "--task-app", "http://127.0.0.1:1"]))
+    with pytest.raises(SpecError, match="http"):
+        ExperimentSpec(tasks=["x"], task_apps={"x": "ftp://host"}).validate()

@@ -227,10 +227,11 @@ class GEPARun:
         n_preds = len(self.signatures)
         spent = self.state.progress.metric_calls
         status = f"resuming at {spent}" if resumed else "new run"
+        # A program without predictors (a task app) makes its own LM calls: they cannot be foreseen.
+        calls = f"about {self.budget * n_preds} task-LM calls at most" if n_preds else "its own task-LM calls"
         sys.stderr.write(
-            f"GEPA: budget {self.budget} metric calls ({status}); "
-            f"about {self.budget * n_preds} task-LM calls at most and one reflection call per iteration; "
-            f"{len(self.val)} validation and {len(self.train)} training examples, "
+            f"GEPA: budget {self.budget} metric calls ({status}); {calls} and one reflection call per "
+            f"iteration; {len(self.val)} validation and {len(self.train)} training examples, "
             f"{len(self.components)} components.\n"
         )
 
