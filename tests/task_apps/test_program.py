@@ -1,6 +1,8 @@
 """A task app as a program: evaluate() runs rollouts through the proxy, the candidate's prompt reaches
 the app's LM calls, and those calls come back as the example's trace."""
 
+import json
+
 import pytest
 
 import promptopt as po
@@ -86,3 +88,30 @@ def test_gepa_optimizes_the_apps_prompt_through_the_proxy(app, tmp_path):
     # A resumed run against the app gives the same result.
     again = gepa.compile(app.program(), splits.train, splits.val, run_dir=tmp_path / "run", resume=True)
     assert again.best_candidate.components == result.best_candidate.components
+
+
+def test_a_run_against_the_app_killed_midway_resumes_to_the_uninterrupted_result(app, tmp_path):
+    from promptopt.optimizers import GEPA
+    from promptopt.testing import Killed, dies_at
+
+    def reflector(messages):
+        return "```\nRepeat the word in capitals.\n```"
+
+    splits = app.examples()
+
+    def gepa(metric):
+        return GEPA(metric, max_metric_calls=12, reflection_lm=ScriptedLM(reflector), progress=False, seed=3)
+
+    whole = gepa(rollout_score).compile(app.program(), splits.train, splits.val, run_dir=tmp_path / "whole")
+    with pytest.raises(Killed):  # killed on its third rollout, after the seed's and one minibatch's
+        gepa(dies_at(rollout_score, 3)).compile(
+            app.program(), splits.train, splits.val, run_dir=tmp_path / "cut"
+        )
+    saved = json.loads((tmp_path / "cut" / "state.json").read_text())
+    assert saved["progress"]["metric_calls"] >= 1  # the seed's score was saved before the kill
+    resumed = gepa(rollout_score).compile(
+        app.program(), splits.train, splits.val, run_dir=tmp_path / "cut", resume=True
+    )
+    assert resumed.best_candidate.components == whole.best_candidate.components
+    assert [c.components for c in resumed.candidates] == [c.components for c in whole.candidates]
+    assert resumed.budget.metric_calls == whole.budget.metric_calls
