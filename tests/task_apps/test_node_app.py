@@ -88,7 +88,8 @@ def test_the_node_app_is_a_langprobe_task_with_its_own_splits(node_app, tmp_path
     from promptopt.bench.cli import build_parser
 
     spec = spec_from_args(build_parser().parse_args(args))
-    reflector = ScriptedLM(lambda m: "```\nYou are a botanist. Answer with the iris species in one word.\n```")
+    fix = "You are a botanist. Answer with the iris species in one word."
+    reflector = ScriptedLM(lambda m: f"```\n{fix}\n```")
     run_matrix(spec, lms=LMs(task=ScriptedLM(botanist), reflection=reflector), progress=False)
     cells = {c.config.optimizer: c for c in Store(out).cells()}
     base, gepa = cells["baseline"], cells["gepa"]
