@@ -136,7 +136,6 @@ def export_sft(
     if prompt not in ("optimized", "seed"):
         raise ValueError(f"prompt must be 'optimized' or 'seed', not {prompt!r}.")
     ids = choose_candidates(result, candidates)
-    seed_preds = dict(seed_program.named_predictors())
     adapter = ChatAdapter()
     rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
     examined = passing = failed = 0
@@ -154,8 +153,7 @@ def export_sft(
                 if not entry.ok or entry.raw is None:
                     continue
                 if prompt == "seed":
-                    pred = seed_preds[entry.predictor]
-                    messages = adapter.format(pred.signature, pred.demos, entry.inputs)
+                    messages = _under_seed_prompt(entry, seed_program, program, adapter)
                 else:
                     messages = list(entry.messages)
                 conversation = {"messages": [*messages, {"role": "assistant", "content": entry.raw}]}
@@ -218,7 +216,6 @@ def export_rl(
     """
     cid = result.best_id if candidate == "best" else int(candidate)
     program = result.program_for(seed_program, cid)
-    seed_preds = dict(seed_program.named_predictors())
     adapter = ChatAdapter()
     rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
     skipped = 0
@@ -229,8 +226,7 @@ def export_rl(
             continue
         pred_name, entry = last
         if prompt == "seed":
-            pred = seed_preds[pred_name]
-            messages = adapter.format(pred.signature, pred.demos, entry.inputs)
+            messages = _under_seed_prompt(entry, seed_program, program, adapter)
         else:
             messages = list(entry.messages)
         row = {
@@ -273,6 +269,32 @@ def _run(
     return evaluate(
         program, list(trainset), metric, lm=lm, num_threads=num_threads, display_progress=False
     ).results
+
+
+def _under_seed_prompt(
+    entry: Any, seed_program: Program, program: Program, adapter: ChatAdapter
+) -> list[Any]:
+    """The messages of ``entry`` as the seed program would have sent them."""
+    seed_preds = dict(seed_program.named_predictors())
+    if entry.predictor in seed_preds:
+        pred = seed_preds[entry.predictor]
+        return adapter.format(pred.signature, pred.demos, entry.inputs)
+    # A call the program made itself (a task app's): its prompt texts are text components, so the
+    # candidate's texts are put back to the seed's where they appear.
+    seed_texts = {n: c.text for n, c in seed_program.text_components().items()}
+    changed = [
+        (c.text, seed_texts[n])
+        for n, c in program.text_components().items()
+        if c.text != seed_texts.get(n, c.text)
+    ]
+    messages = []
+    for message in entry.messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            for text, seed_text in changed:
+                content = content.replace(text, seed_text)
+        messages.append({**message, "content": content})
+    return messages
 
 
 def _final_call(res: ExampleResult) -> tuple[str, Any] | None:

@@ -115,3 +115,33 @@ def test_a_run_against_the_app_killed_midway_resumes_to_the_uninterrupted_result
     assert resumed.best_candidate.components == whole.best_candidate.components
     assert [c.components for c in resumed.candidates] == [c.components for c in whole.candidates]
     assert resumed.budget.metric_calls == whole.budget.metric_calls
+
+
+def test_an_optimized_task_app_exports_sft_rows_under_its_own_or_the_seed_prompt(app, tmp_path):
+    """The SFT export reads a task app's traces as it reads a predictor's: the app's own LM calls as
+    the proxy saw them, or the same calls with the seed prompt put back (distillation)."""
+    from promptopt.optimizers import GEPA
+    from promptopt.train.export import export_sft
+
+    splits = app.examples()
+    reflector = ScriptedLM(lambda m: "```\nRepeat the word in capitals.\n```")
+    gepa = GEPA(rollout_score, max_metric_calls=12, reflection_lm=reflector, progress=False)
+    result = gepa.compile(app.program(), splits.train, splits.val, run_dir=tmp_path / "run")
+    rows = {}
+    for prompt in ("optimized", "seed"):
+        data = export_sft(
+            result,
+            app.program(),
+            splits.train,
+            rollout_score,
+            tmp_path / prompt,
+            prompt=prompt,
+            val_fraction=0,
+        )
+        rows[prompt] = [json.loads(line) for line in data.train_file.read_text().splitlines()]
+    assert len(rows["optimized"]) == len(splits.train) == 2
+    for optimized, seed in zip(rows["optimized"], rows["seed"], strict=True):
+        assert optimized["messages"][0]["content"] == "Repeat the word in capitals."
+        assert seed["messages"][0]["content"] == SYSTEM
+        assert optimized["messages"][1:] == seed["messages"][1:]  # the word, then its capitals
+        assert seed["messages"][-1]["content"].isupper()
