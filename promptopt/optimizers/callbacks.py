@@ -27,7 +27,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -255,26 +254,3 @@ class EventLog(Callback):
 
 def _jsonable(v: Any) -> bool:
     return isinstance(v, (str, int, float, bool, list, dict, type(None)))
-
-
-class ProgressLine(Callback):
-    """A one-line live status on stderr: iteration, best validation score, budget used."""
-
-    def __init__(self, name: str, budget: int | None = None, stream: Any = None) -> None:
-        self.name = name
-        self.budget = budget
-        self.stream = stream or sys.stderr
-
-    def on_iteration_end(self, event: IterationEndEvent) -> None:
-        progress = event["progress"]
-        budget = f"/{self.budget}" if self.budget else ""
-        self.stream.write(
-            f"\r{self.name} it {event['iteration']:>3} | best val {100 * progress.best_score:5.1f}% | "
-            f"metric calls {progress.metric_calls}{budget} | LM calls {progress.lm_calls} | "
-            f"{progress.seconds:6.0f}s   "
-        )
-        self.stream.flush()
-
-    def on_run_end(self, event: RunEndEvent) -> None:
-        self.stream.write("\n" + event["result"].summary() + "\n")
-        self.stream.flush()

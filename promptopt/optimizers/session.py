@@ -23,8 +23,9 @@ from promptopt.core.program import Program
 from promptopt.lm.usage import Usage, track_usage
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.base import RunOptions
-from promptopt.optimizers.callbacks import Dispatcher, EventLog, ProgressLine
+from promptopt.optimizers.callbacks import Dispatcher, EventLog
 from promptopt.optimizers.evaluation import CandidateEvaluator
+from promptopt.optimizers.progress import ProgressBar
 from promptopt.optimizers.result import Budget, Candidate, OptimizationResult
 from promptopt.optimizers.rundir import RunDir
 from promptopt.optimizers.stoppers import FailureStreak, Progress, Stopper, first_reason
@@ -71,7 +72,7 @@ class RunSession:
         if self.rundir:
             callbacks.append(EventLog(self.rundir.events_file))
         if options.progress and progress_label:
-            callbacks.append(ProgressLine(progress_label, max_metric_calls))
+            callbacks.append(ProgressBar(progress_label, max_metric_calls))
         self.events = Dispatcher(callbacks)
         self.stoppers: list[Stopper] = options.stop.stoppers(
             max_metric_calls=max_metric_calls, stop_file=self.rundir.stop_file if self.rundir else None

@@ -4,7 +4,6 @@ scored on the validation set; the best one wins."""
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ from promptopt.optimizers.bootstrap import demo_sets
 from promptopt.optimizers.callbacks import Callback
 from promptopt.optimizers.components import predictor_names, serialize_components, with_demo_set
 from promptopt.optimizers.datasets import train_and_val
+from promptopt.optimizers.progress import ProgressReport
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.stoppers import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
@@ -140,7 +140,7 @@ class BootstrapFewShotWithRandomSearch:
         """
         names = predictor_names(program)
         train, val = train_and_val(trainset, valset, who="BootstrapFewShotWithRandomSearch")
-        # The progress line is this optimizer's own (one line per candidate), not the session's.
+        # The progress report is this optimizer's own (one update per candidate), not the session's.
         with demo_set_run(
             RESULT_NAME,
             self,
@@ -152,6 +152,9 @@ class BootstrapFewShotWithRandomSearch:
         ) as run:
             session = run.session
             reason = "all candidates scored"
+            shown = (
+                ProgressReport("random search", self.max_metric_calls) if self.run_options.progress else None
+            )
             boot = self.base.bootstrapper(program, session.lm, session.streak)
             try:
                 run.add(serialize_components(program.components()), "seed", val)
@@ -177,11 +180,10 @@ class BootstrapFewShotWithRandomSearch:
                     )
                     run.set_teacher_runs(boot.metric_calls, boot.unscored_calls)
                     run.add(with_demo_set(program, demos), origin, val)
-                    if self.run_options.progress:
+                    if shown is not None:
                         p = run.progress()
-                        sys.stderr.write(
-                            f"\rrandom search {len(run.candidates)}/{total} | best val "
-                            f"{100 * p.best_score:5.1f}% | metric calls {p.metric_calls}   "
+                        shown.update(
+                            p.metric_calls, p.best_score, candidates=f"{len(run.candidates)}/{total}"
                         )
             except KeyboardInterrupt:
                 reason = "interrupted (Ctrl-C)"
@@ -189,8 +191,8 @@ class BootstrapFewShotWithRandomSearch:
                 reason = str(exc)
                 run.set_teacher_runs(boot.metric_calls, boot.unscored_calls)
                 run.save_state()
-            if self.run_options.progress:
-                sys.stderr.write("\n")
+            if shown is not None:
+                shown.close()
             return run.result(run.best_scored(0), reason, self.config())
 
     def _origins(self) -> list[str]:
