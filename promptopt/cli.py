@@ -183,11 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--model", default=None, help="local model name or alias (default: the 0.5B)")
     lm.set_defaults(func=cmd_lm)
 
+    from promptopt.run_page.page import add_subcommand as add_report
     from promptopt.train.cli import add_subcommand as add_train
     from promptopt.verifiers.cli import add_subcommand as add_judge
 
     add_train(sub)
     add_judge(sub)
+    add_report(sub)
 
     try:
         from promptopt.bench.cli import add_subcommands

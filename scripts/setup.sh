@@ -22,6 +22,17 @@ if ! command -v bwrap >/dev/null 2>&1; then
   fi
 fi
 
+# The run pages' browser test drives Debian's Chromium (no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium for the run pages' browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "setup: installing chromium failed; the browser test will skip (and fail under CI)"
+  else
+    echo "setup: the run pages' browser test needs Chromium: install it as root (apt-get install chromium)"
+  fi
+fi
+
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip "$@"; }
 

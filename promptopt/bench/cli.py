@@ -147,7 +147,8 @@ def cmd_langprobe(args: argparse.Namespace) -> int:
     print(
         f"{len(outcome.ran)} cells run ({len(outcome.failed)} failed; {reran} of them stored before with "
         f"another identity or failed), {len(outcome.skipped)} reused as the same experiment, in "
-        f"{elapsed:.0f}s.\nReport: {files.markdown}\nCharts: {files.markdown.parent / 'charts'} "
+        f"{elapsed:.0f}s.\nReport: {files.markdown} (page: {files.html})\n"
+        f"Charts: {files.markdown.parent / 'charts'} "
         f"({len(files.charts)} files, summary: {files.markdown.parent / 'charts' / 'summary.png'})"
     )
     if outcome.busy:
@@ -173,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         return 2
     files = build_report(args.out)
-    print(f"wrote {files.markdown}, {files.csv} and {len(files.charts)} charts")
+    print(f"wrote {files.markdown}, {files.html}, {files.csv} and {len(files.charts)} charts")
     return 0
 
 

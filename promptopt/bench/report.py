@@ -5,6 +5,7 @@
     report.md              per-task tables (baseline test, optimized test, lift with its paired 95% CI,
                            metric calls, LM calls, tokens, wall time) and the failed cells
     report.csv             one row per cell
+    report.html            report.md as one page (charts inline), each cell linking to its run's page
     charts/summary.png     mean baseline vs optimized test score per optimizer, averaged over tasks
     charts/task_<t>.png    the same per task
     charts/curve_<t>.png   best validation score vs metric calls, one line per optimizer
@@ -21,6 +22,7 @@ from typing import Any
 
 from promptopt.bench.aggregate import CSV_COLUMNS, aggregate, by_optimizer, cell_row, paired_test_scores
 from promptopt.bench.charts import charts
+from promptopt.bench.html_page import write_bench_page
 from promptopt.bench.records import CellRecord
 from promptopt.bench.report_provenance import cache_lines, provenance_lines
 from promptopt.bench.store import Store
@@ -31,6 +33,7 @@ class ReportFiles:
     markdown: Path
     csv: Path
     charts: list[Path] = field(default_factory=list)
+    html: Path | None = None
 
 
 def _pct(x: float) -> str:
@@ -206,11 +209,13 @@ def build_report(out: str | Path) -> ReportFiles:
     made = charts(root, cells, rows)
     md = root / "report.md"
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(root, cells, rows, made, unreadable))
+    text = markdown(root, cells, rows, made, unreadable)
+    md.write_text(text)
     csv_path = root / "report.csv"
     with open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for c in cells:
             writer.writerow(cell_row(c))
-    return ReportFiles(markdown=md, csv=csv_path, charts=made)
+    page = write_bench_page(root, text, cells)
+    return ReportFiles(markdown=md, csv=csv_path, charts=made, html=page)

@@ -1,25 +1,31 @@
 """Pictures of an optimization result: the candidate lineage with the Pareto front, and the learning curve.
 
-Only matplotlib's Agg backend is used, so this works on machines without a screen.
+Only matplotlib's Agg backend is used, so this works on machines without a screen. ``draw_lineage`` and
+``draw_curve`` draw on a given axis (the run page renders each as its own SVG); ``plot_result`` puts
+both side by side in a PNG.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from promptopt.optimizers.result import OptimizationResult
 
 
-def plot_result(result: OptimizationResult, path: str | os.PathLike[str], title: str | None = None) -> Path:
-    """Write a two-panel PNG: the lineage (x: metric calls when found, y: validation score, an edge from
-    each parent to its child; the Pareto front ringed, the best starred) and the learning curve."""
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, curve) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    return plt
+
+
+def draw_lineage(ax: Any, result: OptimizationResult) -> None:
+    """x: metric calls when found, y: validation score, an edge from each parent to its child; the
+    Pareto front ringed, the best starred."""
     by_id = {c.id: c for c in result.candidates}
     front = set(result.pareto_front)
     for cand in result.candidates:
@@ -45,22 +51,36 @@ def plot_result(result: OptimizationResult, path: str | os.PathLike[str], title:
         ax.annotate(
             str(cand.id), (cand.discovered_at, cand.val_score), xytext=(5, 4), textcoords="offset points"
         )
-    best = result.best_candidate
-    ax.scatter(best.discovered_at, best.val_score, marker="*", s=320, color="gold", edgecolors="k", zorder=4)
+    if result.candidates:
+        best = result.best_candidate
+        ax.scatter(
+            best.discovered_at, best.val_score, marker="*", s=320, color="gold", edgecolors="k", zorder=4
+        )
     ax.set_xlabel("metric calls when found")
     ax.set_ylabel("validation score")
     ax.set_title("lineage (ringed: Pareto front, star: best)")
     ax.grid(alpha=0.3)
 
+
+def draw_curve(ax: Any, result: OptimizationResult) -> None:
+    """The best validation score against metric calls, held to the end of the budget spent."""
     if result.learning_curve:
         xs = [x for x, _ in result.learning_curve] + [result.budget.metric_calls]
         ys = [y for _, y in result.learning_curve] + [result.learning_curve[-1][1]]
-        curve.step(xs, ys, where="post", color="tab:blue")
-        curve.scatter(xs[:-1], ys[:-1], color="tab:blue", s=20)
-    curve.set_xlabel("metric calls")
-    curve.set_ylabel("best validation score")
-    curve.set_title("learning curve")
-    curve.grid(alpha=0.3)
+        ax.step(xs, ys, where="post", color="tab:blue")
+        ax.scatter(xs[:-1], ys[:-1], color="tab:blue", s=20)
+    ax.set_xlabel("metric calls")
+    ax.set_ylabel("best validation score")
+    ax.set_title("learning curve")
+    ax.grid(alpha=0.3)
+
+
+def plot_result(result: OptimizationResult, path: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Write a two-panel PNG: the lineage and the learning curve."""
+    plt = _pyplot()
+    fig, (ax, curve) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    draw_lineage(ax, result)
+    draw_curve(curve, result)
     fig.suptitle(title or f"{result.optimizer}: {result.summary().split(';')[0]}", fontsize=10)
     fig.tight_layout()
     out = Path(path)
@@ -68,3 +88,21 @@ def plot_result(result: OptimizationResult, path: str | os.PathLike[str], title:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def svg_figure(draw: Any, result: OptimizationResult, size: tuple[float, float] = (7.5, 4.2)) -> str:
+    """One panel drawn by ``draw(ax, result)``, as an inline ``<svg>`` element (text kept as text)."""
+    import io
+
+    import matplotlib
+
+    plt = _pyplot()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig, ax = plt.subplots(figsize=size)
+        draw(ax, result)
+        fig.tight_layout()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})  # the same run, the same page
+        plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
