@@ -72,7 +72,7 @@ if ! "$VENV/bin/python" -c "import promptopt, langprobe, dspy, gepa, pytest, trl
    || [ pyproject.toml -nt "$VENV/.promptopt-installed" ]; then
   echo "setup: installing promptopt and its dependencies"
   pip install -q --upgrade pip
-  pip install -q -e ".[local,local-large,peers,train,dev,apps]"
+  pip install -q -e ".[local,local-large,peers,train,dev,apps,mlflow]"
   touch "$VENV/.promptopt-installed"
 fi
 

@@ -16,7 +16,9 @@ from tests.bench.conftest import make_lms, make_spec
 from tests.conftest import in_ci
 from tests.optimizers.gepa.test_gepa import run
 
-CHROMIUM = os.environ.get("PROMPTOPT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = (
+    os.environ.get("PROMPTOPT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+)
 # The flags this machine's closed network needs (no background connections, no QUIC), and root's.
 FLAGS = [
     "--no-sandbox",
@@ -34,7 +36,9 @@ if CHROMIUM is None and in_ci():
         "when it runs as root; install it (apt-get install chromium) or set PROMPTOPT_CHROMIUM.",
         pytrace=False,
     )
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"
+)
 
 
 @pytest.fixture(scope="module")

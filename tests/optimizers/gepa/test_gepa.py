@@ -63,10 +63,9 @@ def run(tmp_path=None, **kw):
         seed=1,
     )
     opts.update(kw)
+    lm = opts.pop("lm", None) or task_lm()
     gepa = GEPA(metric, **opts)
-    return gepa.compile(
-        program(), data(8), data(6, offset=10), lm=opts.pop("lm", None) or task_lm(), run_dir=tmp_path
-    )
+    return gepa.compile(program(), data(8), data(6, offset=10), lm=lm, run_dir=tmp_path)
 
 
 def test_gepa_improves_and_reports_everything(tmp_path):
