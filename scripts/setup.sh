@@ -11,25 +11,21 @@ CACHE="${PROMPTOPT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/promptopt}"
 LLAMA_VERSION=0.3.36
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 
-# HumanEval runs model-written code under bubblewrap (benchmarks/langprobe/tasks/sandbox.py).
-if ! command -v bwrap >/dev/null 2>&1; then
+# System packages some tests use, from Debian (one apt-get run for whatever is missing):
+#   bubblewrap  HumanEval runs model-written code in its sandbox (benchmarks/langprobe/tasks/sandbox.py)
+#   chromium    the run pages' browser test
+#   postgresql  MIPROv2 workers sharing a study in a PostgreSQL server the test starts
+missing=""
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+if [ -n "$missing" ]; then
   if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing bubblewrap for the HumanEval sandbox"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
-      || echo "setup: installing bubblewrap failed; HumanEval will refuse to run code until bwrap is installed"
+    echo "setup: installing$missing"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; } \
+      || echo "setup: installing$missing failed; the tests that need them skip (and fail under CI)"
   else
-    echo "setup: HumanEval needs bubblewrap (bwrap) to sandbox code: install it as root (apt-get install bubblewrap)"
-  fi
-fi
-
-# The run pages' browser test drives Debian's Chromium (no browser download).
-if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing chromium for the run pages' browser test"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-      || echo "setup: installing chromium failed; the browser test will skip (and fail under CI)"
-  else
-    echo "setup: the run pages' browser test needs Chromium: install it as root (apt-get install chromium)"
+    echo "setup: as root, apt-get install$missing (HumanEval's sandbox, the browser test, the PostgreSQL test)"
   fi
 fi
 
@@ -72,7 +68,7 @@ if ! "$VENV/bin/python" -c "import promptopt, langprobe, dspy, gepa, pytest, trl
    || [ pyproject.toml -nt "$VENV/.promptopt-installed" ]; then
   echo "setup: installing promptopt and its dependencies"
   pip install -q --upgrade pip
-  pip install -q -e ".[local,local-large,peers,train,dev,apps,mlflow]"
+  pip install -q -e ".[local,local-large,peers,train,dev,apps,mlflow,postgres]"
   touch "$VENV/.promptopt-installed"
 fi
 

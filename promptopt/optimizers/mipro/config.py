@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from promptopt.optimizers.bootstrap import check_limits
-from promptopt.optimizers.mipro.search import redacted_url
+from promptopt.optimizers.mipro.storage import Heartbeat, redacted_url
 
 # auto presets: (num_candidates, num_trials). With one predictor and demo search there are
 # num_candidates**2 combinations; the trials cover roughly a third (light) to all (heavy) of them,
@@ -46,6 +46,8 @@ class MIPROConfig:
     minibatch_full_eval_steps: int = 10
     storage: str | None = None
     study_name: str = "mipro"
+    heartbeat_interval: int | None = 60  # None: no heartbeats (a dead worker's trial waits for a hand)
+    heartbeat_grace_period: int | None = None
     max_metric_calls: int | None = None
     seed: int = 0
 
@@ -73,6 +75,24 @@ class MIPROConfig:
         ) or self.minibatch_full_eval_steps < 1:
             raise ValueError("minibatch_size and minibatch_full_eval_steps must be at least 1.")
         check_limits(self.max_bootstrapped_demos, self.max_labeled_demos)
+        if self.heartbeat_interval is not None and self.heartbeat_interval < 1:
+            raise ValueError(
+                f"heartbeat_interval must be at least 1 second or None, not {self.heartbeat_interval}."
+            )
+        if (
+            self.heartbeat_grace_period is not None
+            and self.heartbeat_interval is not None
+            and (self.heartbeat_grace_period <= self.heartbeat_interval)
+        ):
+            raise ValueError(
+                f"heartbeat_grace_period ({self.heartbeat_grace_period} s) must exceed heartbeat_interval "
+                f"({self.heartbeat_interval} s), or a live worker's trial would be failed between beats."
+            )
+
+    def heartbeat(self) -> Heartbeat | None:
+        if self.heartbeat_interval is None:
+            return None
+        return Heartbeat(self.heartbeat_interval, self.heartbeat_grace_period)
 
     def to_dict(self) -> dict[str, Any]:
         """Every option, the storage URL without its password."""

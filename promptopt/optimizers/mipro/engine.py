@@ -32,9 +32,10 @@ Runs, resumes and workers — with ``run_dir``:
   finish sees them all, and ``RUN_DIR/result.json`` is rewritten by each, under the lock.
   Workers must share the run directory (it holds the lock); do not start a fresh run
   (``resume=False``) on a directory other workers are using. A trial left running by a dead
-  worker on the same host is taken over by the next worker to ask and redone; the study cannot
-  tell whether a worker on another host is alive, so its abandoned trials keep counting until
-  marked failed by hand (the next trial then takes their place in the run).
+  worker on the same host is taken over by the next worker to ask and redone as it was; one
+  whose worker, on any host, stopped recording its heartbeat is failed through Optuna once the
+  grace period passes, and its slot is redone. A worker with nothing left to ask waits while
+  other workers' trials run, so the last one to finish has seen all ``num_trials`` complete.
 
 Layout of ``RUN_DIR``: ``search_space.json`` (search space), ``optuna.db`` (default storage),
 ``events.jsonl``, ``result.json`` and ``best_program.json`` (rewritten by each worker when it
@@ -87,8 +88,14 @@ class MIPROv2:
             default 25, or fewer with ``max_metric_calls`` so that the budget pays for the trials
             after the seed's and the final full evaluation (see :func:`fitted_minibatch_size`).
         minibatch_full_eval_steps: a full evaluation after every this many completed trials.
-        storage: an Optuna storage URL (default: SQLite in ``run_dir``; in memory without one).
+        storage: an Optuna storage URL (default: SQLite in ``run_dir``; in memory without one). A
+            fresh run (``resume=False``) on a storage that already holds ``study_name`` is a
+            :class:`~promptopt.optimizers.mipro.run_files.StudyExistsError`, never a deleted study.
         study_name: the study's name in the storage.
+        heartbeat_interval, heartbeat_grace_period: on a storage, each running trial records a
+            heartbeat every ``heartbeat_interval`` seconds; one silent for the grace period (default:
+            twice the interval) is failed through Optuna, on whatever host its worker ran, and its
+            slot redone by the next worker to ask. ``None``: no heartbeats.
         max_metric_calls, max_seconds, max_tokens, max_cost, patience (in trials without a better
             full score), score_threshold, stoppers: when to stop early (``RUN_DIR/STOP`` too).
         seed: every random choice; each follows from the seed and the step's place in the run (a
@@ -130,6 +137,8 @@ class MIPROv2:
         minibatch_full_eval_steps: int = 10,
         storage: str | None = None,
         study_name: str = "mipro",
+        heartbeat_interval: int | None = 60,
+        heartbeat_grace_period: int | None = None,
         max_metric_calls: int | None = None,
         max_seconds: float | None = None,
         max_tokens: int | None = None,
@@ -170,6 +179,8 @@ class MIPROv2:
             minibatch_full_eval_steps=minibatch_full_eval_steps,
             storage=storage,
             study_name=study_name,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_grace_period=heartbeat_grace_period,
             max_metric_calls=max_metric_calls,
             seed=seed,
         )

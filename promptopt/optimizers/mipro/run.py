@@ -40,16 +40,12 @@ from promptopt.optimizers.mipro.full_evaluation import FullEvaluation
 from promptopt.optimizers.mipro.full_evaluations import FullEvaluations
 from promptopt.optimizers.mipro.retries import MAX_STALE_ATTEMPTS, run_until_scored
 from promptopt.optimizers.mipro.run_files import MiproRunFiles
-from promptopt.optimizers.mipro.search import (
-    combo_key,
-    default_storage,
-    fitted_minibatch_size,
-    slot_of,
-)
+from promptopt.optimizers.mipro.search import combo_key, fitted_minibatch_size, slot_of
 from promptopt.optimizers.mipro.search_space import (
     SearchSpace,
 )
 from promptopt.optimizers.mipro.search_space_builder import SearchSpaceBuilder
+from promptopt.optimizers.mipro.storage import default_storage
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.session import RunSession
 from promptopt.optimizers.stoppers import ConsecutiveFailuresError, Progress, first_reason
@@ -266,6 +262,7 @@ class MIPRORun:
         return rng.sample(self.val, self.minibatch_size)
 
     def _trial(self, trial: Trial) -> None:
+        self.events.on_iteration_start({"iteration": trial.number})
         params = {k: int(v) for k, v in trial.params.items()}
         self.sync_records(self.study.completed(), self.study.full_evals())
         batch = self._minibatch(slot_of(trial))

@@ -18,7 +18,7 @@ import sqlalchemy
 
 from promptopt.io import file_lock
 from promptopt.optimizers.mipro.config import MIPROConfig
-from promptopt.optimizers.mipro.search import SharedStudy, delete_study, redacted_url, sqlite_file
+from promptopt.optimizers.mipro.search import SharedStudy
 from promptopt.optimizers.mipro.search_space import (
     LEGACY_SEARCH_SPACE_FILE,
     SEARCH_SPACE_FILE,
@@ -26,6 +26,7 @@ from promptopt.optimizers.mipro.search_space import (
     SearchSpace,
     damaged,
 )
+from promptopt.optimizers.mipro.storage import redacted_url, sqlite_file, study_exists
 from promptopt.optimizers.rundir import RunDir
 
 RUN_FILES = (
@@ -40,6 +41,10 @@ RUN_FILES = (
 # older: it logs the preparation too).
 STATE_FILES = (SEARCH_SPACE_FILE, "result.json", "best_program.json")
 DB_FILE = "optuna.db"
+
+
+class StudyExistsError(ValueError):
+    """A fresh run names a study that its storage already holds."""
 
 
 class MiproRunFiles:
@@ -109,12 +114,20 @@ class MiproRunFiles:
             for suffix in ("", "-journal", "-wal", "-shm"):
                 (self.rundir.path / (DB_FILE + suffix)).unlink(missing_ok=True)
         elif self.storage:
+            # A storage of the caller's choosing may hold other experiments' studies: a fresh run
+            # never deletes one (Optuna's convention), it says so.
             try:
-                delete_study(self.storage, self.cfg.study_name)
+                exists = study_exists(self.storage, self.cfg.study_name)
             except Exception as exc:
                 if (err := self._unreadable_storage(exc)) is exc:
                     raise
                 raise err from exc
+            if exists:
+                raise StudyExistsError(
+                    f"The study {self.cfg.study_name!r} already exists in {self._storage_name()}. To "
+                    "continue it, pass resume=True; to start over, choose another study_name or delete "
+                    f"it (optuna delete-study --study-name {self.cfg.study_name} --storage URL)."
+                )
 
     def _check_db_file(self) -> None:
         """SQLite takes a zero-byte (or missing) file for a new database: with the run's other
@@ -143,6 +156,7 @@ class MiproRunFiles:
                 seed=self.cfg.seed,
                 num_trials=self.cfg.num_trials,
                 lock_path=self._lock_path("search.lock"),
+                heartbeat=self.cfg.heartbeat() if self.storage else None,
             )
             return study, study.contents()
         except Exception as exc:

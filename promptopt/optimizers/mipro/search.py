@@ -21,7 +21,10 @@ from the seed and the slot alone (:class:`SlotSampler`), never from a random
 stream that lives as long as a process. A trial left running by a worker that
 is gone (same host, process gone), interrupted or killed, is taken over by the
 next ask and redone under its own number, slot and combination, so it is
-neither lost nor counted twice. A claim left behind is simply taken again.
+neither lost nor counted twice. On a storage with heartbeats (every RDB storage
+unless turned off), a trial whose heartbeat went silent, whatever host ran it,
+is failed through Optuna and its slot redone. A claim left behind is simply
+taken again.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,10 +45,16 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
-from sqlalchemy.engine import make_url
 
 from promptopt.io import file_lock
 from promptopt.optimizers.mipro.full_evaluation import FullEvaluation
+from promptopt.optimizers.mipro.heartbeat import (
+    TrialHeartbeat,
+    fail_stale_trials,
+    heartbeat_interval,
+    quiet_heartbeat_warnings,
+)
+from promptopt.optimizers.mipro.storage import Heartbeat, open_storage
 
 FULL = "full:"
 CLAIM = "claim:"
@@ -53,32 +63,6 @@ END = "end"
 
 def combo_key(params: dict[str, int]) -> str:
     return json.dumps({k: int(v) for k, v in params.items()}, sort_keys=True)
-
-
-def default_storage(run_dir: Path | None) -> str | None:
-    return f"sqlite:///{run_dir / 'optuna.db'}" if run_dir is not None else None
-
-
-def open_storage(url: str | None) -> optuna.storages.BaseStorage:
-    if url is None:
-        return optuna.storages.InMemoryStorage()
-    if url.startswith("sqlite"):
-        # Several worker processes write one SQLite file: wait for its lock instead of failing.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
-    return optuna.storages.RDBStorage(url)
-
-
-def sqlite_file(url: str | None) -> Path | None:
-    """The database file of a SQLite storage URL (None for other storages and in-memory SQLite)."""
-    if not url or not url.startswith("sqlite"):
-        return None
-    database = make_url(url).database
-    return Path(database) if database and database != ":memory:" else None
-
-
-def delete_study(url: str, study_name: str) -> None:
-    with contextlib.suppress(KeyError):
-        optuna.delete_study(study_name=study_name, storage=open_storage(url))
 
 
 def derived_seed(*parts: Any) -> int:
@@ -124,10 +108,13 @@ class SlotSampler(optuna.samplers.BaseSampler):
 
 
 class Identity:
-    """Who runs a trial: host, process and this run's token (one process may compile twice)."""
+    """Who runs a trial: host, process and this run's token (one process may compile twice).
+
+    ``$PROMPTOPT_WORKER_HOST`` names the host when the machine's own name is shared (containers
+    started from one image) or when a test plays a worker on another machine."""
 
     def __init__(self) -> None:
-        self.host = socket.gethostname()
+        self.host = os.environ.get("PROMPTOPT_WORKER_HOST") or socket.gethostname()
         self.pid = os.getpid()
         self.token = uuid.uuid4().hex[:12]
 
@@ -162,8 +149,10 @@ class SharedStudy:
         seed: int,
         num_trials: int,
         lock_path: Path | None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.num_trials = num_trials
+        self._beats: dict[int, TrialHeartbeat] = {}
         self.me = Identity()
         self.lock_path = lock_path
         self._thread_lock = threading.RLock()
@@ -172,12 +161,13 @@ class SharedStudy:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with self.lock():  # creating the storage's tables is not safe to race
             self.study = optuna.create_study(
-                storage=open_storage(storage_url),
+                storage=open_storage(storage_url, heartbeat),
                 study_name=study_name,
                 direction="maximize",
                 load_if_exists=True,
                 sampler=SlotSampler(seed),
             )
+        self.beat_seconds = heartbeat_interval(self.study._storage)
 
     def set_space(self, sizes: dict[str, int]) -> None:
         """The search dimensions (known once the search space is loaded or built)."""
@@ -241,34 +231,59 @@ class SharedStudy:
         return next(i for i in range(len(taken) + 1) if i not in taken)
 
     def ask(self) -> Trial | None:
-        """The next trial, or None when ``num_trials`` are done or running.
+        """The next trial, or None when ``num_trials`` are done (or running, without heartbeats).
 
         An abandoned trial comes first, as it was: same number, slot and combination. A new one
-        takes the lowest free slot (a trial failed by hand frees its slot for the next), and its
-        combination is drawn only once the slot is recorded, since the draw depends on it.
+        takes the lowest free slot (a failed trial frees its slot for the next), and its
+        combination is drawn only once the slot is recorded, since the draw depends on it. With
+        heartbeats, a trial whose worker went silent (on any host) is failed, and its slot redone;
+        so while other workers' trials run, this worker waits for them to end or go silent, and
+        the last worker to finish has seen all ``num_trials`` complete.
         """
-        with self.lock():
-            left = self.abandoned()
-            if left:
-                trial = Trial(self.study, left[0]._trial_id)
-            elif self.counted() >= self.num_trials:
-                return None
-            else:
-                trial = self.study.ask()
-            if "slot" not in trial.user_attrs:
-                trial.set_user_attr("slot", self._free_slot(trial.number))
-            trial.set_user_attr("worker", self.me.to_dict())
-            for name, dist in self.distributions.items():
-                trial.suggest_categorical(name, dist.choices)  # a drawn parameter is kept as drawn
-            return trial
+        while True:
+            with self.lock():
+                if self.beat_seconds is not None:
+                    fail_stale_trials(self.study)
+                left = self.abandoned()
+                if left:
+                    trial = Trial(self.study, left[0]._trial_id)
+                elif self.counted() < self.num_trials:
+                    with quiet_heartbeat_warnings():
+                        trial = self.study.ask()
+                elif self.beat_seconds is not None and self._others_running():
+                    trial = None
+                else:
+                    return None
+                if trial is not None:
+                    if "slot" not in trial.user_attrs:
+                        trial.set_user_attr("slot", self._free_slot(trial.number))
+                    trial.set_user_attr("worker", self.me.to_dict())
+                    for name, dist in self.distributions.items():
+                        trial.suggest_categorical(name, dist.choices)  # a drawn parameter is kept
+                    if self.beat_seconds is not None:
+                        beat = TrialHeartbeat(self.study._storage, trial._trial_id, self.beat_seconds)
+                        self._beats[trial._trial_id] = beat.start()
+                    return trial
+            time.sleep(min(5.0, self.beat_seconds or 5.0))
+
+    def _others_running(self) -> bool:
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return any((t.user_attrs.get("worker") or {}).get("token") != self.me.token for t in running)
+
+    def _stop_beat(self, trial: Trial) -> None:
+        beat = self._beats.pop(trial._trial_id, None)
+        if beat is not None:
+            beat.stop()
 
     def tell(self, trial: Trial, value: float, attrs: dict[str, Any]) -> None:
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         self.study.tell(trial, value)
+        self._stop_beat(trial)
 
     def let_go(self, trial: Trial) -> None:
         """Leave an unfinished trial to the next ask (of any worker), which redoes it."""
+        self._stop_beat(trial)
         with contextlib.suppress(Exception):  # a finished trial refuses the change, as it should
             trial.set_user_attr("worker", {"released": True})
 
@@ -338,13 +353,3 @@ def fitted_minibatch_size(requested: int | None, n_val: int, budget: int | None,
     if requested is None and budget is not None:
         size = min(size, max(MIN_FITTED_MINIBATCH, (budget - 2 * n_val) // max(1, num_trials)))
     return max(1, min(size, n_val))
-
-
-def redacted_url(url: str | None) -> str | None:
-    """A storage URL without its password, for the saved config."""
-    if url is None or "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
