@@ -68,7 +68,7 @@ if ! "$VENV/bin/python" -c "import promptopt, langprobe, dspy, gepa, pytest, trl
    || [ pyproject.toml -nt "$VENV/.promptopt-installed" ]; then
   echo "setup: installing promptopt and its dependencies"
   pip install -q --upgrade pip
-  pip install -q -e ".[local,local-large,peers,train,dev,apps,mlflow,postgres]"
+  pip install -q -e ".[local,local-large,peers,train,dev,apps,mlflow,postgres,ray]"
   touch "$VENV/.promptopt-installed"
 fi
 

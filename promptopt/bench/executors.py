@@ -73,9 +73,12 @@ class LocalExecutor:
 class RayExecutor:
     """One Ray task per cell (``ray.init(address)``; ``None`` starts or joins a local Ray)."""
 
-    def __init__(self, address: str | None = None, num_cpus_per_cell: float = 1.0) -> None:
+    def __init__(
+        self, address: str | None = None, num_cpus_per_cell: float = 1.0, max_retries: int = 3
+    ) -> None:
         self.address = address
         self.num_cpus_per_cell = num_cpus_per_cell
+        self.max_retries = max_retries
 
     @staticmethod
     def _ray() -> Any:
@@ -104,8 +107,11 @@ class RayExecutor:
             )
         if not cells:
             return
+        connected_here = not ray.is_initialized()  # a driver the caller connected stays connected
         ray.init(address=self.address, ignore_reinit_error=True)
-        remote = ray.remote(num_cpus=self.num_cpus_per_cell)(_cell_job)
+        # A cell whose node dies is run again elsewhere (Ray retries a task whose worker died); it
+        # resumes from its run directory, and finished cells are stored, so nothing is lost.
+        remote = ray.remote(num_cpus=self.num_cpus_per_cell, max_retries=self.max_retries)(_cell_job)
         spec_dict = {**spec.to_dict(), "out": str(Path(spec.out).resolve())}
         pending = [remote.remote(spec_dict, c.to_dict(), False, reuse_finished) for c in cells]
         try:
@@ -116,6 +122,9 @@ class RayExecutor:
             for ref in pending:
                 ray.cancel(ref)
             raise
+        finally:
+            if connected_here:
+                ray.shutdown()
 
 
 def make_executor(name: str, workers: int = 1, address: str | None = None) -> LocalExecutor | RayExecutor:

@@ -44,6 +44,15 @@ class Usage:
     judge_cost: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    # A Usage travels between processes inside results (a bench cell run by a worker process or
+    # a Ray task): the lock is this process's, so a copy gets its own.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def uncached_calls(self) -> int:
         return self.calls - self.cached_calls
