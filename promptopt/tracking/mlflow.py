@@ -4,8 +4,10 @@
     GEPA(metric, ..., callbacks=[MLflowCallback("sqlite:///mlflow.db", experiment="iris")])
 
 No server is needed: a ``sqlite:///`` or ``file:`` tracking URI is a local store, and ``mlflow ui
---backend-store-uri <the same URI>`` shows the runs. Logged: the optimizer's config as parameters
-(each value cut to MLflow's 6000 characters), per iteration the best validation score, metric calls
+--backend-store-uri <the same URI>`` shows the runs. Artifacts of a new experiment go where
+``artifact_location`` says (MLflow's default with a SQLite store: ``./mlruns``).
+
+Logged: the optimizer's config as parameters (each value cut to MLflow's 6000 characters), per iteration the best validation score, metric calls
 and LM calls (step: metric calls spent), each candidate's validation score; at the end the seed's and
 the best candidate's scores, the budget, and as artifacts ``result.json``, ``best_components.json``
 and ``report.html`` (the run page). The run ends FINISHED, or KILLED when the optimizer was
@@ -43,6 +45,7 @@ class MLflowCallback(Callback):
         experiment: str = "promptopt",
         run_name: str | None = None,
         tags: dict[str, str] | None = None,
+        artifact_location: str | None = None,
     ) -> None:
         try:
             from mlflow.tracking import MlflowClient
@@ -50,6 +53,7 @@ class MLflowCallback(Callback):
             raise ImportError("MLflowCallback needs MLflow: pip install 'promptopt[mlflow]'") from exc
         self.client = MlflowClient(tracking_uri)
         self.experiment, self.run_name, self.tags = experiment, run_name, dict(tags or {})
+        self.artifact_location = artifact_location  # for a new experiment; None: MLflow's default
         self.run_id: str | None = None
         self._proposals: list[ProposalView] = []
         self._step = 0
@@ -57,7 +61,9 @@ class MLflowCallback(Callback):
 
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
-        return found.experiment_id if found is not None else self.client.create_experiment(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
 
     def on_run_start(self, event: RunStartEvent) -> None:
         tags = {

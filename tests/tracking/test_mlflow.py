@@ -16,12 +16,20 @@ from tests.optimizers.gepa.test_gepa import run  # noqa: E402
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root with a SQLite store is ./mlruns
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def test_a_gepa_run_is_logged_and_reads_back(store, tmp_path):
-    callback = MLflowCallback(store, experiment="iris-caps", run_name="gepa-s1", tags={"team": "prompts"})
+    artifacts_at = tmp_path / "artifacts"
+    callback = MLflowCallback(
+        store,
+        experiment="iris-caps",
+        run_name="gepa-s1",
+        tags={"team": "prompts"},
+        artifact_location=str(artifacts_at),
+    )
     result = run(tmp_path / "run", callbacks=[callback])
 
     client = MlflowClient(store)
@@ -41,6 +49,7 @@ def test_a_gepa_run_is_logged_and_reads_back(store, tmp_path):
 
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert artifacts == {"result.json", "best_components.json", "report.html"}
+    assert len(list(artifacts_at.rglob("report.html"))) == 1  # where the experiment said
     folder = client.download_artifacts(logged.info.run_id, "", str(tmp_path / "downloaded"))
     best = json.loads((tmp_path / "downloaded" / "best_components.json").read_text())
     assert best == result.best_candidate.components
