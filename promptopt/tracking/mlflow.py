@@ -7,11 +7,12 @@ No server is needed: a ``sqlite:///`` or ``file:`` tracking URI is a local store
 --backend-store-uri <the same URI>`` shows the runs. Artifacts of a new experiment go where
 ``artifact_location`` says (MLflow's default with a SQLite store: ``./mlruns``).
 
-Logged: the optimizer's config as parameters (each value cut to MLflow's 6000 characters), per iteration the best validation score, metric calls
-and LM calls (step: metric calls spent), each candidate's validation score; at the end the seed's and
-the best candidate's scores, the budget, and as artifacts ``result.json``, ``best_components.json``
-and ``report.html`` (the run page). The run ends FINISHED, or KILLED when the optimizer was
-interrupted. A tracking store that fails never stops the optimization (callbacks never do).
+Logged: the optimizer's config as parameters (each value cut to MLflow's 6000 characters); per
+iteration the best validation score, metric calls and LM calls (step: metric calls spent); each
+candidate's validation score; at the end the seed's and the best candidate's scores, the budget, and
+as artifacts ``result.json``, ``best_components.json`` and ``report.html`` (the run page). The run
+ends FINISHED, or KILLED when the optimizer was interrupted. A tracking store that fails never stops
+the optimization (callbacks never do).
 """
 
 from __future__ import annotations
