@@ -69,7 +69,12 @@ def write_bench_page(root: Path, markdown_text: str, cells: Sequence[CellRecord]
     """Write ``<root>/report.html``; returns its path."""
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables"])
+    renderer = markdown.Markdown(extensions=["tables"])
+    # No raw HTML: report.md quotes error messages and file names, which may hold markup (an HTML
+    # error page from an LM API); it must show as text, never become part of the page.
+    renderer.preprocessors.deregister("html_block")
+    renderer.inlinePatterns.deregister("html")
+    body = renderer.convert(markdown_text)
     body = _inline_images(body, root)
     body += _cells_table(cells, _run_pages(root, cells))
     title = html.escape(f"LangProBe report: {root.name}")

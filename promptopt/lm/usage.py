@@ -47,7 +47,8 @@ class Usage:
     # A Usage travels between processes inside results (a bench cell run by a worker process or
     # a Ray task): the lock is this process's, so a copy gets its own.
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        with self._lock:  # a consistent snapshot while other threads count
+            return {k: v for k, v in self.__dict__.items() if k != "_lock"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -91,18 +91,20 @@ def plot_result(result: OptimizationResult, path: str | os.PathLike[str], title:
 
 
 def svg_figure(draw: Any, result: OptimizationResult, size: tuple[float, float] = (7.5, 4.2)) -> str:
-    """One panel drawn by ``draw(ax, result)``, as an inline ``<svg>`` element (text kept as text)."""
+    """One panel drawn by ``draw(ax, result)``, as an inline ``<svg>`` element (text kept as text).
+
+    A bare :class:`~matplotlib.figure.Figure`, not pyplot: no backend is switched (a notebook keeps
+    its own) and no global figure state is shared between threads."""
     import io
 
     import matplotlib
+    from matplotlib.figure import Figure
 
-    plt = _pyplot()
     with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig, ax = plt.subplots(figsize=size)
-        draw(ax, result)
+        fig = Figure(figsize=size)
+        draw(fig.subplots(), result)
         fig.tight_layout()
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None})  # the same run, the same page
-        plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]

@@ -63,12 +63,12 @@ def _candidates_table(view: RunView) -> str:
         marks = ("best " if c.id == best else "") + ("front" if c.id in front else "")
         rows.append(
             [
-                f'<a href="#candidate-{c.id}">{c.id}</a>',
+                f'<a href="#candidate-{int(c.id)}">{int(c.id)}</a>',
                 _e(c.origin),
-                ", ".join(f'<a href="#candidate-{p}">{p}</a>' for p in c.parents) or "—",
+                ", ".join(f'<a href="#candidate-{int(p)}">{int(p)}</a>' for p in c.parents) or "—",
                 _pct(c.val_score),
                 str(len(c.val_scores)),
-                str(c.discovered_at),
+                _e(c.discovered_at),
                 marks.strip() or "",
             ]
         )
@@ -85,11 +85,11 @@ def _component_block(name: str, value: object, parent_value: object | None, pare
         return f"<h4>{_e(name)}</h4><pre>{_e(text)}</pre>"
     before = component_text(parent_value)
     if before == text:
-        return f'<h4>{_e(name)} <span class="muted">(as in candidate {parent_id})</span></h4>'
+        return f'<h4>{_e(name)} <span class="muted">(as in candidate {_e(parent_id)})</span></h4>'
     diff = difflib.HtmlDiff().make_table(
         before.splitlines(), text.splitlines(), f"candidate {parent_id}", "this candidate"
     )
-    return f'<h4>{_e(name)} <span class="muted">(changed from candidate {parent_id})</span></h4>{diff}'
+    return f'<h4>{_e(name)} <span class="muted">(changed from candidate {_e(parent_id)})</span></h4>{diff}'
 
 
 def _candidate_sections(view: RunView) -> str:
@@ -108,7 +108,7 @@ def _candidate_sections(view: RunView) -> str:
             for name, value in c.components.items()
         ]
         parts.append(
-            f'<section id="candidate-{c.id}"{cls}><h3>Candidate {c.id}: {_e(c.origin)}, '
+            f'<section id="candidate-{int(c.id)}"{cls}><h3>Candidate {int(c.id)}: {_e(c.origin)}, '
             f"validation {_pct(c.val_score)}</h3>{''.join(blocks)}</section>"
         )
     return "".join(parts)
@@ -127,7 +127,7 @@ def _score_matrix(view: RunView) -> str:
             label = "" if score is None else f"{score:g}"
             tip = f"candidate {c.id}, {x}: " + ("not scored" if score is None else f"{score:g}")
             cells.append(f'<td style="background:{_score_colour(score)}" title="{_e(tip)}">{_e(label)}</td>')
-        rows.append(f'<tr><th><a href="#candidate-{c.id}">{c.id}</a></th>{"".join(cells)}</tr>')
+        rows.append(f'<tr><th><a href="#candidate-{int(c.id)}">{int(c.id)}</a></th>{"".join(cells)}</tr>')
     return (
         f'<table class="matrix"><thead><tr><th>candidate</th>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -188,8 +188,8 @@ def render_run_page(view: RunView) -> str:
         f"<h1>{_e(result.optimizer)} run: {_e(view.run_dir.name)}</h1>",
         f"<p>{_e(result.summary())}</p>",
         f"<p>Stopped: {_e(result.stop_reason or 'the run ended')}. Best: "
-        f'<a href="#candidate-{result.best_id}">candidate {result.best_id}</a>, '
-        f"Pareto front: {', '.join(str(i) for i in result.pareto_front) or '—'}.</p>",
+        f'<a href="#candidate-{int(result.best_id)}">candidate {int(result.best_id)}</a>, '
+        f"Pareto front: {', '.join(str(int(i)) for i in result.pareto_front) or '—'}.</p>",
         note,
         "<h2>Learning curve and lineage</h2>",
         charts or '<p class="muted">No candidates.</p>',

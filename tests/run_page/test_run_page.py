@@ -60,3 +60,12 @@ def test_the_command_writes_the_page_and_a_torn_event_line_is_counted(run_dir, t
     assert promptopt_main(["report", str(copy)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {copy / 'report.html'}"
     assert "1 line(s) of events.jsonl were not JSON" in (copy / "report.html").read_text()
+
+
+def test_the_bench_page_shows_markup_in_its_report_as_text(tmp_path):
+    from promptopt.bench.html_page import write_bench_page
+
+    text = "# Report\n\n- `cell`: LMError: 502 <html><script>alert(1)</script><img src=x onerror=alert(2)></html>\n"
+    page = write_bench_page(tmp_path, text, []).read_text()
+    assert "<script" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -40,7 +40,7 @@ from promptopt.optimizers.mipro.full_evaluation import FullEvaluation
 from promptopt.optimizers.mipro.full_evaluations import FullEvaluations
 from promptopt.optimizers.mipro.retries import MAX_STALE_ATTEMPTS, run_until_scored
 from promptopt.optimizers.mipro.run_files import MiproRunFiles
-from promptopt.optimizers.mipro.search import combo_key, fitted_minibatch_size, slot_of
+from promptopt.optimizers.mipro.search import StoppedWaitingError, combo_key, fitted_minibatch_size, slot_of
 from promptopt.optimizers.mipro.search_space import (
     SearchSpace,
 )
@@ -173,8 +173,13 @@ class MIPRORun:
 
     # --- the run -------------------------------------------------------------------
     def execute(self) -> OptimizationResult:
-        with self.session:
-            return self._execute()
+        try:
+            with self.session:
+                return self._execute()
+        finally:
+            study = getattr(self, "study", None)
+            if study is not None:
+                study.close()  # no heartbeat outlives the run: it would keep a dead trial alive
 
     def _execute(self) -> OptimizationResult:
         self.space, resumed = self._prepare()
@@ -237,7 +242,12 @@ class MIPRORun:
                 # Keep what the final full evaluation needs: a trial never fully evaluated is wasted,
                 # and the returned program is chosen from full evaluations only.
                 return f"metric-call budget of {budget} spent (the final full evaluation kept)", True, ran
-            trial = self.study.ask()
+            try:
+                trial = self.study.ask(lambda: first_reason(self.stoppers, self._progress()))
+            except KeyboardInterrupt:
+                return "interrupted (Ctrl-C)", False, ran
+            except StoppedWaitingError as stopped:
+                return stopped.reason, False, ran
             if trial is None:
                 return f"all {self.cfg.num_trials} trials run", True, ran
             try:
@@ -252,6 +262,9 @@ class MIPRORun:
                 # under its own number, slot and combination, as if the outage never happened.
                 self.study.let_go(trial)
                 return str(exc), False, ran
+            except BaseException:
+                self.study.let_go(trial)  # any other failure: the trial is left to the next worker
+                raise
             progress = self._progress()
             self.events.on_iteration_end({"iteration": progress.iteration, "progress": progress})
 
@@ -286,7 +299,8 @@ class MIPRORun:
             "metric_calls": self.evaluator.metric_calls - before,
             "usage": used.to_dict(),
         }
-        self.study.tell(trial, value, attrs)
+        if not self.study.tell(trial, value, attrs):
+            return  # failed as stale meanwhile: another worker redoes its slot
         self.events.on_minibatch_evaluated(
             {
                 "iteration": trial.number,

@@ -32,12 +32,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ from promptopt.optimizers.mipro.heartbeat import (
     quiet_heartbeat_warnings,
 )
 from promptopt.optimizers.mipro.storage import Heartbeat, open_storage
+
+log = logging.getLogger("promptopt")
 
 FULL = "full:"
 CLAIM = "claim:"
@@ -136,6 +139,14 @@ class Identity:
         except PermissionError:
             return False
         return False
+
+
+class StoppedWaitingError(Exception):
+    """A worker stopped waiting for other workers' trials: a stopper gave ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class SharedStudy:
@@ -230,7 +241,7 @@ class SharedStudy:
         }
         return next(i for i in range(len(taken) + 1) if i not in taken)
 
-    def ask(self) -> Trial | None:
+    def ask(self, stop_reason: Callable[[], str | None] = lambda: None) -> Trial | None:
         """The next trial, or None when ``num_trials`` are done (or running, without heartbeats).
 
         An abandoned trial comes first, as it was: same number, slot and combination. A new one
@@ -238,7 +249,8 @@ class SharedStudy:
         combination is drawn only once the slot is recorded, since the draw depends on it. With
         heartbeats, a trial whose worker went silent (on any host) is failed, and its slot redone;
         so while other workers' trials run, this worker waits for them to end or go silent, and
-        the last worker to finish has seen all ``num_trials`` complete.
+        the last worker to finish has seen all ``num_trials`` complete. While it waits it asks
+        ``stop_reason()``; a reason ends the wait with :class:`StoppedWaitingError`.
         """
         while True:
             with self.lock():
@@ -255,6 +267,11 @@ class SharedStudy:
                 else:
                     return None
                 if trial is not None:
+                    if self.beat_seconds is not None:
+                        # The first beat before anything else: a trial with no heartbeat at all is
+                        # never taken for stale by Optuna, so a worker killed right after asking
+                        # would leave one that blocks every other worker.
+                        self.study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
                     if "slot" not in trial.user_attrs:
                         trial.set_user_attr("slot", self._free_slot(trial.number))
                     trial.set_user_attr("worker", self.me.to_dict())
@@ -264,7 +281,15 @@ class SharedStudy:
                         beat = TrialHeartbeat(self.study._storage, trial._trial_id, self.beat_seconds)
                         self._beats[trial._trial_id] = beat.start()
                     return trial
+            reason = stop_reason()
+            if reason:
+                raise StoppedWaitingError(reason)
             time.sleep(min(5.0, self.beat_seconds or 5.0))
+
+    def close(self) -> None:
+        """Stop every heartbeat this worker still records (its run is over)."""
+        for trial_id in list(self._beats):
+            self._beats.pop(trial_id).stop()
 
     def _others_running(self) -> bool:
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -275,11 +300,23 @@ class SharedStudy:
         if beat is not None:
             beat.stop()
 
-    def tell(self, trial: Trial, value: float, attrs: dict[str, Any]) -> None:
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
-        self.study.tell(trial, value)
-        self._stop_beat(trial)
+    def tell(self, trial: Trial, value: float, attrs: dict[str, Any]) -> bool:
+        """Record the trial's result; False when it was failed meanwhile (its heartbeat went
+        silent past the grace period, e.g. a stalled machine) and its slot is another's now."""
+        try:
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            self.study.tell(trial, value)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError) as exc:
+            if self.study._storage.get_trial(trial._trial_id).state != TrialState.FAIL:
+                raise
+            log.warning(
+                "trial %s was failed as stale before it was told; its slot is redone (%s)", trial.number, exc
+            )
+            return False
+        finally:
+            self._stop_beat(trial)
+        return True
 
     def let_go(self, trial: Trial) -> None:
         """Leave an unfinished trial to the next ask (of any worker), which redoes it."""
