@@ -65,7 +65,8 @@ def test_the_command_writes_the_page_and_a_torn_event_line_is_counted(run_dir, t
 def test_the_bench_page_shows_markup_in_its_report_as_text(tmp_path):
     from promptopt.bench.html_page import write_bench_page
 
-    text = "# Report\n\n- `cell`: LMError: 502 <html><script>alert(1)</script><img src=x onerror=alert(2)></html>\n"
+    error = "502 <html><script>alert(1)</script><img src=x onerror=alert(2)></html>"
+    text = f"# Report\n\n- `cell`: LMError: {error}\n"
     page = write_bench_page(tmp_path, text, []).read_text()
     assert "<script" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
