@@ -100,6 +100,11 @@ def add_source(source: TaskSource) -> None:
         _index.cache_clear()
 
 
+def refresh_sources() -> None:
+    """Read the added sources' task names again (a source that grew)."""
+    _index.cache_clear()
+
+
 @functools.cache
 def _index() -> dict[str, Any]:
     index: dict[str, Any] = {}

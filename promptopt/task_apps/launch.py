@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -32,6 +33,7 @@ def launched_app(
     """The URL of ``command`` while it runs; it is terminated (then killed) on exit."""
     log = tempfile.NamedTemporaryFile(prefix="task-app-", suffix=".log", delete=False)  # noqa: SIM115
     try:
+        # A session of its own: a wrapper (npm start, sh -c) and the server it starts stop together.
         proc = subprocess.Popen(
             list(command),
             env=None if env is None else dict(env),
@@ -39,22 +41,30 @@ def launched_app(
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            start_new_session=True,
         )
     except OSError as exc:
         log.close()
+        Path(log.name).unlink(missing_ok=True)
         raise AppLaunchError(f"Cannot start the task app {list(command)}: {exc}.") from exc
     try:
         url = _first_url(proc, startup_timeout, Path(log.name), command)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop_group(proc)
         log.close()
         Path(log.name).unlink(missing_ok=True)
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _first_url(proc: subprocess.Popen[str], timeout: float, log: Path, command: Sequence[str]) -> str:
@@ -84,6 +94,12 @@ def _first_url(proc: subprocess.Popen[str], timeout: float, log: Path, command: 
             f"The task app {list(command)} printed {text.strip()[:200]!r}; its first line must be "
             f'{{"url": "http://127.0.0.1:PORT"}}.'
         ) from exc
-    # Drain the rest of stdout so the app never blocks on a full pipe.
-    threading.Thread(target=proc.stdout.read if proc.stdout else (lambda: None), daemon=True).start()
+    threading.Thread(target=_drain, args=(proc,), daemon=True).start()
     return str(url)
+
+
+def _drain(proc: subprocess.Popen[str]) -> None:
+    """Read and drop the rest of stdout, line by line, so the app never blocks on a full pipe."""
+    if proc.stdout is not None:
+        for _ in proc.stdout:
+            pass

@@ -22,6 +22,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class ProxyRollout:
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
+MAX_ENDED_REMEMBERED = 10_000
+
+
 class InferenceProxy:
     """Serves one OpenAI-compatible endpoint per open rollout, answering through ``lm`` (None: the
     task LM in effect where each rollout is opened)."""
@@ -63,6 +67,9 @@ class InferenceProxy:
         self.lm = lm
         self.host, self.port = host, port
         self._rollouts: dict[str, ProxyRollout] = {}
+        # Ended rollouts, by id, so a late call is told "ended" (410), not "unknown" (401); bounded,
+        # since a long run opens one rollout per example per candidate.
+        self._ended: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
         self._running: RunningApp | None = None
         self._serving: Any = None
@@ -111,6 +118,11 @@ class InferenceProxy:
     def close_rollout(self, rollout: ProxyRollout) -> Trace:
         """End the rollout: later calls on its URL are refused. Returns its trace."""
         rollout.open = False
+        with self._lock:
+            self._rollouts.pop(rollout.id, None)
+            self._ended[rollout.id] = rollout.token
+            while len(self._ended) > MAX_ENDED_REMEMBERED:
+                self._ended.popitem(last=False)
         return rollout.trace
 
     @contextmanager
@@ -131,6 +143,13 @@ class InferenceProxy:
         async def chat(rid: str, request: Request) -> Any:
             rollout = self._rollouts.get(rid)
             given = request.headers.get("authorization", "")
+            ended_token = self._ended.get(rid)
+            if (
+                rollout is None
+                and ended_token is not None
+                and hmac.compare_digest(given, f"Bearer {ended_token}")
+            ):
+                return _error(410, "this rollout has ended; its endpoint takes no more calls")
             if rollout is None or not hmac.compare_digest(given, f"Bearer {rollout.token}"):
                 return _error(401, "unknown rollout or wrong token")
             if not rollout.open:

@@ -9,6 +9,7 @@ the program, so every cell, whatever its LM, shares one connection.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -87,14 +88,12 @@ class TaskAppTask:
 
 
 class TaskAppSource:
-    """The task apps of a run, as a task source (see :func:`promptopt.tasks.add_source`)."""
+    """The task apps this process knows, as a task source (see :func:`promptopt.tasks.add_source`)."""
 
     __name__ = "promptopt.task_apps.task"
 
-    def __init__(self, apps: Mapping[str, str], *, token: str | None = None) -> None:
-        self.urls = dict(apps)
-        token = token if token is not None else os.environ.get(TOKEN_ENV)
-        self.tasks = {name: TaskAppTask(name, url, token=token) for name, url in self.urls.items()}
+    def __init__(self) -> None:
+        self.tasks: dict[str, TaskAppTask] = {}
 
     @property
     def TASKS(self) -> tuple[str, ...]:  # noqa: N802 - the name every task source uses
@@ -106,21 +105,33 @@ class TaskAppSource:
     def task_dir(self, name: str, data_dir: Any = None) -> Path | None:
         return None  # the app holds its data: the examples' ids identify them
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TaskAppSource) and other.urls == self.urls
+    def update(self, apps: Mapping[str, str], token: str | None) -> bool:
+        """Add the apps (an app named again with another URL is reconnected there); True if any
+        name is new."""
+        new = False
+        for name, url in apps.items():
+            known = self.tasks.get(name)
+            if known is not None and known.url == url:
+                continue
+            if known is not None:
+                known.close()
+            new = new or known is None
+            self.tasks[name] = TaskAppTask(name, url, token=token)
+        return new
 
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self.urls.items())))
+    def close(self) -> None:
+        for task in self.tasks.values():
+            task.close()
 
 
-_sources: dict[tuple[tuple[str, str], ...], TaskAppSource] = {}
+_SOURCE = TaskAppSource()
+atexit.register(_SOURCE.close)  # each app's proxy is a server thread with a port: stop them
 
 
 def register_task_apps(apps: Mapping[str, str]) -> None:
-    """Make each ``name -> url`` task app a task of this process (once per set of apps)."""
-    from promptopt.tasks import add_source
+    """Make each ``name -> url`` task app a task of this process (its bearer token: ``TOKEN_ENV``)."""
+    from promptopt.tasks import add_source, refresh_sources
 
-    key = tuple(sorted(apps.items()))
-    if key and key not in _sources:
-        _sources[key] = TaskAppSource(apps)
-        add_source(_sources[key])
+    if _SOURCE.update(apps, os.environ.get(TOKEN_ENV)):
+        add_source(_SOURCE)
+        refresh_sources()

@@ -11,8 +11,8 @@ Logged: the optimizer's config as parameters (each value cut to MLflow's 6000 ch
 iteration the best validation score, metric calls and LM calls (step: metric calls spent); each
 candidate's validation score; at the end the seed's and the best candidate's scores, the budget, and
 as artifacts ``result.json``, ``best_components.json`` and ``report.html`` (the run page). The run
-ends FINISHED, or KILLED when the optimizer was interrupted. A tracking store that fails never stops
-the optimization (callbacks never do).
+ends FINISHED, KILLED when the optimizer was interrupted, or FAILED when its end could not be
+logged. A tracking store that fails never stops the optimization (callbacks never do).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class MLflowCallback(Callback):
         }
         run = self.client.create_run(self._experiment_id(), run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
+        self._proposals, self._step, self._best = [], 0, float("-inf")  # a callback may serve runs in turn
         for key, value in sorted(event["config"].items()):
             text = value if isinstance(value, str) else json.dumps(value, default=str)
             self.client.log_param(self.run_id, key, text[:MAX_PARAM_CHARS])
@@ -115,6 +116,16 @@ class MLflowCallback(Callback):
         if self.run_id is None:
             return
         result = event["result"]
+        interrupted = "interrupted" in (result.stop_reason or "")
+        status = "FAILED"
+        try:
+            self._log_end(result)
+            status = "KILLED" if interrupted else "FINISHED"
+        finally:  # a run whose artifacts could not be written still ends (FAILED), never stays RUNNING
+            self.client.set_terminated(self.run_id, status=status)
+
+    def _log_end(self, result: Any) -> None:
+        assert self.run_id is not None
         budget = result.budget
         for key, value in (
             ("seed_val_score", result.seed_score),
@@ -136,8 +147,6 @@ class MLflowCallback(Callback):
             view = RunView(Path(self.run_name or result.optimizer), result, self._proposals, 0)
             (folder / "report.html").write_text(render_run_page(view), encoding="utf-8")
             self.client.log_artifacts(self.run_id, str(folder))
-        interrupted = "interrupted" in (result.stop_reason or "")
-        self.client.set_terminated(self.run_id, status="KILLED" if interrupted else "FINISHED")
 
     def tracked_run(self) -> Any:
         """The MLflow run this callback wrote (``None`` before the optimization started)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,31 @@ def test_a_first_line_that_is_not_the_url_is_named():
 
 def test_a_missing_program_is_a_launch_error():
     assert "Cannot start" in _launch_error(["/nonexistent/task-app"])
+
+
+def test_what_the_app_started_stops_with_it(tmp_path):
+    import os
+    import time
+
+    pid_file = tmp_path / "server.pid"
+    # A wrapper that starts the real server as a child of its own, like `npm start` or `sh -c`.
+    code = (
+        "import json, subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid)); "
+        "print(json.dumps({'url': 'http://127.0.0.1:9'}), flush=True); time.sleep(60)"
+    )
+    with launched_app(_python(code)):
+        server = int(pid_file.read_text())
+        os.kill(server, 0)  # running
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(server, 0)
+        except ProcessLookupError:
+            return
+        # a zombie until reaped by init counts as gone once its state says so
+        if Path(f"/proc/{server}/stat").read_text().split(")")[1].split()[0] == "Z":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the server the wrapper started outlived the app")

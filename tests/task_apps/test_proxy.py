@@ -58,6 +58,7 @@ def test_ended_and_foreign_rollouts_are_refused(proxy):
     with pytest.raises(openai.APIStatusError) as ended:
         ask(first)
     assert ended.value.status_code == 410
+    assert first.id not in proxy._rollouts  # an ended rollout and its trace are not kept
     with proxy.rollout(SEEDS) as second:
         stolen = type(second)(second.id, first.token, second.url, second.substitutions)
         with pytest.raises(openai.AuthenticationError):
