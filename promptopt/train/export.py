@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import tempfile
@@ -36,8 +37,11 @@ from promptopt.example_run import ExampleResult
 from promptopt.io import write_json_atomic
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.result import OptimizationResult
+from promptopt.train.traced_calls import final_call, under_seed_prompt
 
 CandidateChoice = Literal["best", "front"] | int | Sequence[int]
+
+log = logging.getLogger("promptopt")
 
 
 @dataclass
@@ -153,7 +157,7 @@ def export_sft(
                 if not entry.ok or entry.raw is None:
                     continue
                 if prompt == "seed":
-                    messages = _under_seed_prompt(entry, seed_program, program, adapter)
+                    messages = under_seed_prompt(entry, seed_program, program, adapter)
                 else:
                     messages = list(entry.messages)
                 conversation = {"messages": [*messages, {"role": "assistant", "content": entry.raw}]}
@@ -220,13 +224,13 @@ def export_rl(
     rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
     skipped = 0
     for res in _run(program, trainset, metric, lm, num_threads):
-        last = _final_call(res)
+        last = final_call(res)
         if last is None:
             skipped += 1
             continue
         pred_name, entry = last
         if prompt == "seed":
-            messages = _under_seed_prompt(entry, seed_program, program, adapter)
+            messages = under_seed_prompt(entry, seed_program, program, adapter)
         else:
             messages = list(entry.messages)
         row = {
@@ -269,40 +273,6 @@ def _run(
     return evaluate(
         program, list(trainset), metric, lm=lm, num_threads=num_threads, display_progress=False
     ).results
-
-
-def _under_seed_prompt(
-    entry: Any, seed_program: Program, program: Program, adapter: ChatAdapter
-) -> list[Any]:
-    """The messages of ``entry`` as the seed program would have sent them."""
-    seed_preds = dict(seed_program.named_predictors())
-    if entry.predictor in seed_preds:
-        pred = seed_preds[entry.predictor]
-        return adapter.format(pred.signature, pred.demos, entry.inputs)
-    # A call the program made itself (a task app's): its prompt texts are text components, so the
-    # candidate's texts are put back to the seed's where they appear.
-    seed_texts = {n: c.text for n, c in seed_program.text_components().items()}
-    changed = [
-        (c.text, seed_texts[n])
-        for n, c in program.text_components().items()
-        if c.text != seed_texts.get(n, c.text)
-    ]
-    messages = []
-    for message in entry.messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            for text, seed_text in changed:
-                content = content.replace(text, seed_text)
-        messages.append({**message, "content": content})
-    return messages
-
-
-def _final_call(res: ExampleResult) -> tuple[str, Any] | None:
-    """The last predictor call that rendered a prompt (its outputs are the program's final ones)."""
-    for entry in reversed(res.trace):
-        if entry.messages:
-            return entry.predictor, entry
-    return None
 
 
 def _dedup(

@@ -58,7 +58,8 @@ class GEPAConfig:
     tie_extensions: int = 1
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
-    # None: sized to the reflection LM's context window (see limits.py) when the run starts.
+    # None: sized to the reflection LM's context window (see limits.py) when the run starts;
+    # max_instruction_chars=0: no cap.
     max_reflection_examples: int | None = None
     max_reflection_chars: int | None = None
     max_instruction_chars: int | None = None
@@ -77,8 +78,14 @@ class GEPAConfig:
         self.strategies()  # a bad name or object is an error now, not at compile time
 
     def fitted_to(self, reflection_lm: Any) -> GEPAConfig:
-        """This config with every reflection limit left as None sized to ``reflection_lm``."""
+        """This config with every reflection limit left as None sized to ``reflection_lm``.
+
+        The reply length fitted to the window is a floor: a reflection LM configured for longer
+        replies (a reasoning model) keeps its own ``max_tokens``."""
         limits = reflection_limits(context_window(reflection_lm))
+        own = (getattr(reflection_lm, "defaults", None) or {}).get("max_tokens")
+        if isinstance(own, int) and own > limits.reflection_max_tokens:
+            limits = replace(limits, reflection_max_tokens=own)
         return replace(
             self,
             **{

@@ -98,10 +98,11 @@ class GEPA:
         perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
         max_reflection_examples, max_reflection_chars: caps on the reflective dataset (the
             examples shown per proposal, the characters of each of their fields).
-        max_instruction_chars: reject proposals longer than this.
+        max_instruction_chars: reject proposals longer than this (0: no cap).
         reflection_max_tokens: the reflection LM's reply length. These four default to sizes
             fitted to the reflection LM's context window (:mod:`~promptopt.optimizers.gepa.limits`:
-            4 examples, 600 characters, 4000 characters and 1024 tokens for an 8192-token window).
+            4 examples, 600 characters, 4000 characters and 1024 tokens for an 8192-token window);
+            a reflection LM set up for longer replies keeps its own ``max_tokens``.
         num_threads: parallel examples in every evaluation.
         seed: all random choices derive from it.
         max_stalled_iterations: stop after this many iterations in a row that spent no metric call

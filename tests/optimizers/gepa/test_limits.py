@@ -65,3 +65,12 @@ def test_a_run_records_the_fitted_limits_and_asks_for_that_many_reply_tokens(tmp
     assert result.config["max_reflection_examples"] == 8
     assert result.config["reflection_max_tokens"] == 2048
     assert reflector.calls and all(call["options"]["max_tokens"] == 2048 for call in reflector.calls)
+
+
+def test_a_reflection_lm_set_for_longer_replies_keeps_them_and_zero_means_no_cap():
+    lm = _Windowed(8192)
+    lm.defaults = {"max_tokens": 16000}  # a reasoning model's budget
+    fitted = GEPAConfig(max_metric_calls=10, max_instruction_chars=0).fitted_to(lm)
+    assert fitted.reflection_max_tokens == 16000 and fitted.max_instruction_chars == 0
+    lm.defaults = {"max_tokens": 700}
+    assert GEPAConfig(max_metric_calls=10).fitted_to(lm).reflection_max_tokens == 1024
