@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import random
 import tempfile
@@ -40,8 +39,6 @@ from promptopt.optimizers.result import OptimizationResult
 from promptopt.train.traced_calls import final_call, under_seed_prompt
 
 CandidateChoice = Literal["best", "front"] | int | Sequence[int]
-
-log = logging.getLogger("promptopt")
 
 
 @dataclass
