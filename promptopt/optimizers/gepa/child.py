@@ -169,7 +169,8 @@ class ChildProposer:
         signature = self.signatures.get(pred, LM_CALL_SIGNATURE)
         request = ProposalRequest(comp, instruction, signature, examples, subject)
         rollout = f"gepa-{cfg.seed}-{state.iteration}-{comp if subject else pred}"
-        lm = functools.partial(self.reflection_lm, rollout_id=rollout, max_tokens=cfg.reflection_max_tokens)
+        reply = {} if cfg.reflection_max_tokens is None else {"max_tokens": cfg.reflection_max_tokens}
+        lm = functools.partial(self.reflection_lm, rollout_id=rollout, **reply)
         with track_usage() as used:
             try:
                 proposal = self.proposer(request, lm)

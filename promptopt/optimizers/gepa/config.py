@@ -80,20 +80,17 @@ class GEPAConfig:
     def fitted_to(self, reflection_lm: Any) -> GEPAConfig:
         """This config with every reflection limit left as None sized to ``reflection_lm``.
 
-        The reply length fitted to the window is a floor: a reflection LM configured for longer
-        replies (a reasoning model) keeps its own ``max_tokens``."""
+        The reply length is the reflection LM's own setting when it has one (a promptopt LM's
+        ``max_tokens``): the window bounds what is shown to the LM, the user decides how long it may
+        answer. Only an LM without a setting of its own gets the length fitted to its window."""
         limits = reflection_limits(context_window(reflection_lm))
         own = (getattr(reflection_lm, "defaults", None) or {}).get("max_tokens")
-        if isinstance(own, int) and own > limits.reflection_max_tokens:
-            limits = replace(limits, reflection_max_tokens=own)
-        return replace(
-            self,
-            **{
-                f.name: getattr(limits, f.name)
-                for f in fields(ReflectionLimits)
-                if getattr(self, f.name) is None
-            },
-        )
+        fitted = {
+            f.name: getattr(limits, f.name) for f in fields(ReflectionLimits) if getattr(self, f.name) is None
+        }
+        if own is not None:
+            fitted.pop("reflection_max_tokens", None)
+        return replace(self, **fitted)
 
     def strategies(self) -> tuple[ParentSelector, MinibatchSampler, ComponentSelector, AcceptanceRule]:
         return (

@@ -99,10 +99,11 @@ class GEPA:
         max_reflection_examples, max_reflection_chars: caps on the reflective dataset (the
             examples shown per proposal, the characters of each of their fields).
         max_instruction_chars: reject proposals longer than this (0: no cap).
-        reflection_max_tokens: the reflection LM's reply length. These four default to sizes
+        reflection_max_tokens: the reflection LM's reply length. The first three default to sizes
             fitted to the reflection LM's context window (:mod:`~promptopt.optimizers.gepa.limits`:
-            4 examples, 600 characters, 4000 characters and 1024 tokens for an 8192-token window);
-            a reflection LM set up for longer replies keeps its own ``max_tokens``.
+            4 examples, 600 characters and 4000 characters for an 8192-token window); the reply
+            length defaults to the LM's own ``max_tokens`` (fitted to the window, 1024 tokens for
+            8192, only for an LM without one).
         num_threads: parallel examples in every evaluation.
         seed: all random choices derive from it.
         max_stalled_iterations: stop after this many iterations in a row that spent no metric call

@@ -67,10 +67,12 @@ def test_a_run_records_the_fitted_limits_and_asks_for_that_many_reply_tokens(tmp
     assert reflector.calls and all(call["options"]["max_tokens"] == 2048 for call in reflector.calls)
 
 
-def test_a_reflection_lm_set_for_longer_replies_keeps_them_and_zero_means_no_cap():
+def test_a_reflection_lm_with_its_own_reply_length_keeps_it_and_zero_means_no_cap():
     lm = _Windowed(8192)
-    lm.defaults = {"max_tokens": 16000}  # a reasoning model's budget
+    lm.defaults = {"max_tokens": 250}  # the user's choice, shorter or longer than the fitted 1024
     fitted = GEPAConfig(max_metric_calls=10, max_instruction_chars=0).fitted_to(lm)
-    assert fitted.reflection_max_tokens == 16000 and fitted.max_instruction_chars == 0
-    lm.defaults = {"max_tokens": 700}
-    assert GEPAConfig(max_metric_calls=10).fitted_to(lm).reflection_max_tokens == 1024
+    assert fitted.reflection_max_tokens is None and fitted.max_instruction_chars == 0
+    assert fitted.max_reflection_examples == 4  # the prompt side is still fitted to the window
+    assert (
+        GEPAConfig(max_metric_calls=10, reflection_max_tokens=300).fitted_to(lm).reflection_max_tokens == 300
+    )
