@@ -11,8 +11,9 @@ thread finishes first:
    its iteration alone, and its reflection call is keyed by its iteration, so a redone round asks
    the same questions;
 3. in order again: the demo pool takes each proposal's traces, the acceptance rule judges each
-   child (scoring further minibatches, if it asks, one proposal at a time), accepted children are
-   scored on the validation set and join the candidates, and the proposer learns the outcomes.
+   child (scoring further minibatches, if it asks, one proposal at a time), accepted children
+   join the candidates, and the proposer learns the outcomes. A child that beat its parent outright
+   was already scored on the validation set in phase 2, at the same time as the others.
 
 The state is saved after the round: a run killed mid-round redoes the round from its start (the LM
 cache answers what was already asked). What differs from one proposal at a time: a proposal cannot
@@ -143,6 +144,11 @@ class ParallelRound:
             p.proposers, p.known_outcomes = run.children.end_task()
         if p.child is not None:
             p.child_recs = run.evaluator.run(p.child, p.batch)
+            # A child that beats its parent outright (no further minibatch asked for) is accepted
+            # in phase 3 too: its validation run happens here, beside the others, and phase 3
+            # finds the scores in the evaluator's records. A tie is left to phase 3 to settle.
+            if run.acceptance.judge(p.parent_recs, p.child_recs, lambda: None).accepted:
+                run.evaluator.run(p.child, run.val)
 
     def settle(self, proposals: list[Proposal]) -> None:
         """Phase 3: pool, acceptance, candidates and proposer outcomes, in the proposals' order."""

@@ -120,4 +120,4 @@ def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path, di
     state = json.loads((tmp_path / "cut" / "state.json").read_text())
     resumed = parallel_run(tmp_path / "cut", resume=True)
     assert summary(resumed) == summary(whole), state["iteration"]
-    assert whole.budget.metric_calls == 28
+    assert whole.budget.metric_calls == 28, whole.budget.metric_calls
