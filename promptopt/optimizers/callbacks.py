@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -187,8 +188,14 @@ class Dispatcher(Callback):
         for cb in callbacks:
             check_handlers(cb)
         self.callbacks = list(callbacks)
+        # One event at a time: proposals made in parallel report from several threads.
+        self._lock = threading.RLock()
 
     def _notify(self, name: str, event: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._notify_all(name, event)
+
+    def _notify_all(self, name: str, event: Mapping[str, Any]) -> None:
         for cb in self.callbacks:
             for handler, args in (
                 (getattr(cb, "on_event", None), (name, event)),

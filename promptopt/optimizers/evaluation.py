@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,9 @@ def scores_of(records: Sequence[Record]) -> dict[str, float]:
     return {r.example_id: r.score for r in records if r.scored}
 
 
+_COUNTING = threading.RLock()
+
+
 class ScoredRuns:
     """What the candidate evaluator and the bootstrapper share: running a program on examples with
     the run's metric, LM and threads, and counting each run as a metric call (scored) or an unscored
@@ -115,12 +119,14 @@ class ScoredRuns:
 
     def _count(self, scored: bool, failure: str | None, error: str | None) -> None:
         """Count one run; raises :class:`ConsecutiveFailuresError` when the streak reaches its limit."""
-        if scored:
-            self.metric_calls += 1
-            self.streak.scored()
-        else:
-            self.unscored_calls += 1
-            self.streak.failed(failure or "evaluation", error or "")
+        # Evaluations of several candidates may run at once (GEPA's parallel proposals).
+        with _COUNTING:
+            if scored:
+                self.metric_calls += 1
+                self.streak.scored()
+            else:
+                self.unscored_calls += 1
+                self.streak.failed(failure or "evaluation", error or "")
 
 
 class CandidateEvaluator(ScoredRuns):
@@ -163,6 +169,7 @@ class CandidateEvaluator(ScoredRuns):
         self.allow_unbounded_metric = allow_unbounded_metric
         self._programs: dict[str, Program] = {}
         self._warned: set[str] = set()
+        self._in_flight: dict[str, threading.Event] = {}
 
     def build(self, components: dict[str, Any]) -> Program:
         key = components_key(components)
@@ -194,25 +201,57 @@ class CandidateEvaluator(ScoredRuns):
         examples scored until then are kept.
         """
         key = components_key(components)
-        missing = [ex for ex in examples if f"{key}|{ex.id}" not in self.records]
         failed: dict[str, Record] = {}
-        if missing:
 
-            def keep(r: ExampleResult) -> None:
-                rec = _record(r)
-                if rec.scored:
-                    self.records[f"{key}|{r.example.id}"] = rec.to_dict()
-                else:
-                    failed[r.example.id] = rec
-                    self._warn(rec)
-                self._count(rec.scored, rec.failure, rec.error)
+        def keep(r: ExampleResult) -> None:
+            rec = _record(r)
+            if rec.scored:
+                self.records[f"{key}|{r.example.id}"] = rec.to_dict()
+            else:
+                failed[r.example.id] = rec
+                self._warn(rec)
+            self._count(rec.scored, rec.failure, rec.error)
 
-            self._evaluate(self.build(components), missing, keep)
+        # Several threads may evaluate the same candidate at once (parallel proposals from one
+        # parent): an example another thread is scoring is waited for, never scored twice.
+        mine, theirs = self._claim(key, examples)
+        try:
+            if mine:
+                self._evaluate(self.build(components), mine, keep)
+        finally:
+            self._release(key, mine)
+        for done in theirs:
+            done.wait()
+        # What another thread could not score is tried here (it counts as this run's attempt).
+        again = [ex for ex in examples if f"{key}|{ex.id}" not in self.records and ex.id not in failed]
+        if again:
+            self._evaluate(self.build(components), again, keep)
         out = []
         for ex in examples:
             saved = self.records.get(f"{key}|{ex.id}")
             out.append(Record(**saved) if saved is not None else failed[ex.id])
         return out
+
+    def _claim(self, key: str, examples: Sequence[Example]) -> tuple[list[Example], list[threading.Event]]:
+        """The examples this thread scores now, and the events of those another thread is scoring."""
+        mine: list[Example] = []
+        theirs: list[threading.Event] = []
+        with _COUNTING:
+            for ex in examples:
+                pair = f"{key}|{ex.id}"
+                if pair in self.records:
+                    continue
+                if pair in self._in_flight:
+                    theirs.append(self._in_flight[pair])
+                else:
+                    self._in_flight[pair] = threading.Event()
+                    mine.append(ex)
+        return mine, theirs
+
+    def _release(self, key: str, examples: Sequence[Example]) -> None:
+        with _COUNTING:
+            for ex in examples:
+                self._in_flight.pop(f"{key}|{ex.id}").set()
 
     def _warn(self, rec: Record) -> None:
         # Once per kind: enough to see why scores are missing without flooding a long run's log.

@@ -10,7 +10,7 @@ run makes the same choices as an uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promptopt.lm_protocol import LanguageModel
@@ -68,6 +68,15 @@ class AdaptiveProposer:
             self.tries[name] += 1
             self.wins[name] += int(improved)
         self._pending.clear()
+
+    def tally(self, outcomes: Sequence[tuple[str, bool]]) -> None:
+        """Outcomes of proposals made side by side (a parallel round): each by the proposer that
+        wrote it, in the round's order; what :meth:`__call__` queued meanwhile is replaced by them."""
+        self._pending.clear()
+        for name, improved in outcomes:
+            if name in self.tries:
+                self.tries[name] += 1
+                self.wins[name] += int(improved)
 
     def state_dict(self) -> dict[str, Any]:
         return {"tries": dict(self.tries), "wins": dict(self.wins)}

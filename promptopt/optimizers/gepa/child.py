@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import random
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -29,7 +30,7 @@ from promptopt.optimizers.gepa.reflection import (
     reflective_dataset,
 )
 from promptopt.optimizers.gepa.state import GEPAState
-from promptopt.optimizers.gepa.strategies import ComponentSelector
+from promptopt.optimizers.gepa.strategies import ComponentChoice, ComponentSelector
 from promptopt.optimizers.result import Candidate
 from promptopt.optimizers.stoppers import FailureStreak
 
@@ -75,19 +76,54 @@ class ChildProposer:
         self.events = events
         self.examples = examples  # the training examples by id, for predictor feedback
         self.reflection_streak = FailureStreak(None)  # never saved: a resumed run counts anew
+        # Proposals made in parallel (ParallelRound): counters shared under a lock, and each
+        # thread's proposer outcomes kept apart until the round tallies them in order.
+        self._lock = threading.RLock()
+        self._local = threading.local()
+
+    def begin_task(self) -> None:
+        """Start collecting this thread's proposer outcomes instead of reporting them at once."""
+        self._local.outcomes = []
+        self._local.names = []
+
+    def end_task(self) -> tuple[list[str], list[tuple[str, bool]]]:
+        """(the proposers this thread's proposals came from, their outcomes already known)."""
+        names, outcomes = self._local.names, self._local.outcomes
+        del self._local.names, self._local.outcomes
+        return names, outcomes
+
+    def _deferred(self) -> bool:
+        return getattr(self._local, "outcomes", None) is not None
+
+    def choose(self, parent: Candidate, state: GEPAState) -> ComponentChoice:
+        return self.selector.select(parent, self.components, self.texts, state)
 
     def propose(
-        self, parent: Candidate, recs: list[Record], state: GEPAState, pool: DemoPool, rng: random.Random
+        self,
+        parent: Candidate,
+        recs: list[Record],
+        state: GEPAState,
+        pool: DemoPool,
+        rng: random.Random,
+        *,
+        choice: ComponentChoice | None = None,
+        iteration: int | None = None,
     ) -> tuple[dict[str, Any] | None, list[str]]:
-        """The child of ``parent`` (its changed components), or ``(None, [])`` when nothing was proposed."""
+        """The child of ``parent`` (its changed components), or ``(None, [])`` when nothing was proposed.
+
+        ``choice`` and ``iteration`` are given when the components were chosen beforehand and the
+        proposal is one of a parallel round (the state's iteration is then not this proposal's)."""
         child = dict(parent.components)
         changed: list[str] = []
-        choice = self.selector.select(parent, self.components, self.texts, state)
+        if choice is None:
+            choice = self.choose(parent, state)
+        it = state.iteration if iteration is None else iteration
         for comp in choice.components:
             pred, _, kind = comp.rpartition(".")
             if comp in self.texts:
                 text = self._reflect(
                     state,
+                    it,
                     self.texts[comp].predictor,
                     parent.components[comp],
                     recs,
@@ -109,7 +145,7 @@ class ChildProposer:
                 )
                 self.events.on_proposal(
                     {
-                        "iteration": state.iteration,
+                        "iteration": it,
                         "component": comp,
                         "text": None if demos is None else f"{len(demos)} demos",
                         "accepted": demos is not None,
@@ -120,7 +156,7 @@ class ChildProposer:
                     continue
                 child[comp] = demos
             else:
-                text = self._reflect(state, pred, parent.components[comp], recs)
+                text = self._reflect(state, it, pred, parent.components[comp], recs)
                 if text is None:
                     if choice.all_of_them:
                         continue
@@ -138,7 +174,8 @@ class ChildProposer:
         out = []
         for rec in recs:
             if rec.entries(pred) and rec.example_id in self.examples:
-                state.feedback_calls += 1
+                with self._lock:
+                    state.feedback_calls += 1
                 text = ask(self.examples[rec.example_id], rec, pred)
                 rec = replace(rec, feedback=text) if text is not None else rec
             out.append(rec)
@@ -147,6 +184,7 @@ class ChildProposer:
     def _reflect(
         self,
         state: GEPAState,
+        iteration: int,
         pred: str,
         instruction: str,
         recs: list[Record],
@@ -162,13 +200,13 @@ class ChildProposer:
         )
         comp = comp or f"{pred}.instruction"
         if not examples:
-            self.no_proposal(state.iteration, "the predictor left no trace on this minibatch", comp)
+            self.no_proposal(iteration, "the predictor left no trace on this minibatch", comp)
             return None
         # A text read by LM calls that are not a promptopt predictor's (a task app's own calls) is
         # shown to the reflector as those calls: the messages they sent and the reply they got.
         signature = self.signatures.get(pred, LM_CALL_SIGNATURE)
         request = ProposalRequest(comp, instruction, signature, examples, subject)
-        rollout = f"gepa-{cfg.seed}-{state.iteration}-{comp if subject else pred}"
+        rollout = f"gepa-{cfg.seed}-{iteration}-{comp if subject else pred}"
         reply = {} if cfg.reflection_max_tokens is None else {"max_tokens": cfg.reflection_max_tokens}
         lm = functools.partial(self.reflection_lm, rollout_id=rollout, **reply)
         with track_usage() as used:
@@ -177,10 +215,16 @@ class ChildProposer:
             except Exception as exc:
                 proposal = Proposal(None, f"reflection failed: {type(exc).__name__}: {exc}")
                 if is_lm_failure(exc):
-                    self.reflection_streak.failed("reflection-LM", f"{type(exc).__name__}: {exc}")
+                    with self._lock:
+                        self.reflection_streak.failed("reflection-LM", f"{type(exc).__name__}: {exc}")
             else:
-                self.reflection_streak.scored()
-        state.proposer_calls += used.calls
+                with self._lock:
+                    self.reflection_streak.scored()
+        with self._lock:
+            state.proposer_calls += used.calls
+        name = proposal.extras.get("proposer")
+        if self._deferred() and isinstance(name, str):
+            self._local.names.append(name)
         text, reason = proposal.instruction, proposal.reason
         if text is not None and cfg.max_instruction_chars and len(text) > cfg.max_instruction_chars:
             text, reason = (
@@ -193,7 +237,7 @@ class ChildProposer:
             self.observe(False)
         self.events.on_proposal(
             {
-                "iteration": state.iteration,
+                "iteration": iteration,
                 "component": comp,
                 "text": proposal.instruction,
                 "accepted": text is not None,
@@ -206,9 +250,20 @@ class ChildProposer:
 
     def observe(self, improved: bool) -> None:
         """Tell the proposer whether its last child was kept (an adaptive one learns from it)."""
+        if self._deferred():  # a parallel round tallies it with the others, in order
+            names = self._local.names
+            self._local.outcomes.extend((n, improved) for n in names)
+            names.clear()
+            return
         observe = getattr(self.proposer, "observe", None)
         if callable(observe):
             observe(improved)
+
+    def tally(self, outcomes: list[tuple[str, bool]]) -> None:
+        """Report a parallel round's proposer outcomes (name, kept), in the round's order."""
+        tally = getattr(self.proposer, "tally", None)
+        if callable(tally):
+            tally(outcomes)
 
     def no_proposal(self, iteration: int, reason: str, component: str | None = None) -> None:
         """Report that nothing is proposed (for ``component``, or in this iteration at all), and why."""

@@ -55,6 +55,7 @@ class GEPAConfig:
     max_merge_invocations: int = 5
     merge_subsample: int = 5
     minibatch_size: int = 3
+    parallel_proposals: int = 1
     tie_extensions: int = 1
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
@@ -75,6 +76,8 @@ class GEPAConfig:
             raise ValueError(f"auto must be one of {sorted(AUTO_CANDIDATES)}, not {self.auto!r}.")
         if self.minibatch_size < 1:
             raise ValueError(f"minibatch_size must be at least 1, not {self.minibatch_size}.")
+        if self.parallel_proposals < 1:
+            raise ValueError(f"parallel_proposals must be at least 1, not {self.parallel_proposals}.")
         self.strategies()  # a bad name or object is an error now, not at compile time
 
     def fitted_to(self, reflection_lm: Any) -> GEPAConfig:

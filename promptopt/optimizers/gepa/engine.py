@@ -93,6 +93,9 @@ class GEPA:
         labeled_demos: also draw demos from training examples that hold a predictor's fields.
         use_merge, max_merge_invocations, merge_subsample: system-aware merge settings.
         minibatch_size: training examples per reflective step.
+        parallel_proposals: proposals made at once, each from its own parent and minibatch, in
+            rounds (:mod:`~promptopt.optimizers.gepa.parallel`): a round of ``k`` takes about the
+            time of one proposal when the LMs serve calls in parallel. 1: one at a time.
         tie_extensions: when parent and child tie on the minibatch, score both on up to this many
             further minibatches before rejecting (small minibatches tie often on noisy tasks).
         perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
@@ -146,6 +149,7 @@ class GEPA:
         max_merge_invocations: int = 5,
         merge_subsample: int = 5,
         minibatch_size: int = 3,
+        parallel_proposals: int = 1,
         tie_extensions: int = 1,
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
@@ -188,6 +192,7 @@ class GEPA:
             max_merge_invocations=max_merge_invocations,
             merge_subsample=merge_subsample,
             minibatch_size=minibatch_size,
+            parallel_proposals=parallel_proposals,
             tie_extensions=tie_extensions,
             perfect_score=perfect_score,
             skip_perfect_score=skip_perfect_score,

@@ -7,7 +7,6 @@ the decisions made by the strategies of :mod:`promptopt.optimizers.gepa.strategi
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from promptopt.core.example import Example
@@ -20,7 +19,9 @@ from promptopt.optimizers.gepa.child import ChildProposer, make_proposer
 from promptopt.optimizers.gepa.config import GEPAConfig
 from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import find_merge, judge_merge
+from promptopt.optimizers.gepa.parallel import ParallelRound, round_size
 from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
+from promptopt.optimizers.gepa.summary import print_estimate, result_of
 from promptopt.optimizers.result import Candidate, OptimizationResult, best_candidate, compare_on_common
 from promptopt.optimizers.session import RunSession
 from promptopt.optimizers.stoppers import (
@@ -127,7 +128,7 @@ class GEPARun:
             self.state.records, self.state.progress.metric_calls, self.state.unscored_calls
         )
         self.session.restore_spending(self.state.usage, self.state.progress.seconds)
-        self._print_estimate(resumed)
+        print_estimate(self, resumed)
         self.session.start("gepa", self.config, resumed)
         try:
             self._loop()
@@ -135,7 +136,7 @@ class GEPARun:
             # Not finished: the saved state is that of the last whole step, and a resumed run
             # scores what could not be scored and goes on from there.
             self.state.stop_reason = str(exc)
-        return self.session.end(self._result())
+        return self.session.end(result_of(self))
 
     def _loop(self) -> None:
         if not self.state.candidates:
@@ -153,23 +154,20 @@ class GEPARun:
                 self.state.stop_reason, self.state.finished = reason, True
                 self._save()
                 break
+            started_at = self.state.iteration
             try:
-                self.state.iteration += 1
-                self.events.on_iteration_start({"iteration": self.state.iteration})
-                spent_before = self.evaluator.metric_calls
-                self._iteration()
-                stalled = self.evaluator.metric_calls == spent_before
-                self.state.stalled_iterations = self.state.stalled_iterations + 1 if stalled else 0
+                ended = self._step()
             except KeyboardInterrupt:
-                # The unfinished iteration is dropped; the saved state stays resumable.
-                self.state.iteration -= 1
+                # The unfinished step is dropped; the saved state stays resumable.
+                self.state.iteration = started_at
                 self.state.stop_reason = "interrupted (Ctrl-C)"
                 break
             except ConsecutiveFailuresError:
-                self.state.iteration -= 1  # dropped like an interrupted one
+                self.state.iteration = started_at  # dropped like an interrupted one
                 raise
             self._save()
-            self.events.on_iteration_end({"iteration": self.state.iteration, "progress": self._progress()})
+            for iteration in ended:
+                self.events.on_iteration_end({"iteration": iteration, "progress": self._progress()})
             limit = self.session.options.max_consecutive_failures
             if limit is not None and self.children.reflection_streak.count >= limit:
                 p = self.children.reflection_streak.fill(Progress())
@@ -221,20 +219,6 @@ class GEPARun:
             )
         return None
 
-    def _print_estimate(self, resumed: bool) -> None:
-        if not self.session.options.progress:
-            return
-        n_preds = len(self.signatures)
-        spent = self.state.progress.metric_calls
-        status = f"resuming at {spent}" if resumed else "new run"
-        # A program without predictors (a task app) makes its own LM calls: they cannot be foreseen.
-        calls = f"about {self.budget * n_preds} task-LM calls at most" if n_preds else "its own task-LM calls"
-        sys.stderr.write(
-            f"GEPA: budget {self.budget} metric calls ({status}); {calls} and one reflection call per "
-            f"iteration; {len(self.val)} validation and {len(self.train)} training examples, "
-            f"{len(self.components)} components.\n"
-        )
-
     def _add_seed(self) -> None:
         comps = serialize_components(self.program.components())
         stopped: ConsecutiveFailuresError | None = None
@@ -259,7 +243,28 @@ class GEPARun:
         if stopped is not None:
             raise stopped
 
-    # --- one iteration -------------------------------------------------------
+    # --- one step: an iteration, or a round of parallel proposals -------------
+    def _step(self) -> list[int]:
+        """Run the next iteration, or round of iterations; returns their numbers."""
+        st, cfg = self.state, self.cfg
+        merge_due = cfg.use_merge and st.merges_due > 0 and st.merges_done < cfg.max_merge_invocations
+        size = round_size(
+            cfg.parallel_proposals, self.budget - self.evaluator.metric_calls, cfg.minibatch_size
+        )
+        if size > 1 and not merge_due:
+            first = st.iteration + 1
+            ParallelRound(self, size).execute()
+            return list(range(first, st.iteration + 1))
+        st.iteration += 1
+        self.events.on_iteration_start({"iteration": st.iteration})
+        spent_before = self.evaluator.metric_calls
+        self._iteration()
+        self._count_stall(spent=self.evaluator.metric_calls != spent_before)
+        return [st.iteration]
+
+    def _count_stall(self, spent: bool) -> None:
+        self.state.stalled_iterations = 0 if spent else self.state.stalled_iterations + 1
+
     def _iteration(self) -> None:
         st, cfg = self.state, self.cfg
         if cfg.use_merge and st.merges_due > 0 and st.merges_done < cfg.max_merge_invocations:
@@ -299,6 +304,20 @@ class GEPARun:
             return
         child_recs = self.evaluator.run(child, batch)
         self.pool.add(child_recs, cfg.demo_threshold)
+        self.children.observe(self._judge(parent_id, child, changed, batch, parent_recs, child_recs))
+
+    def _judge(
+        self,
+        parent_id: int,
+        child: dict[str, Any],
+        changed: list[str],
+        batch: list[Example],
+        parent_recs: list[Record],
+        child_recs: list[Record],
+    ) -> bool:
+        """Whether the child beats its parent on the minibatch (and more, if the acceptance rule
+        asks); an accepted child is scored on the validation set and joins the candidates."""
+        st, cfg, parent = self.state, self.cfg, self.state.candidates[parent_id]
         judged = [batch]
 
         def extend() -> tuple[list[Record], list[Record]] | None:
@@ -313,7 +332,6 @@ class GEPARun:
             return parent_more, child_more
 
         verdict = self.acceptance.judge(parent_recs, child_recs, extend)
-        self.children.observe(verdict.accepted)
         if not verdict.accepted:
             self.events.on_candidate_rejected(
                 {
@@ -325,9 +343,10 @@ class GEPARun:
                     "example_ids": [e.id for e in judged[0]],
                 }
             )
-            return
+            return False
         self._accept(child, [parent_id], "reflection:" + ",".join(changed))
         st.merges_due += 1
+        return True
 
     def _skip(self, reason: str) -> None:
         self.children.no_proposal(self.state.iteration, reason)
@@ -376,25 +395,3 @@ class GEPARun:
         if accepted:
             self._accept(merged, [a, b], "merge")
         return True
-
-    # --- the result ----------------------------------------------------------
-    def _result(self) -> OptimizationResult:
-        st = self.state
-        best = best_candidate(st.candidates)
-        budget = self.session.budget(
-            metric_calls=self.evaluator.metric_calls,
-            unscored_calls=self.evaluator.unscored_calls,
-            proposer_calls=st.proposer_calls,
-        )
-        proposer_stats = {"proposer_state": st.proposer_state} if st.proposer_state else {}
-        if self.cfg.predictor_feedback is not None:
-            proposer_stats["feedback_metric_calls"] = st.feedback_calls
-        return self.session.result(
-            st.candidates,
-            best.id,
-            budget=budget,
-            stop_reason=st.stop_reason or "unknown",
-            config={**self.config, "budget": self.budget, **proposer_stats},
-            pareto_front=pareto.front(st.candidates),
-            learning_curve=[(int(a), float(b)) for a, b in st.learning_curve],
-        )

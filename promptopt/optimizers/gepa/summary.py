@@ -1,0 +1,54 @@
+"""What a GEPA run tells the user about itself: the estimate it prints at the start, and the
+result it returns at the end."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from promptopt.optimizers.gepa import pareto
+from promptopt.optimizers.result import OptimizationResult, best_candidate
+
+if TYPE_CHECKING:
+    from promptopt.optimizers.gepa.run import GEPARun
+
+
+def print_estimate(run: GEPARun, resumed: bool) -> None:
+    if not run.session.options.progress:
+        return
+    n_preds = len(run.signatures)
+    spent = run.state.progress.metric_calls
+    status = f"resuming at {spent}" if resumed else "new run"
+    # A program without predictors (a task app) makes its own LM calls: they cannot be foreseen.
+    calls = f"about {run.budget * n_preds} task-LM calls at most" if n_preds else "its own task-LM calls"
+    parallel = run.cfg.parallel_proposals
+    per_step = (
+        f"{parallel} proposals in parallel per round" if parallel > 1 else "one reflection call per iteration"
+    )
+    sys.stderr.write(
+        f"GEPA: budget {run.budget} metric calls ({status}); {calls} and {per_step}; "
+        f"{len(run.val)} validation and {len(run.train)} training examples, "
+        f"{len(run.components)} components.\n"
+    )
+
+
+def result_of(run: GEPARun) -> OptimizationResult:
+    st = run.state
+    best = best_candidate(st.candidates)
+    budget = run.session.budget(
+        metric_calls=run.evaluator.metric_calls,
+        unscored_calls=run.evaluator.unscored_calls,
+        proposer_calls=st.proposer_calls,
+    )
+    proposer_stats = {"proposer_state": st.proposer_state} if st.proposer_state else {}
+    if run.cfg.predictor_feedback is not None:
+        proposer_stats["feedback_metric_calls"] = st.feedback_calls
+    return run.session.result(
+        st.candidates,
+        best.id,
+        budget=budget,
+        stop_reason=st.stop_reason or "unknown",
+        config={**run.config, "budget": run.budget, **proposer_stats},
+        pareto_front=pareto.front(st.candidates),
+        learning_curve=[(int(a), float(b)) for a, b in st.learning_curve],
+    )
