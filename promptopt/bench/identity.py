@@ -79,17 +79,16 @@ def _data_identity_json(
     split_seed: int,
     sizes: tuple[int, ...],
     stamp: tuple[tuple[str, int, int], ...],
+    source_identity: str | None,
 ) -> str:
     folder = task_dir(task, data_dir)
-    source = get_task(task)
-    identity = {
+    identity: dict[str, Any] = {
         "task": task,
         "files_sha256": None if folder is None else _files_sha256(str(folder), stamp),
-        "splits_sha256": splits_sha256(source.splits(data_dir, seed=split_seed, sizes=sizes)),
+        "splits_sha256": splits_sha256(get_task(task).splits(data_dir, seed=split_seed, sizes=sizes)),
     }
-    # A task whose data lives elsewhere (a task app) says what it is: its name and seed prompts.
-    if callable(getattr(source, "identity", None)):
-        identity["source"] = source.identity()
+    if source_identity is not None:
+        identity["source"] = json.loads(source_identity)
     return json.dumps(identity)
 
 
@@ -97,10 +96,14 @@ def data_identity(
     task: str, data_dir: str | os.PathLike[str] | None, split_seed: int, sizes: tuple[int, ...]
 ) -> dict[str, Any]:
     """What a cell's examples came from: the sha256 of every file of ``task`` in the data mirror
-    (``None`` when they came from the hub) and of the drawn train/val/test examples."""
+    (``None`` when they came from the hub) and of the drawn train/val/test examples; for a task
+    whose data lives elsewhere (a task app), what it says it is (its name, seed prompts and split
+    ids), which is also part of the cache key, so an app redeployed with other prompts is seen."""
     folder = task_dir(task, data_dir)
     key = None if data_dir is None else str(data_dir)
-    return json.loads(_data_identity_json(task, key, split_seed, tuple(sizes), _stamp(folder)))
+    describe = getattr(get_task(task), "identity", None)
+    source = json.dumps(describe(), sort_keys=True) if callable(describe) else None
+    return json.loads(_data_identity_json(task, key, split_seed, tuple(sizes), _stamp(folder), source))
 
 
 def code_identity() -> str:

@@ -10,6 +10,8 @@ the program, so every cell, whatever its LM, shares one connection.
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -78,7 +80,12 @@ class TaskAppTask:
     def identity(self) -> dict[str, Any]:
         """What the cells of this task depend on besides the example ids (see bench identity)."""
         info = self.app.info
-        return {"task_app": info.name, "components": dict(info.components)}
+        splits = json.dumps({k: list(v) for k, v in info.splits.items()}, sort_keys=True)
+        return {
+            "task_app": info.name,
+            "components": dict(info.components),
+            "split_ids_sha256": hashlib.sha256(splits.encode()).hexdigest(),
+        }
 
     def close(self) -> None:
         with self._lock:
