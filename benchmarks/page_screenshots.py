@@ -10,23 +10,13 @@ Writes ``run-page.png`` and ``bench-page.png`` (the top of each page, 1280 px wi
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from promptopt.bench import build_report
 from promptopt.io import write_json_atomic
 from promptopt.provenance import collect
 from promptopt.run_page import write_run_page
-
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from promptopt.run_page.chromium import CHROMIUM_FLAGS, find_chromium
 
 
 def main() -> None:
@@ -38,14 +28,14 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium")
+    chromium = find_chromium()
     if chromium is None:
         raise SystemExit("Chromium is not installed: apt-get install chromium")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pages = {"run-page.png": write_run_page(args.run), "bench-page.png": build_report(args.bench).html}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        browser = p.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS))
         for name, page_file in pages.items():
             page = browser.new_page(viewport={"width": 1280, "height": args.height})
             page.goto(Path(page_file).resolve().as_uri())

@@ -4,31 +4,19 @@ prompt diff is shown, a cell links to its run page, and the console stays free o
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from promptopt.bench import build_report, run_matrix
 from promptopt.run_page import write_run_page
+from promptopt.run_page.chromium import CHROMIUM_FLAGS, find_chromium
 from tests.bench.conftest import make_lms, make_spec
 from tests.conftest import in_ci
 from tests.optimizers.gepa.test_gepa import run
 
-CHROMIUM = (
-    os.environ.get("PROMPTOPT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-)
-# The flags this machine's closed network needs (no background connections, no QUIC), and root's.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = find_chromium()
+FLAGS = list(CHROMIUM_FLAGS)
 
 if CHROMIUM is None and in_ci():
     pytest.fail(
