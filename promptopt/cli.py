@@ -131,11 +131,16 @@ def cmd_lm(args: argparse.Namespace) -> int:
         path = resolve_model_path(args.model)
         print(f"{get_model(args.model).name}: {path}")
         return 0
+    if args.action == "build-server":
+        from promptopt.lm.server_build import build_llama_server
+
+        print(f"llama-server: {build_llama_server(force=args.force)}")
+        return 0
     server = LocalServer.for_model(args.model)
     if args.action == "start":
         server.ensure_running(keep_alive=True)
         print(
-            f"{server.spec.name} serving at {server.api_base} (pid {server.pid}); "
+            f"{server.spec.name} served by {server.engine.name} at {server.api_base} (pid {server.pid}); "
             "stop it with: promptopt lm stop"
         )
     elif args.action == "status":
@@ -179,8 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     lm = sub.add_parser("lm", help="the embedded local model server")
-    lm.add_argument("action", choices=["list", "prepare", "start", "check", "status", "stop"])
+    lm.add_argument(
+        "action",
+        choices=["list", "prepare", "start", "check", "status", "stop", "build-server"],
+        help="build-server: build llama.cpp's llama-server from the pinned llama-cpp-python source "
+        "(CPU flags from $CMAKE_ARGS); it then serves local models (PROMPTOPT_LOCAL_SERVER chooses)",
+    )
     lm.add_argument("--model", default=None, help="local model name or alias (default: the 0.5B)")
+    lm.add_argument("--force", action="store_true", help="build-server: build again even if built")
     lm.set_defaults(func=cmd_lm)
 
     from promptopt.run_page.page import add_subcommand as add_report

@@ -33,28 +33,20 @@ fi
 pip() { "$VENV/bin/python" -m pip "$@"; }
 
 # llama-cpp-python ships only as source: build it once per CPU feature set and keep the wheel.
-# AMX kernels are left out on purpose: on some virtual machines they crash at the first batch.
-llama_flags() {
-  if [ "$(uname -m)" != "x86_64" ]; then echo "-DGGML_NATIVE=ON"; return; fi
-  local f="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-  f="$f -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-  if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
-    f="$f -DGGML_AVX512=ON"
-    grep -qw avx512vbmi /proc/cpuinfo && f="$f -DGGML_AVX512_VBMI=ON"
-    grep -qw avx512_vnni /proc/cpuinfo && f="$f -DGGML_AVX512_VNNI=ON"
-    grep -qw avx512_bf16 /proc/cpuinfo && f="$f -DGGML_AVX512_BF16=ON"
-    grep -qw avx_vnni /proc/cpuinfo && f="$f -DGGML_AVX_VNNI=ON"
-  else
-    f="$f -DGGML_AVX512=OFF"
-  fi
-  echo "$f"
-}
+# The flags name this CPU's instruction sets (promptopt/lm/cpu_flags.py says why).
+llama_flags() { "$PY" promptopt/lm/cpu_flags.py; }
+# The source package is downloaded once into the cache: the wheel and llama-server (below) are
+# both built from it.
+LLAMA_SOURCE="$CACHE/sources/llama_cpp_python-$LLAMA_VERSION.tar.gz"
+if [ ! -f "$LLAMA_SOURCE" ]; then
+  pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sources"
+fi
 if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
   flags="$(llama_flags)"
   wheel_dir="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-$(echo "$flags" | sha256sum | cut -c1-12)"
   if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     echo "setup: building llama-cpp-python $LLAMA_VERSION (about 5 minutes on 2 cores)"
-    CMAKE_ARGS="$flags" pip wheel -q --no-cache-dir --no-deps "llama-cpp-python==$LLAMA_VERSION" -w "$wheel_dir"
+    CMAKE_ARGS="$flags" pip wheel -q --no-cache-dir --no-deps "$LLAMA_SOURCE" -w "$wheel_dir"
   fi
   pip install -q "$wheel_dir"/llama_cpp_python-*.whl
 fi
@@ -70,6 +62,12 @@ if ! "$VENV/bin/python" -c "import promptopt, langprobe, dspy, gepa, pytest, trl
   pip install -q --upgrade pip
   pip install -q -e ".[local,local-large,peers,train,dev,apps,mlflow,postgres,ray]"
   touch "$VENV/.promptopt-installed"
+fi
+
+# llama.cpp's own server from the same vendored llama.cpp source: the default local server once
+# built (promptopt/lm/engines.py); skipped when the same build is in the cache.
+if ! "$VENV/bin/promptopt" lm build-server; then
+  echo "setup: building llama-server failed; local models are served by llama-cpp-python's server"
 fi
 
 # Join the model parts into the cache once and verify the sha256: the 0.5B default and the 1.5B

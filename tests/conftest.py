@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 
 # Tests must never write into the user's cache, and unit tests never need the network. The joined
-# model files are the exception: they are read, never changed, and joining 1.6 GB again in every test
-# session costs minutes, so the tests use the user's model folder.
+# model files and the llama-server build are the exception: they are read, never changed, and
+# joining 1.6 GB or compiling again in every test session costs minutes, so the tests use the user's.
 if "PROMPTOPT_CACHE_DIR" not in os.environ:
+    from promptopt.lm.engines import BINARY_ENV, find_llama_server
     from promptopt.lm.model_files import models_dir
 
     os.environ.setdefault("PROMPTOPT_MODELS_DIR", str(models_dir()))
+    if (built := find_llama_server()) is not None:
+        os.environ.setdefault(BINARY_ENV, str(built))
     os.environ["PROMPTOPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="promptopt-test-cache-")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

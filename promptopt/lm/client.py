@@ -87,7 +87,8 @@ class LM:
             and a timeout there fails the call rather than saving time. Raise it on a slower or
             busier machine. Neither applies to ``hf/`` models, which run in this process.
         max_concurrency: requests in flight at once (cached replies do not count);
-            defaults to 1 for a local server, which serves one request at a time.
+            defaults to the local server's slots (1 unless ``PROMPTOPT_LOCAL_SLOTS`` says more;
+            see :func:`promptopt.lm.engines.local_slots`) and to 8 for an API.
         history_size: how many recent calls :meth:`inspect_history` can show.
         **kwargs: passed to ``litellm.completion`` (``api_base``, ``api_key``, ...).
     """
@@ -126,7 +127,8 @@ class LM:
             self.cache = cache
         else:
             self.cache = Cache(cache)
-        self._slots = threading.BoundedSemaphore(max_concurrency or (1 if self.backend.is_local else 8))
+        default_concurrency = self.backend.slots() if self.is_local else 1 if self.backend.is_local else 8
+        self._slots = threading.BoundedSemaphore(max_concurrency or default_concurrency)
         self.usage = Usage()
         self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
 

@@ -49,7 +49,22 @@ def local_identity(name: str | None = None) -> dict[str, Any]:
     # The joined file was verified against the pinned sha256 when it was written.
     pinned = path.resolve() == (models_dir() / f"{spec.name}.gguf").resolve()
     sha = spec.sha256 if pinned else _file_sha256(str(path), *_stat(path))
-    return {"model": f"local/{spec.name}", "sha256": sha, "file": path.name}
+    return {"model": f"local/{spec.name}", "sha256": sha, "file": path.name, **_engine_identity()}
+
+
+def _engine_identity() -> dict[str, Any]:
+    from promptopt.lm.engines import local_slots, resolve_engine
+    from promptopt.lm.models import LocalModelError
+
+    try:
+        engine = resolve_engine()
+        served: dict[str, Any] = engine.identity()
+        slots = local_slots(engine)
+    except LocalModelError as exc:  # nothing can serve it here: say so rather than guess
+        return {"server": f"none ({exc})"}
+    if slots > 1:  # replies may then depend on which requests shared a batch
+        served["server_slots"] = slots
+    return served
 
 
 def _stat(path: Path) -> tuple[int, int]:

@@ -1,8 +1,9 @@
 """A llama.cpp server for a local model, shared by threads and processes.
 
-A server is an OpenAI-compatible ``llama_cpp.server`` on 127.0.0.1. Its state lives in
-``<cache>/servers/<model>/``: ``server.json`` (pid, port), a log file, and one lease file per
-process using it (:mod:`promptopt.lm.leases`). Any process reuses a healthy server; the server
+A server is an OpenAI-compatible llama.cpp server on 127.0.0.1: ``llama-server`` or llama-cpp-python's
+(:mod:`promptopt.lm.engines`). Its state lives in ``<cache>/servers/<engine>/<model>/``:
+``server.json`` (pid, port), a log file, and one lease file per process using it
+(:mod:`promptopt.lm.leases`). Any process reuses a healthy server; the server
 stops when the last process that leased it exits, unless it was started with ``keep_alive``
 (``promptopt lm start``).
 """
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 from promptopt.io import file_lock, write_json_atomic
 from promptopt.lm.cache import default_cache_dir
+from promptopt.lm.engines import Engine, ServerSettings, local_slots, resolve_engine
 from promptopt.lm.leases import live_leases, pid_alive
 from promptopt.lm.model_files import resolve_model_path, sha256_file
 from promptopt.lm.models import LocalModel, LocalModelError, get_model
@@ -43,10 +45,14 @@ class LocalServer:
     _instances: ClassVar[dict[str, LocalServer]] = {}
     _lock = threading.Lock()
 
-    def __init__(self, spec: LocalModel, model_path: Path | None = None) -> None:
+    def __init__(
+        self, spec: LocalModel, model_path: Path | None = None, engine: Engine | None = None
+    ) -> None:
         self.spec = spec
         self._model_path = model_path
-        self.dir = default_cache_dir() / "servers" / spec.name
+        self.engine = engine or resolve_engine()
+        self.slots = local_slots(self.engine)  # requests it serves at once
+        self.dir = default_cache_dir() / "servers" / self.engine.name / spec.name
         self.state_file = self.dir / "server.json"
         self.log_file = self.dir / "server.log"
         self.port: int | None = None
@@ -58,10 +64,12 @@ class LocalServer:
     @classmethod
     def for_model(cls, name: str | None = None) -> LocalServer:
         spec = get_model(name)
+        engine = resolve_engine()
+        key = f"{engine.name}/{spec.name}"
         with cls._lock:
-            if spec.name not in cls._instances:
-                cls._instances[spec.name] = cls(spec)
-            return cls._instances[spec.name]
+            if key not in cls._instances:
+                cls._instances[key] = cls(spec, engine=engine)
+            return cls._instances[key]
 
     @property
     def api_base(self) -> str:
@@ -100,7 +108,7 @@ class LocalServer:
     def status(self) -> dict[str, Any]:
         state = self._read_state()
         if not state:
-            return {"model": self.spec.name, "running": False}
+            return {"model": self.spec.name, "engine": self.engine.name, "running": False}
         alive = pid_alive(state["pid"])
         return {
             "model": self.spec.name,
@@ -117,6 +125,7 @@ class LocalServer:
                 self.port, self.pid = state["port"], state["pid"]
                 self.model_sha256 = state.get("sha256", self.spec.sha256)
                 self.context_tokens = state.get("n_ctx")
+                self.slots = state.get("slots", 1)
                 if keep_alive and not state.get("keep_alive"):
                     state["keep_alive"] = True
                     self._write_state(state)
@@ -129,38 +138,20 @@ class LocalServer:
         write_json_atomic(self.state_file, state)
 
     def _start(self, keep_alive: bool, startup_timeout: float) -> None:
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError:
-            raise LocalModelError(
-                "llama-cpp-python is not installed; run: pip install 'promptopt[local]'"
-            ) from None
         path = self._model_path or resolve_model_path(self.spec.name)
         self.dir.mkdir(parents=True, exist_ok=True)
         port = _free_port()
-        threads = str(int(os.environ.get("PROMPTOPT_LOCAL_THREADS", os.cpu_count() or 2)))
         n_ctx = int(os.environ.get("PROMPTOPT_LOCAL_CTX", "8192"))
-        cmd = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(path),
-            "--model_alias",
-            self.spec.name,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            str(n_ctx),
-            "--n_threads",
-            threads,
-            "--n_threads_batch",
-            threads,
-            "--verbose",
-            "False",
-        ]
+        cmd = self.engine.command(
+            ServerSettings(
+                model_path=path,
+                alias=self.spec.name,
+                port=port,
+                context_tokens=n_ctx,
+                threads=int(os.environ.get("PROMPTOPT_LOCAL_THREADS", os.cpu_count() or 2)),
+                slots=self.slots,
+            )
+        )
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
         log.write(f"\n=== {time.ctime()} {' '.join(cmd)}\n".encode())
         log.flush()
@@ -172,7 +163,7 @@ class LocalServer:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise LocalModelError(
-                    f"The llama.cpp server exited with code {proc.returncode} while starting; "
+                    f"The {self.engine.name} server exited with code {proc.returncode} while starting; "
                     f"last lines of {self.log_file}:\n{self._log_tail()}"
                 )
             if self.healthy(port, timeout=1):
@@ -181,7 +172,8 @@ class LocalServer:
         else:
             proc.kill()
             raise LocalModelError(
-                f"The llama.cpp server did not answer within {startup_timeout:.0f}s; see {self.log_file}"
+                f"The {self.engine.name} server did not answer within {startup_timeout:.0f}s; "
+                f"see {self.log_file}"
             )
         self.port, self.pid, self.context_tokens = port, proc.pid, n_ctx
         pinned = path.name == f"{self.spec.name}.gguf"  # the joined, verified file
@@ -193,6 +185,9 @@ class LocalServer:
                 "model_path": str(path),
                 "sha256": self.model_sha256,
                 "n_ctx": n_ctx,
+                "engine": self.engine.name,
+                "slots": self.slots,
+                "command": cmd,
                 "started": time.time(),
                 "keep_alive": keep_alive,
                 "log": str(self.log_file),

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from promptopt.lm.backends.litellm_api import litellm_completion
+from promptopt.lm.engines import LLAMA_CPP_PYTHON
 from promptopt.lm_protocol import Completion
 
 
@@ -32,9 +33,22 @@ class LlamaServerBackend:
                 self._server = server
             return self._server
 
+    def slots(self) -> int:
+        """Requests the server will serve at once (known before it starts)."""
+        from promptopt.lm.engines import local_slots, resolve_engine
+        from promptopt.lm.models import LocalModelError
+
+        try:
+            return local_slots(resolve_engine())
+        except LocalModelError:
+            return 1
+
     def cache_identity(self) -> str:
         server = self.server
-        return f"local/{server.spec.name}@{server.model_sha256[:16]}"
+        key = f"local/{server.spec.name}@{server.model_sha256[:16]}"
+        # Replies of llama-cpp-python's server keep the key they were cached under before the
+        # engine was a choice; any other engine's replies are kept apart from them.
+        return key if server.engine.name == LLAMA_CPP_PYTHON else f"{key}+{server.engine.name}"
 
     def connection(self) -> tuple[str, dict[str, Any]]:
         server = self.server
