@@ -30,6 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from promptopt.bench.store import Store
 from promptopt.io import write_json_atomic
 from promptopt.lm.engines import (
     BINARY_ENV,
@@ -141,11 +142,18 @@ def child_env(engine: str, cache: Path) -> dict[str, str]:
 
 
 def bench_numbers(out: Path) -> dict:
-    """The test scores and metric calls of each cell a langprobe run stored under ``out``."""
+    """Each cell's test score (optimized and baseline, in points) and metric calls, of a langprobe
+    run stored under ``out``."""
     cells = {}
-    for path in sorted((out / "cells").glob("*.json")):
-        record = json.loads(path.read_text())
-        cells[path.stem] = {k: record.get(k) for k in ("test_score", "baseline_test_score", "metric_calls")}
+    for cell in Store(out).cells():
+        if not cell.ok:
+            raise SystemExit(f"cell {cell.key} failed: {cell.error}")
+        n = cell.numbers
+        cells[cell.key] = {
+            "test": round(100 * n.optimized_test.score, 1),
+            "baseline_test": round(100 * n.baseline_test.score, 1),
+            "metric_calls": n.spending.metric_calls,
+        }
     return cells
 
 

@@ -12,11 +12,11 @@ import pytest
 
 from promptopt.bench import ExperimentSpec, run_matrix
 from promptopt.bench.executors import RayExecutor
+from promptopt.bench.local_ray import RAY, local_ray_cluster
 from promptopt.bench.store import Store
 from tests.bench.conftest import RULE, iris_reply
 from tests.conftest import in_ci
 from tests.services.openai_stub import openai_stub
-from tests.services.ray_cluster import RAY, ray_cluster
 
 if not RAY.exists() and in_ci():
     pytest.fail(
@@ -73,7 +73,7 @@ def test_ray_cells_match_the_local_executor_and_survive_a_killed_worker_node(tmp
         local = _numbers(tmp_path / "local")
         assert len(local) == 2
 
-        with ray_cluster({**env, "PROMPTOPT_CACHE_DIR": os.environ["PROMPTOPT_CACHE_DIR"]}) as cluster:
+        with local_ray_cluster({**env, "PROMPTOPT_CACHE_DIR": os.environ["PROMPTOPT_CACHE_DIR"]}) as cluster:
             spec = _spec(tmp_path / "ray")
             stub.gate.clear()  # hold every LM call, so both nodes are mid-cell when one dies
             outcome: dict = {}

@@ -1,5 +1,7 @@
-"""A real Ray cluster on loopback for a test: a head node and one worker node, each its own set of
-processes started with ``ray start``, each offering one CPU; the worker node can be killed."""
+"""A throwaway Ray cluster on this machine, for trying ``--executor ray`` without one: a head node
+and a worker node, each its own set of processes started with ``ray start`` on 127.0.0.1 and offering
+one CPU, stopped (only they: any other Ray on the machine is left alone) when the block ends. The
+worker node can be killed, to see a lost node's cells run again elsewhere."""
 
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def ray_cluster(env: Mapping[str, str]) -> Iterator[RayCluster]:
+def local_ray_cluster(env: Mapping[str, str]) -> Iterator[RayCluster]:
     """A head and a worker node whose processes see ``env``; stopped (``ray stop``) afterwards."""
     if not RAY.exists():
         raise RuntimeError("Ray is not installed in this environment (pip install 'promptopt[ray]')")
