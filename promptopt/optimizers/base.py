@@ -18,9 +18,11 @@ or ``TypeError`` naming a bad one. It runs nothing and calls no LM.
 * ``lm`` is the task LM (default: ``promptopt.configure(lm=...)``).
 
 **Budget.** A *metric call* is one (candidate, example) run that produced a score; teacher runs
-of bootstrapping count too. ``max_metric_calls`` is checked between steps, so a run ends at the
-first check at or past it and may overshoot by the step under way (a GEPA iteration, a MIPROv2
-trial, a validation of an accepted candidate); each optimizer's docstring bounds it. A run that
+of bootstrapping count too. ``max_metric_calls`` is checked between steps. GEPA plans inside it (a
+proposal starts only when the budget left pays for its minibatches and an accepted child's
+validation), so it never spends more; the others end at the first check at or past it and may
+overshoot by the step under way (a MIPROv2 trial, a bootstrapping round); each optimizer's
+docstring bounds it. A run that
 ended without a score (the LM or the metric failed) is no metric call: it is counted in
 ``Budget.unscored_calls``, is never compared, and is run again when the pair is asked for again.
 After ``max_consecutive_failures`` of them in a row the run stops with the cause as its

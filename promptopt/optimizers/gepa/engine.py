@@ -20,9 +20,11 @@ iteration, which is how a resumed run scores what an outage left unscored.
 After ``max_consecutive_failures`` failures in a row the run stops with the
 cause as its stop reason; it is not finished, so ``resume=True`` continues it.
 
-The budget is checked before each iteration, so a run may overshoot it by one
-iteration: two minibatch runs (more with tie extensions) and the validation of
-an accepted child.
+A run never spends past its budget: a proposal starts only when the budget left
+pays for two minibatch runs and the validation of an accepted child (a round of
+parallel proposals is cut to what it pays for, and a tie is extended only while
+the child's validation stays paid for), so a run ends with less than one
+proposal's worth unspent.
 """
 
 from __future__ import annotations

@@ -62,10 +62,11 @@ def task_rng(seed: int, iteration: int) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def round_size(wanted: int, budget_left: int, minibatch_size: int) -> int:
-    """How many proposals the budget left pays for (a parent and a child minibatch each), at
-    least one: the last round of a run is cut to fit rather than overspend by ``wanted`` proposals."""
-    return max(1, min(wanted, budget_left // max(1, 2 * minibatch_size)))
+def round_size(wanted: int, budget_left: int, proposal_cost: int) -> int:
+    """How many proposals the budget left pays for (each may spend ``proposal_cost``: two
+    minibatches and an accepted child's validation), at least one: the last rounds of a run are cut
+    to fit rather than overspend by ``wanted`` proposals."""
+    return max(1, min(wanted, budget_left // max(1, proposal_cost)))
 
 
 class ParallelRound:

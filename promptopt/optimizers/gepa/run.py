@@ -202,10 +202,26 @@ class GEPARun:
             if not curve or curve[-1][1] != cand.val_score:
                 curve.append([self.evaluator.metric_calls, cand.val_score])
 
+    def budget_left(self) -> int:
+        return self.budget - self.evaluator.metric_calls
+
+    def proposal_cost(self) -> int:
+        """The most one proposal may spend before a tie extension: the parent's and the child's
+        minibatch and, when the child is accepted, its validation. A proposal starts only when the
+        budget left pays for this, so a run never spends past its budget (a merge spends less: a
+        subsample of the validation set, then the rest of it)."""
+        return 2 * self.cfg.minibatch_size + len(self.val)
+
     def _exhausted(self) -> str | None:
         """Why no further iteration can help, if so: the stoppers only see spent budget, and an
         iteration that spends none (a perfect minibatch, a rejected proposal) never moves it."""
         perfect, n_val = self.cfg.perfect_score, len(self.val)
+        left = self.budget_left()
+        if 0 < left < self.proposal_cost():
+            return (
+                f"budget: {left} metric calls left, fewer than one more proposal may spend "
+                f"({2 * self.cfg.minibatch_size} on two minibatches, {n_val} to validate an accepted child)"
+            )
         if any(
             len(c.val_scores) == n_val and min(c.val_scores.values()) >= perfect
             for c in self.state.candidates
@@ -248,9 +264,7 @@ class GEPARun:
         """Run the next iteration, or round of iterations; returns their numbers."""
         st, cfg = self.state, self.cfg
         merge_due = cfg.use_merge and st.merges_due > 0 and st.merges_done < cfg.max_merge_invocations
-        size = round_size(
-            cfg.parallel_proposals, self.budget - self.evaluator.metric_calls, cfg.minibatch_size
-        )
+        size = round_size(cfg.parallel_proposals, self.budget_left(), self.proposal_cost())
         if size > 1 and not merge_due:
             first = st.iteration + 1
             ParallelRound(self, size).execute()
@@ -321,6 +335,8 @@ class GEPARun:
         judged = [batch]
 
         def extend() -> tuple[list[Record], list[Record]] | None:
+            if self.budget_left() < self.proposal_cost():  # the child's validation comes first
+                return None
             seen = {e.id for e in judged[0]}
             more = [e for e in self._next_minibatch() if e.id not in seen]  # an epoch may wrap around
             if not more:

@@ -74,7 +74,7 @@ def test_gepa_improves_and_reports_everything(tmp_path):
     best = res.best_program
     assert "uppercase" in best.get_instructions()["self"].lower()
     assert res.best_candidate.parents == [0] and res.best_candidate.origin.startswith("reflection:")
-    assert res.budget.metric_calls <= 60 + 6 + 2 * 3  # at most one step past the budget check
+    assert res.budget.metric_calls <= 60  # a budget is never overspent
     assert res.budget.proposer_lm_calls >= 1 and res.budget.lm_calls > res.budget.proposer_lm_calls
     assert res.learning_curve[0] == (6, 0.0) and res.learning_curve[-1][1] == 1.0
     assert res.pareto_front == [res.best_id]

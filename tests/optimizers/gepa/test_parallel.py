@@ -48,9 +48,9 @@ def summary(res):
 
 
 def test_round_size_fits_the_budget_left():
-    assert round_size(4, 100, 3) == 4
-    assert round_size(4, 13, 3) == 2  # two proposals (4 minibatch runs of 3) fit in 13 calls
-    assert round_size(4, 2, 3) == 1  # the last step is a single proposal
+    assert round_size(4, 100, 12) == 4
+    assert round_size(4, 30, 12) == 2  # two proposals of at most 12 calls each fit in 30
+    assert round_size(4, 5, 12) == 1  # the last step is a single proposal
     assert task_rng(0, 7).random() == task_rng(0, 7).random() != task_rng(0, 8).random()
 
 

@@ -1,0 +1,75 @@
+"""A GEPA budget is a budget: a run never spends more metric calls than it was given, and ends with
+less than one proposal's worth unspent (a proposal: two minibatches and an accepted child's
+validation)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from promptopt.optimizers import GEPA
+from promptopt.testing import ScriptedLM, toy_examples, toy_metric, toy_program, toy_request
+
+MINIBATCH, N_VAL = 3, 8
+
+
+def task_reply(messages):
+    # Each instruction gets about 60% of the words right, a different 60%: no candidate is perfect,
+    # children are often accepted, and only the budget ends a run.
+    word, system, _ = toy_request(messages)
+    digest = hashlib.sha256(f"{system}|{word}".encode()).digest()
+    return f"out: {word.upper() if digest[0] < 155 else word}"
+
+
+def reflection_reply(messages):
+    variant = hashlib.sha256(messages[-1]["content"].encode()).hexdigest()[:8]
+    return f"Rules:\n- Write the word in capitals (variant {variant})."
+
+
+def run(budget: int, **options):
+    gepa = GEPA(
+        toy_metric,
+        max_metric_calls=budget,
+        reflection_lm=ScriptedLM(reflection_reply),
+        proposer="rules",
+        progress=False,
+        evolve_demos=False,
+        minibatch_size=MINIBATCH,
+        max_stalled_iterations=1000,
+        seed=0,
+        **options,
+    )
+    return gepa.compile(
+        toy_program(), toy_examples(12), toy_examples(N_VAL, offset=12), lm=ScriptedLM(task_reply)
+    )
+
+
+@pytest.mark.parametrize("budget", [20, 37, 61, 100])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"use_merge": False},
+        {"use_merge": True},
+        {"use_merge": False, "parallel_proposals": 3},
+        {"use_merge": True, "parallel_proposals": 4},
+    ],
+    ids=["reflection", "merge", "parallel-3", "merge-parallel-4"],
+)
+def test_a_run_never_spends_past_its_budget_and_leaves_less_than_a_proposal(budget, options):
+    result = run(budget, **options)
+    spent = result.budget.metric_calls
+    assert spent <= budget, (spent, result.stop_reason)
+    assert budget - spent < 2 * MINIBATCH + N_VAL, (spent, result.stop_reason)
+    assert result.stop_reason.startswith("budget: "), result.stop_reason
+    # The seed's validation leaves 12 of 20 calls, not one proposal's worth; larger budgets add children.
+    assert (len(result.candidates) == 1) if budget == 20 else (len(result.candidates) >= 2)
+
+
+def test_the_stop_reason_says_how_much_was_left_and_why_it_was_not_spent():
+    result = run(20, use_merge=False)
+    assert result.budget.metric_calls == N_VAL  # the seed's validation, then no proposal fits in 12
+    assert result.stop_reason == (
+        f"budget: 12 metric calls left, fewer than one more proposal may spend "
+        f"({2 * MINIBATCH} on two minibatches, {N_VAL} to validate an accepted child)"
+    )
