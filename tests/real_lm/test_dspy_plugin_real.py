@@ -206,14 +206,15 @@ def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
 
     # The ReAct mechanics (tool descriptions as components) need no strong model: the 0.5B runs it.
     # One step per call and minibatches of 2: the validation (2), then an iteration whose parent
-    # minibatch (2) is reflected on for every component at once and whose child is scored on it (2).
+    # minibatch (2) is reflected on for every component at once and whose child is scored on it (2),
+    # with the child's validation (2) paid for in advance.
     react_lm = dspy_lm(po.LM("local", max_tokens=150))
     reflection_lm = dspy_lm(po.LM("local", temperature=0.7, max_tokens=250))
     student = dspy.ReAct(IrisSpecies, tools=[petal_size], max_iters=1)
     with dspy.context(lm=react_lm):
         compiled = GEPA(
             metric,
-            max_metric_calls=6,
+            max_metric_calls=8,
             minibatch_size=2,
             tie_extensions=0,
             reflection_lm=reflection_lm,
