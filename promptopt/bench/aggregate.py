@@ -104,6 +104,15 @@ def paired_test_scores(c: CellRecord) -> tuple[list[Any], list[float], list[floa
     return pair_by_id(base.ids, base.scores, opt.ids, opt.scores, label=f"cell {c.key}")
 
 
+def mean_phases(splits: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The mean metric calls of each phase over runs (a phase a run lacks counts 0); empty when no
+    run said where its calls went."""
+    if not any(splits):
+        return {}
+    phases = sorted({p for split in splits for p in split})
+    return {p: float(np.mean([split.get(p, 0) for split in splits])) for p in phases}
+
+
 def aggregate(cells: Sequence[CellRecord]) -> list[dict[str, Any]]:
     """One row per (task, program, optimizer, lm): means over seeds, and the lift pooled over seeds with
     :func:`~promptopt.bench.stats.pooled_paired`: its CI resamples distinct test examples (an example
@@ -146,6 +155,7 @@ def aggregate(cells: Sequence[CellRecord]) -> list[dict[str, Any]]:
                 "lm_calls": mean(lambda n: n.spending.lm_calls),
                 "tokens": mean(lambda n: n.spending.tokens),
                 "seconds": mean(lambda n: n.spending.seconds),
+                "metric_calls_by_phase": mean_phases([n.spending.metric_calls_by_phase for n in numbers]),
             }
         )
     rows.sort(key=lambda r: (r["task"], r["program"], r["lm"], optimizer_order(r["optimizer"])))
@@ -173,6 +183,9 @@ def by_optimizer(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "lift": mean_over_tasks("lift"),
                 "metric_calls": mean_over_tasks("metric_calls"),
                 "seconds": mean_over_tasks("seconds"),
+                "metric_calls_by_phase": mean_phases(
+                    [mean_phases([r["metric_calls_by_phase"] for r in rs]) for rs in tasks.values()]
+                ),
             }
         )
     return out

@@ -77,6 +77,20 @@ def _cell_problem(c: CellRecord) -> str | None:
     return None
 
 
+def phase_lines(summary: list[dict[str, Any]]) -> list[str]:
+    """Where each optimizer's metric calls went (mean per cell), for the optimizers that say."""
+    told = [s for s in summary if s["metric_calls_by_phase"]]
+    if not told:
+        return []
+    phases = sorted({p for s in told for p in s["metric_calls_by_phase"]})
+    lines = ["### Where the metric calls went (mean per cell)", ""]
+    lines += _table(
+        ["optimizer", *[p.replace("_", " ") for p in phases]],
+        [[s["optimizer"], *[_int(s["metric_calls_by_phase"].get(p, 0)) for p in phases]] for s in told],
+    )
+    return [*lines, ""]
+
+
 def markdown(
     out: Path,
     cells: Sequence[CellRecord],
@@ -122,6 +136,7 @@ def markdown(
             ],
         )
         lines += ["", "![summary](charts/summary.png)", ""]
+        lines += phase_lines(summary)
     for task in sorted({r["task"] for r in rows}):
         trs = [r for r in rows if r["task"] == task]
         lines += [f"## {task}", ""]

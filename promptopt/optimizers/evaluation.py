@@ -43,7 +43,8 @@ class Record:
 
     ``failure`` is ``"LM"``, ``"metric"`` or ``"program"`` when the example could not be scored; its
     ``score`` is then only the evaluator's ``failure_score``, for callers that average every record,
-    and must not be compared: use ``scored``.
+    and must not be compared: use ``scored``. ``phase`` names what the pair was first scored for
+    (``"minibatch"``, ``"validation"``, ...), which is what its metric call is counted under.
     """
 
     example_id: str
@@ -53,6 +54,7 @@ class Record:
     error: str | None = None
     trace: list[dict[str, Any]] = field(default_factory=list)
     failure: str | None = None
+    phase: str | None = None
 
     @property
     def scored(self) -> bool:
@@ -72,6 +74,8 @@ class Record:
         }
         if self.failure is not None:
             out["failure"] = self.failure
+        if self.phase is not None:
+            out["phase"] = self.phase
         return out
 
 
@@ -194,8 +198,11 @@ class CandidateEvaluator(ScoredRuns):
             if f"{key}|{ex.id}" in self.records
         }
 
-    def run(self, components: dict[str, Any], examples: Sequence[Example]) -> list[Record]:
-        """A record per example, in order: scored pairs from the cache, the others run now.
+    def run(
+        self, components: dict[str, Any], examples: Sequence[Example], phase: str | None = None
+    ) -> list[Record]:
+        """A record per example, in order: scored pairs from the cache, the others run now, their
+        metric calls counted under ``phase`` (see :meth:`metric_calls_by_phase`).
 
         Raises :class:`ConsecutiveFailuresError` when the failure streak reaches its limit; the
         examples scored until then are kept.
@@ -205,6 +212,7 @@ class CandidateEvaluator(ScoredRuns):
 
         def keep(r: ExampleResult) -> None:
             rec = _record(r)
+            rec.phase = phase
             if rec.scored:
                 self.records[f"{key}|{r.example.id}"] = rec.to_dict()
             else:
@@ -231,6 +239,15 @@ class CandidateEvaluator(ScoredRuns):
             saved = self.records.get(f"{key}|{ex.id}")
             out.append(Record(**saved) if saved is not None else failed[ex.id])
         return out
+
+    def metric_calls_by_phase(self) -> dict[str, int]:
+        """The scored pairs by what they were first scored for (records without a phase: ``other``),
+        most first; one record is one metric call, so these add up to the records kept."""
+        counts: dict[str, int] = {}
+        for rec in self.records.values():
+            phase = rec.get("phase") or "other"
+            counts[phase] = counts.get(phase, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def _claim(self, key: str, examples: Sequence[Example]) -> tuple[list[Example], list[threading.Event]]:
         """The examples this thread scores now, and the events of those another thread is scoring."""

@@ -94,6 +94,10 @@ class Budget:
     judge_lm_calls: int = 0
     judge_tokens: int = 0
     judge_cost: float = 0.0
+    # Where the metric calls went: phase -> calls, adding up to ``metric_calls`` (GEPA: minibatch,
+    # tie_extension, validation, merge; MIPROv2 and the demo baselines: bootstrap, minibatch,
+    # validation). Empty for optimizers that do not say.
+    metric_calls_by_phase: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -194,8 +194,13 @@ class RunSession:
         proposer_calls: int = 0,
         usage: Usage | None = None,
         seconds: float | None = None,
+        metric_calls_by_phase: dict[str, int] | None = None,
     ) -> Budget:
         usage = usage if usage is not None else self.total_usage()
+        by_phase = {phase: n for phase, n in (metric_calls_by_phase or {}).items() if n}
+        if by_phase and sum(by_phase.values()) != metric_calls:
+            # Calls no phase claimed (e.g. scored pairs of a run saved before phases were kept).
+            by_phase["other"] = by_phase.get("other", 0) + metric_calls - sum(by_phase.values())
         return Budget(
             metric_calls=metric_calls,
             lm_calls=usage.calls,
@@ -209,6 +214,7 @@ class RunSession:
             judge_lm_calls=usage.judge_calls,
             judge_tokens=usage.judge_tokens,
             judge_cost=usage.judge_cost,
+            metric_calls_by_phase=by_phase,
         )
 
     # --- the result -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers import phases
 from promptopt.optimizers.datasets import check_dataset
 from promptopt.optimizers.evaluation import components_key, scores_of
 from promptopt.optimizers.result import (
@@ -99,7 +100,7 @@ class DemoSetCandidates:
         stopped: ConsecutiveFailuresError | None = None
         if valset is not None and evaluator is not None:
             try:
-                cand.val_scores = scores_of(evaluator.run(components, valset))
+                cand.val_scores = scores_of(evaluator.run(components, valset, phases.VALIDATION))
             except ConsecutiveFailuresError as exc:
                 # Listed with what was scored, so the result shows it; a resumed run scores the rest.
                 cand.val_scores, stopped = evaluator.scored(components, valset), exc
@@ -122,7 +123,7 @@ class DemoSetCandidates:
             return
         stopped: ConsecutiveFailuresError | None = None
         try:
-            got = scores_of(evaluator.run(cand.components, valset))
+            got = scores_of(evaluator.run(cand.components, valset, phases.VALIDATION))
         except ConsecutiveFailuresError as exc:
             got, stopped = evaluator.scored(cand.components, valset), exc
         scored = [c for c in self.candidates if c.val_scores and c is not cand]
@@ -156,8 +157,13 @@ class DemoSetCandidates:
     def result(
         self, best_id: int, stop_reason: str, config: dict[str, Any], proposer_calls: int = 0
     ) -> OptimizationResult:
+        evaluator = self.session.evaluator
+        by_phase = evaluator.metric_calls_by_phase() if evaluator is not None else {}
         budget: Budget = self.session.budget(
-            metric_calls=self.metric_calls, unscored_calls=self.unscored_calls, proposer_calls=proposer_calls
+            metric_calls=self.metric_calls,
+            unscored_calls=self.unscored_calls,
+            proposer_calls=proposer_calls,
+            metric_calls_by_phase={phases.BOOTSTRAP: self.teacher_metric_calls, **by_phase},
         )
         result = self.session.result(
             self.candidates,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from promptopt.core.example import Example
+from promptopt.optimizers import phases
 from promptopt.optimizers.evaluation import CandidateEvaluator, components_key, scores_of
 from promptopt.optimizers.result import Candidate
 
@@ -95,7 +96,7 @@ def judge_merge(
     differ = [e for e in common if ca.val_scores[e.id] != cb.val_scores[e.id]]
     pool = differ if len(differ) >= subsample else common
     sub = rng.sample(pool, min(subsample, len(pool)))
-    merged_scores = scores_of(evaluator.run(merged, sub))
+    merged_scores = scores_of(evaluator.run(merged, sub, phases.MERGE))
     judged = [e.id for e in sub if e.id in merged_scores]
     merged_sum = sum(merged_scores[i] for i in judged)
     best_parent = max(sum(c.val_scores[i] for i in judged) for c in (ca, cb))

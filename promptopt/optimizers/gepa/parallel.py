@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptopt.core.example import Example
+from promptopt.optimizers import phases
 from promptopt.optimizers.evaluation import Record
 from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.strategies import ComponentChoice
@@ -115,7 +116,7 @@ class ParallelRound:
         if cached is not None and run._perfect(cached) and cfg.skip_perfect_score:
             p.skipped = "parent already perfect on this minibatch (no budget spent)"
             return
-        p.parent_recs = run.evaluator.run(parent.components, p.batch)
+        p.parent_recs = run.evaluator.run(parent.components, p.batch, phases.MINIBATCH)
         run.events.on_minibatch_evaluated(
             {
                 "iteration": p.iteration,
@@ -144,12 +145,12 @@ class ParallelRound:
         finally:
             p.proposers, p.known_outcomes = run.children.end_task()
         if p.child is not None:
-            p.child_recs = run.evaluator.run(p.child, p.batch)
+            p.child_recs = run.evaluator.run(p.child, p.batch, phases.MINIBATCH)
             # A child that beats its parent outright (no further minibatch asked for) is accepted
             # in phase 3 too: its validation run happens here, beside the others, and phase 3
             # finds the scores in the evaluator's records. A tie is left to phase 3 to settle.
             if run.acceptance.judge(p.parent_recs, p.child_recs, lambda: None).accepted:
-                run.evaluator.run(p.child, run.val)
+                run.evaluator.run(p.child, run.val, phases.VALIDATION)
 
     def settle(self, proposals: list[Proposal]) -> None:
         """Phase 3: pool, acceptance, candidates and proposer outcomes, in the proposals' order."""

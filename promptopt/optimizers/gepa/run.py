@@ -12,6 +12,7 @@ from typing import Any
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers import phases
 from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
 from promptopt.optimizers.gepa import pareto
@@ -182,7 +183,7 @@ class GEPARun:
                 continue
             self._fill_attempts[cand.id] = self._fill_attempts.get(cand.id, 0) + 1
             try:
-                got = scores_of(self.evaluator.run(cand.components, missing))
+                got = scores_of(self.evaluator.run(cand.components, missing, phases.VALIDATION))
             except ConsecutiveFailuresError:
                 self._add_val_scores(cand, self.evaluator.scored(cand.components, missing))
                 self._save()
@@ -239,7 +240,7 @@ class GEPARun:
         comps = serialize_components(self.program.components())
         stopped: ConsecutiveFailuresError | None = None
         try:
-            scores = scores_of(self.evaluator.run(comps, self.val))
+            scores = scores_of(self.evaluator.run(comps, self.val, phases.VALIDATION))
         except ConsecutiveFailuresError as exc:
             # Saved with what was scored; a resumed run scores the rest before going on.
             scores, stopped = self.evaluator.scored(comps, self.val), exc
@@ -295,7 +296,7 @@ class GEPARun:
         if cached is not None and self._perfect(cached) and cfg.skip_perfect_score:
             self._skip("parent already perfect on this minibatch (no budget spent)")
             return
-        parent_recs = self.evaluator.run(parent.components, batch)
+        parent_recs = self.evaluator.run(parent.components, batch, phases.MINIBATCH)
         self.pool.add(parent_recs, cfg.demo_threshold)
         self.events.on_minibatch_evaluated(
             {
@@ -316,7 +317,7 @@ class GEPARun:
         )
         if child is None:
             return
-        child_recs = self.evaluator.run(child, batch)
+        child_recs = self.evaluator.run(child, batch, phases.MINIBATCH)
         self.pool.add(child_recs, cfg.demo_threshold)
         self.children.observe(self._judge(parent_id, child, changed, batch, parent_recs, child_recs))
 
@@ -342,8 +343,8 @@ class GEPARun:
             if not more:
                 return None
             judged[0] = judged[0] + more
-            parent_more = self.evaluator.run(parent.components, more)
-            child_more = self.evaluator.run(child, more)
+            parent_more = self.evaluator.run(parent.components, more, phases.TIE_EXTENSION)
+            child_more = self.evaluator.run(child, more, phases.TIE_EXTENSION)
             self.pool.add(child_more, cfg.demo_threshold)
             return parent_more, child_more
 
@@ -376,7 +377,7 @@ class GEPARun:
 
     def _accept(self, components: dict[str, Any], parents: list[int], origin: str) -> Candidate:
         st = self.state
-        recs = self.evaluator.run(components, self.val)
+        recs = self.evaluator.run(components, self.val, phases.VALIDATION)
         cand = Candidate(
             id=len(st.candidates),
             components=components,

@@ -39,6 +39,7 @@ def result_of(run: GEPARun) -> OptimizationResult:
         metric_calls=run.evaluator.metric_calls,
         unscored_calls=run.evaluator.unscored_calls,
         proposer_calls=st.proposer_calls,
+        metric_calls_by_phase=run.evaluator.metric_calls_by_phase(),
     )
     proposer_stats = {"proposer_state": st.proposer_state} if st.proposer_state else {}
     if run.cfg.predictor_feedback is not None:

@@ -32,6 +32,7 @@ from promptopt.core.example import Example
 from promptopt.core.program import ConfigurationError, Program
 from promptopt.lm.usage import Usage, track_usage
 from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers import phases
 from promptopt.optimizers.components import predictor_names
 from promptopt.optimizers.datasets import train_and_val
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, components_key
@@ -155,6 +156,17 @@ class MIPRORun:
             + sum(int(t.user_attrs.get("metric_calls", 0)) for t in trials)
             + sum(f.metric_calls for f in fulls.values())
         )
+
+    def metric_calls_by_phase(
+        self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]
+    ) -> dict[str, int]:
+        return {
+            phases.BOOTSTRAP: self.space.bootstrap_calls,
+            phases.MINIBATCH: sum(int(t.user_attrs.get("metric_calls", 0)) for t in trials),
+            phases.VALIDATION: self.space.metric_calls
+            - self.space.bootstrap_calls
+            + sum(f.metric_calls for f in fulls.values()),
+        }
 
     def _progress(self) -> Progress:
         trials, fulls = self.study.completed(), self.study.full_evals()
@@ -352,6 +364,7 @@ class MIPRORun:
                 proposer_calls=self.space.proposer_calls,
                 usage=self._usage(trials, fulls),
                 seconds=progress.seconds,
+                metric_calls_by_phase=self.metric_calls_by_phase(trials, fulls),
             )
             return self.session.result(
                 found.candidates,

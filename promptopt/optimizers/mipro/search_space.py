@@ -51,7 +51,8 @@ class SearchSpace:
     program_summary: str = ""
     proposals: list[dict[str, Any]] = field(default_factory=list)  # ProposalLog rows
     seed_scores: dict[str, float] = field(default_factory=dict)  # the seed on the validation set
-    metric_calls: int = 0  # teacher runs while bootstrapping
+    metric_calls: int = 0  # the seed on the validation set and the teacher runs while bootstrapping
+    bootstrap_calls: int = 0  # of which teacher runs
     usage: dict[str, Any] = field(default_factory=dict)
     proposer_calls: int = 0
     seconds: float = 0.0

@@ -94,6 +94,7 @@ class SearchSpaceBuilder:
             proposals=logs,
             seed_scores=seed_scores,
             metric_calls=self.evaluator.metric_calls + self._teacher_calls,
+            bootstrap_calls=self._teacher_calls,
             usage=usage.to_dict(),
             proposer_calls=proposer_usage.calls,
             seconds=time.time() - t0,
