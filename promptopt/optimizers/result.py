@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -241,7 +241,7 @@ class OptimizationResult:
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """Format 1 results predate several fields: fill each with the value a run then meant."""
-    budget = {f.name: 0 for f in fields(Budget)} | dict(data.get("budget") or {})
+    budget = Budget().to_dict() | dict(data.get("budget") or {})
     candidates = []
     for c in data["candidates"]:
         c = {"parents": [], "origin": "seed", "val_scores": {}, "iteration": 0, "discovered_at": 0} | dict(c)

@@ -16,6 +16,7 @@ from promptopt.optimizers import phases
 from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
 from promptopt.optimizers.gepa import pareto
+from promptopt.optimizers.gepa.budget_plan import proposal_cost, why_exhausted
 from promptopt.optimizers.gepa.child import ChildProposer, make_proposer
 from promptopt.optimizers.gepa.config import GEPAConfig
 from promptopt.optimizers.gepa.demos import DemoPool
@@ -207,34 +208,18 @@ class GEPARun:
         return self.budget - self.evaluator.metric_calls
 
     def proposal_cost(self) -> int:
-        """The most one proposal may spend before a tie extension: the parent's and the child's
-        minibatch and, when the child is accepted, its validation. A proposal starts only when the
-        budget left pays for this, so a run never spends past its budget (a merge spends less: a
-        subsample of the validation set, then the rest of it)."""
-        return 2 * self.cfg.minibatch_size + len(self.val)
+        return proposal_cost(self.cfg.minibatch_size, len(self.val))
 
     def _exhausted(self) -> str | None:
-        """Why no further iteration can help, if so: the stoppers only see spent budget, and an
-        iteration that spends none (a perfect minibatch, a rejected proposal) never moves it."""
-        perfect, n_val = self.cfg.perfect_score, len(self.val)
-        left = self.budget_left()
-        if 0 < left < self.proposal_cost():
-            return (
-                f"budget: {left} metric calls left, fewer than one more proposal may spend "
-                f"({2 * self.cfg.minibatch_size} on two minibatches, {n_val} to validate an accepted child)"
-            )
-        if any(
-            len(c.val_scores) == n_val and min(c.val_scores.values()) >= perfect
-            for c in self.state.candidates
-        ):
-            return "a candidate is perfect on every validation example"
-        if self.state.stalled_iterations >= self.cfg.max_stalled_iterations:
-            return (
-                f"no progress: {self.state.stalled_iterations} iterations in a row spent no metric call "
-                "(every minibatch was already perfect, or every proposal was rejected); raise "
-                "max_stalled_iterations or use a stronger reflection LM"
-            )
-        return None
+        return why_exhausted(
+            self.state.candidates,
+            budget_left=self.budget_left(),
+            minibatch_size=self.cfg.minibatch_size,
+            n_val=len(self.val),
+            perfect_score=self.cfg.perfect_score,
+            stalled_iterations=self.state.stalled_iterations,
+            max_stalled_iterations=self.cfg.max_stalled_iterations,
+        )
 
     def _add_seed(self) -> None:
         comps = serialize_components(self.program.components())

@@ -112,9 +112,9 @@ def test_nothing_is_scored_twice(monkeypatch):
 
     cached_run = evaluation.CandidateEvaluator.run
 
-    def counting_run(self, components, examples):
+    def counting_run(self, components, examples, phase=None):
         asked.update((components_key(components), ex.id) for ex in examples)
-        return cached_run(self, components, examples)
+        return cached_run(self, components, examples, phase)
 
     monkeypatch.setattr(evaluation, "evaluate", counting_evaluate)
     monkeypatch.setattr(evaluation.CandidateEvaluator, "run", counting_run)
