@@ -145,6 +145,8 @@ def aggregate(cells: Sequence[CellRecord]) -> list[dict[str, Any]]:
                 "optimized_test": mean(lambda n: n.optimized_test.score),
                 "lift": lift.mean,
                 "lift_ci": list(lift.ci),
+                # Each seed's own lift, in seed order: the spread a user's single run may land in.
+                "seed_lifts": [n.lift.mean for n in numbers],
                 "wins": lift.wins,
                 "losses": lift.losses,
                 "ties": lift.ties,

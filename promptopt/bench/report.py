@@ -112,7 +112,8 @@ def markdown(
         "baseline on the same test examples; its 95% CI is a percentile bootstrap clustered by test "
         "example over seeds (each distinct example's difference is averaged over the seeds that scored "
         "it, and the n distinct examples are resampled, so an example scored under several seeds counts "
-        "once), and sign p is a two-sided sign test of the distinct examples the optimized program won "
+        "once); per seed lists each seed's own lift, the spread one run may land in; sign p is a "
+        "two-sided sign test of the distinct examples the optimized program won "
         "against those it lost (ties dropped). Metric calls, LM calls (task and reflection/proposal, "
         "cached included), tokens and wall time are the optimizer's, averaged over seeds.",
         "",
@@ -150,6 +151,7 @@ def markdown(
                 "baseline test",
                 "optimized test",
                 "lift [95% CI]",
+                "per seed",
                 "n distinct",
                 "sign p",
                 "metric calls",
@@ -167,6 +169,7 @@ def markdown(
                     _pct(r["baseline_test"]),
                     _pct(r["optimized_test"]),
                     f"{_signed(r['lift'])} [{_signed(r['lift_ci'][0])}, {_signed(r['lift_ci'][1])}]",
+                    " / ".join(_signed(x) for x in r["seed_lifts"]),
                     str(r["n_distinct"]),
                     _p(r["sign_p"]),
                     _int(r["metric_calls"]),

@@ -182,6 +182,10 @@ def test_matrix_cells_report_and_resume_after_an_interrupt(tmp_path, iris):
     files = build_report(ref.out)
     md = files.markdown.read_text()
     assert "## iris" in md and "| predict | gepa | `local` | 2 | 24 |" in md
+    gepa_cells = sorted(
+        (c for c in store.cells() if c.config.optimizer == "gepa"), key=lambda c: c.config.seed
+    )
+    assert "| " + " / ".join(f"{100 * c.finished().lift.mean:+.1f}" for c in gepa_cells) + " |" in md
     where = md.split("### Where the metric calls went (mean per cell)")[1].split("\n\n")[1]
     assert where.splitlines()[0].startswith("| optimizer |") and "validation" in where.splitlines()[0]
     assert [row.split("|")[1].strip() for row in where.splitlines()[2:]] == ["gepa"]  # baseline spends none
