@@ -81,7 +81,13 @@ class CandidateAcceptedEvent(TypedDict):
     candidate: dict[str, Any]  # Candidate.to_dict()
 
 
-class CandidateRejectedEvent(TypedDict):
+class _RejectedDetails(TypedDict, total=False):
+    # "validation": rejected by a staged validation (scores are means over example_ids); absent:
+    # on the minibatch (scores are sums).
+    stage: str
+
+
+class CandidateRejectedEvent(_RejectedDetails):
     iteration: int
     parent_id: int
     component: str

@@ -19,6 +19,7 @@ from promptopt.optimizers.gepa.strategies import (
     parent_selector,
 )
 from promptopt.optimizers.gepa.strategies._resolve import name_of
+from promptopt.optimizers.gepa.validation import VALIDATION_MODES
 
 AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
 
@@ -57,6 +58,7 @@ class GEPAConfig:
     minibatch_size: int = 3
     parallel_proposals: int = 1
     tie_extensions: int = 1
+    validation: str = "full"
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
     # None: sized to the reflection LM's context window (see limits.py) when the run starts;
@@ -78,6 +80,10 @@ class GEPAConfig:
             raise ValueError(f"minibatch_size must be at least 1, not {self.minibatch_size}.")
         if self.parallel_proposals < 1:
             raise ValueError(f"parallel_proposals must be at least 1, not {self.parallel_proposals}.")
+        if self.validation not in VALIDATION_MODES:
+            raise ValueError(
+                f"validation must be one of {', '.join(VALIDATION_MODES)}, not {self.validation!r}."
+            )
         self.strategies()  # a bad name or object is an error now, not at compile time
 
     def fitted_to(self, reflection_lm: Any) -> GEPAConfig:

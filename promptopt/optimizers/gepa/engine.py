@@ -100,6 +100,10 @@ class GEPA:
             time of one proposal when the LMs serve calls in parallel. 1: one at a time.
         tie_extensions: when parent and child tie on the minibatch, score both on up to this many
             further minibatches before rejecting (small minibatches tie often on noisy tasks).
+        validation: how a child that won its minibatch is scored on the validation set:
+            ``"full"`` (all of it) or ``"adaptive"`` (in doubling stages it must pass against its
+            parent, so a child that falls behind costs part of a validation;
+            :mod:`~promptopt.optimizers.gepa.validation`).
         perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
         max_reflection_examples, max_reflection_chars: caps on the reflective dataset (the
             examples shown per proposal, the characters of each of their fields).
@@ -153,6 +157,7 @@ class GEPA:
         minibatch_size: int = 3,
         parallel_proposals: int = 1,
         tie_extensions: int = 1,
+        validation: str = "full",
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
         max_reflection_examples: int | None = None,
@@ -196,6 +201,7 @@ class GEPA:
             minibatch_size=minibatch_size,
             parallel_proposals=parallel_proposals,
             tie_extensions=tie_extensions,
+            validation=validation,
             perfect_score=perfect_score,
             skip_perfect_score=skip_perfect_score,
             max_reflection_examples=max_reflection_examples,

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptopt.core.example import Example
 from promptopt.optimizers import phases
 from promptopt.optimizers.evaluation import CandidateEvaluator, components_key, scores_of
+from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.result import Candidate
+
+if TYPE_CHECKING:
+    from promptopt.optimizers.gepa.run import GEPARun
 
 
 def ancestors(cid: int, by_id: dict[int, Candidate]) -> set[int]:
@@ -101,3 +105,23 @@ def judge_merge(
     merged_sum = sum(merged_scores[i] for i in judged)
     best_parent = max(sum(c.val_scores[i] for i in judged) for c in (ca, cb))
     return bool(judged) and merged_sum >= best_parent
+
+
+def try_merge(run: GEPARun) -> bool:
+    """A merge step of ``run``: False when no pair is left to merge (the iteration goes on to a
+    reflective proposal), else True, the merged candidate judged on a validation subsample and, if
+    it holds up, accepted."""
+    st = run.state
+    tried = set(st.tried_merges)
+    found = find_merge(st.candidates, pareto.front(st.candidates), tried, run.rng)
+    st.tried_merges = sorted(tried)
+    if found is None:
+        return False
+    a, b, _anc, merged = found
+    st.merges_done += 1
+    ca, cb = st.candidates[a], st.candidates[b]
+    accepted = judge_merge(ca, cb, merged, run.val, run.evaluator, run.rng, run.cfg.merge_subsample)
+    run.events.on_merge({"iteration": st.iteration, "ids": [a, b], "accepted": accepted})
+    if accepted:
+        run.accept(merged, [a, b], "merge")
+    return True

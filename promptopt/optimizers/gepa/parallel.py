@@ -147,10 +147,12 @@ class ParallelRound:
         if p.child is not None:
             p.child_recs = run.evaluator.run(p.child, p.batch, phases.MINIBATCH)
             # A child that beats its parent outright (no further minibatch asked for) is accepted
-            # in phase 3 too: its validation run happens here, beside the others, and phase 3
-            # finds the scores in the evaluator's records. A tie is left to phase 3 to settle.
+            # in phase 3 too: its validation run (the first stage of a staged one) happens here,
+            # beside the others, and phase 3 finds the scores in the evaluator's records. A tie is
+            # left to phase 3 to settle.
             if run.acceptance.judge(p.parent_recs, p.child_recs, lambda: None).accepted:
-                run.evaluator.run(p.child, run.val, phases.VALIDATION)
+                first = run.staged.first_stage() if run.staged is not None else run.val
+                run.evaluator.run(p.child, first, phases.VALIDATION)
 
     def settle(self, proposals: list[Proposal]) -> None:
         """Phase 3: pool, acceptance, candidates and proposer outcomes, in the proposals' order."""

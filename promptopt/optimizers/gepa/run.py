@@ -20,10 +20,11 @@ from promptopt.optimizers.gepa.budget_plan import proposal_cost, why_exhausted
 from promptopt.optimizers.gepa.child import ChildProposer, make_proposer
 from promptopt.optimizers.gepa.config import GEPAConfig
 from promptopt.optimizers.gepa.demos import DemoPool
-from promptopt.optimizers.gepa.merge import find_merge, judge_merge
+from promptopt.optimizers.gepa.merge import try_merge
 from promptopt.optimizers.gepa.parallel import ParallelRound, round_size
 from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
 from promptopt.optimizers.gepa.summary import print_estimate, result_of
+from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
 from promptopt.optimizers.result import Candidate, OptimizationResult, best_candidate, compare_on_common
 from promptopt.optimizers.session import RunSession
 from promptopt.optimizers.stoppers import (
@@ -56,6 +57,9 @@ class GEPARun:
         self.program: Program = session.program
         self.train = {e.id: e for e in trainset}
         self.val = valset
+        self.staged = (
+            StagedValidation(valset, cfg.minibatch_size, cfg.seed) if cfg.validation == "adaptive" else None
+        )
         self.config = config
         self.proposer = make_proposer(cfg.proposer, reflection_lm)
         self.parents, self.sampler, selector, self.acceptance = cfg.strategies()
@@ -269,7 +273,7 @@ class GEPARun:
         st, cfg = self.state, self.cfg
         if cfg.use_merge and st.merges_due > 0 and st.merges_done < cfg.max_merge_invocations:
             st.merges_due -= 1
-            if self._try_merge():
+            if try_merge(self):
                 return
         parent_id = self.parents.select(st.candidates, self.rng)
         parent = st.candidates[parent_id]
@@ -346,7 +350,8 @@ class GEPARun:
                 }
             )
             return False
-        self._accept(child, [parent_id], "reflection:" + ",".join(changed))
+        if self.accept(child, [parent_id], "reflection:" + ",".join(changed)) is None:
+            return False
         st.merges_due += 1
         return True
 
@@ -360,8 +365,17 @@ class GEPARun:
         ids = self.sampler.next_batch(self.state, self.cfg.minibatch_size, self.rng)
         return [self.train[i] for i in ids]
 
-    def _accept(self, components: dict[str, Any], parents: list[int], origin: str) -> Candidate:
+    def accept(self, components: dict[str, Any], parents: list[int], origin: str) -> Candidate | None:
+        """Score a child on validation and add it to the candidates; None when a staged validation
+        turned it away first."""
         st = self.state
+        if self.staged is not None:
+            reference = max((st.candidates[p] for p in parents), key=lambda c: c.val_score)
+            screening = self.staged.screen(self.evaluator, components, reference.val_scores)
+            if not screening.passed:
+                event = rejection_event(st.iteration, reference.id, origin, screening, self.staged.order)
+                self.events.on_candidate_rejected(event)  # type: ignore[arg-type]
+                return None
         recs = self.evaluator.run(components, self.val, phases.VALIDATION)
         cand = Candidate(
             id=len(st.candidates),
@@ -381,19 +395,3 @@ class GEPARun:
         self.events.on_val_evaluated({"candidate_id": cand.id, "score": cand.val_score})
         self.events.on_candidate_accepted({"iteration": st.iteration, "candidate": cand.to_dict()})
         return cand
-
-    def _try_merge(self) -> bool:
-        st = self.state
-        tried = set(st.tried_merges)
-        found = find_merge(st.candidates, pareto.front(st.candidates), tried, self.rng)
-        st.tried_merges = sorted(tried)
-        if found is None:
-            return False
-        a, b, _anc, merged = found
-        st.merges_done += 1
-        ca, cb = st.candidates[a], st.candidates[b]
-        accepted = judge_merge(ca, cb, merged, self.val, self.evaluator, self.rng, self.cfg.merge_subsample)
-        self.events.on_merge({"iteration": st.iteration, "ids": [a, b], "accepted": accepted})
-        if accepted:
-            self._accept(merged, [a, b], "merge")
-        return True
