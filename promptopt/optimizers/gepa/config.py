@@ -59,6 +59,7 @@ class GEPAConfig:
     parallel_proposals: int = 1
     tie_extensions: int = 1
     validation: str = "full"
+    seed_demos: int = 0
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
     # None: sized to the reflection LM's context window (see limits.py) when the run starts;
@@ -80,6 +81,8 @@ class GEPAConfig:
             raise ValueError(f"minibatch_size must be at least 1, not {self.minibatch_size}.")
         if self.parallel_proposals < 1:
             raise ValueError(f"parallel_proposals must be at least 1, not {self.parallel_proposals}.")
+        if self.seed_demos < 0:
+            raise ValueError(f"seed_demos must be 0 (none) or more, not {self.seed_demos}.")
         if self.validation not in VALIDATION_MODES:
             raise ValueError(
                 f"validation must be one of {', '.join(VALIDATION_MODES)}, not {self.validation!r}."

@@ -104,6 +104,9 @@ class GEPA:
             ``"full"`` (all of it) or ``"adaptive"`` (in doubling stages it must pass against its
             parent, so a child that falls behind costs part of a validation;
             :mod:`~promptopt.optimizers.gepa.validation`).
+        seed_demos: with ``k`` > 0, a second starting candidate: the seed with ``k`` demos per
+            predictor from its own successful training runs, scored before the first proposal
+            and counted in the budget (:mod:`~promptopt.optimizers.gepa.demo_seed`). 0: none.
         perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
         max_reflection_examples, max_reflection_chars: caps on the reflective dataset (the
             examples shown per proposal, the characters of each of their fields).
@@ -158,6 +161,7 @@ class GEPA:
         parallel_proposals: int = 1,
         tie_extensions: int = 1,
         validation: str = "full",
+        seed_demos: int = 0,
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
         max_reflection_examples: int | None = None,
@@ -202,6 +206,7 @@ class GEPA:
             parallel_proposals=parallel_proposals,
             tie_extensions=tie_extensions,
             validation=validation,
+            seed_demos=seed_demos,
             perfect_score=perfect_score,
             skip_perfect_score=skip_perfect_score,
             max_reflection_examples=max_reflection_examples,

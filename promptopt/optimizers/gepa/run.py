@@ -19,6 +19,7 @@ from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.budget_plan import proposal_cost, why_exhausted
 from promptopt.optimizers.gepa.child import ChildProposer, make_proposer
 from promptopt.optimizers.gepa.config import GEPAConfig
+from promptopt.optimizers.gepa.demo_seed import add_demo_seed
 from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import try_merge
 from promptopt.optimizers.gepa.parallel import ParallelRound, round_size
@@ -253,6 +254,8 @@ class GEPARun:
     def _step(self) -> list[int]:
         """Run the next iteration, or round of iterations; returns their numbers."""
         st, cfg = self.state, self.cfg
+        if cfg.seed_demos and not st.demo_seed_done:
+            return add_demo_seed(self)  # before the first proposal; ends no iteration
         merge_due = cfg.use_merge and st.merges_due > 0 and st.merges_done < cfg.max_merge_invocations
         size = round_size(cfg.parallel_proposals, self.budget_left(), self.proposal_cost())
         if size > 1 and not merge_due:

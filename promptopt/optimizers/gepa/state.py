@@ -47,6 +47,7 @@ class GEPAState:
     feedback_calls: int = 0  # predictor feedback asked of the metric while reflecting
     proposer_state: dict[str, Any] = field(default_factory=dict)
     stalled_iterations: int = 0
+    demo_seed_done: bool = False  # the seed_demos candidate was made (or could not be)
     unscored_calls: int = 0  # runs the LM or the metric failed on; not metric calls
     stop_reason: str = ""
     finished: bool = False

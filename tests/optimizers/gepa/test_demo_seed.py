@@ -1,0 +1,90 @@
+"""``seed_demos=k``: GEPA starts from the seed and from the seed with demos of its own successful
+training runs, bootstrapped within the budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from promptopt.optimizers import GEPA, Callback, phases
+from promptopt.testing import Killed, ScriptedLM, toy_examples, toy_metric, toy_program, toy_reply
+from tests.optimizers.gepa.test_budget import reflection_reply, task_reply
+
+
+def shown_lm():
+    """Right exactly when a demo is shown: only demos can help."""
+    return ScriptedLM(lambda messages: toy_reply(messages, lambda word, system, shown: shown))
+
+
+def gepa(**options) -> GEPA:
+    opts = dict(
+        max_metric_calls=80,
+        reflection_lm=ScriptedLM(reflection_reply),
+        proposer="rules",
+        progress=False,
+        evolve_demos=False,
+        minibatch_size=3,
+        max_stalled_iterations=1000,
+        seed_demos=2,
+        seed=0,
+    )
+    opts.update(options)
+    return GEPA(toy_metric, **opts)
+
+
+def test_the_demo_candidate_starts_beside_the_seed_and_wins_where_demos_help():
+    result = gepa().compile(toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=shown_lm())
+    demo = result.candidates[1]
+    assert demo.origin == "demos:bootstrap" and demo.parents == [0]
+    assert len(demo.components["self.demos"]) == 2 and result.seed_score == 0.0 and demo.val_score == 1.0
+    # The seed never succeeds, so no trace makes a demo: labeled training examples fill in, after the
+    # most runs allowed (4 per demo wanted).
+    assert result.budget.metric_calls_by_phase[phases.BOOTSTRAP] == 8
+    assert result.best_id == 1 and result.budget.metric_calls <= 80
+
+
+def test_demos_come_from_the_seeds_successful_runs_which_later_minibatches_reuse():
+    result = gepa(labeled_demos=False).compile(
+        toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=ScriptedLM(task_reply)
+    )
+    demo = result.candidates[1]
+    assert demo.origin == "demos:bootstrap" and len(demo.components["self.demos"]) == 2
+    by_phase = result.budget.metric_calls_by_phase
+    assert 2 <= by_phase[phases.BOOTSTRAP] <= 8 and sum(by_phase.values()) == result.budget.metric_calls
+    assert result.budget.metric_calls <= 80
+
+
+def test_without_room_in_the_budget_no_demo_candidate_is_made():
+    result = gepa(max_metric_calls=7).compile(
+        toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=shown_lm()
+    )
+    assert len(result.candidates) == 1 and result.budget.metric_calls == 6
+
+
+class DieOnTheDemoCandidate(Callback):
+    def on_candidate_accepted(self, event):
+        if event["candidate"]["origin"] == "demos:bootstrap":
+            raise Killed
+
+
+def test_a_run_killed_while_making_the_demo_candidate_resumes_to_the_uninterrupted_result(tmp_path):
+    def compile_(run_dir, callbacks=(), resume=False):
+        return gepa(callbacks=list(callbacks)).compile(
+            toy_program(),
+            toy_examples(10),
+            toy_examples(6, offset=10),
+            lm=ScriptedLM(task_reply),
+            run_dir=run_dir,
+            resume=resume,
+        )
+
+    full = compile_(tmp_path / "full")
+    with pytest.raises(Killed):
+        compile_(tmp_path / "killed", [DieOnTheDemoCandidate()])
+    resumed = compile_(tmp_path / "killed", resume=True)
+    assert [c.to_dict() for c in resumed.candidates] == [c.to_dict() for c in full.candidates]
+    assert resumed.budget.metric_calls_by_phase == full.budget.metric_calls_by_phase
+
+
+def test_a_negative_count_is_refused():
+    with pytest.raises(ValueError, match="seed_demos must be 0 \\(none\\) or more, not -1"):
+        GEPA(toy_metric, max_metric_calls=10, seed_demos=-1)
