@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from promptopt.bench.optimizers import OPTIMIZERS
+from promptopt.bench.optimizers import OPTIMIZERS, base_name
 from promptopt.bench.records import CellNumbers, CellRecord
 from promptopt.bench.stats import pair_by_id, pooled_paired, sign_counts, sign_test
 
@@ -44,10 +44,11 @@ CSV_COLUMNS = [
 ]
 
 
-def optimizer_order(name: str) -> int:
-    """Where optimizer ``name`` is listed: in the registry's order, unknown ones last."""
-    names = list(OPTIMIZERS)
-    return names.index(name) if name in names else len(names)
+def optimizer_order(name: str) -> tuple[int, str]:
+    """Where optimizer ``name`` is listed: in the registry's order (a variant after its optimizer),
+    unknown ones last."""
+    names, base = list(OPTIMIZERS), base_name(name)
+    return (names.index(base) if base in names else len(names), name)
 
 
 def cell_row(c: CellRecord) -> dict[str, Any]:

@@ -197,7 +197,12 @@ def _add_langprobe(sub: Any) -> None:
     src.add_argument(
         "--programs", help="comma-separated program names, or 'all' (default: each task's first)"
     )
-    src.add_argument("--optimizers", help="comma-separated, from: " + ", ".join(OPTIMIZERS))
+    src.add_argument(
+        "--optimizers",
+        help="comma-separated, from: "
+        + ", ".join(OPTIMIZERS)
+        + " (NAME@LABEL: a variant, options from the config)",
+    )
     src.add_argument("--lm", help="task LM string(s), comma-separated (default: local)")
     src.add_argument("--reflection-lm", help="GEPA's reflection LM (default: local)")
     src.add_argument("--proposer-lm", help="MIPROv2's instruction proposer (default: the reflection LM)")

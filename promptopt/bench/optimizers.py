@@ -146,10 +146,32 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
 }
 
 
+VARIANT_LABEL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def base_name(name: str) -> str:
+    """The registered optimizer behind ``name``: ``gepa@adaptive`` is a variant of ``gepa`` (its
+    options are ``optimizer_options["gepa@adaptive"]``), so one matrix can compare settings."""
+    return name.split("@", 1)[0]
+
+
+def check_optimizer_name(name: str) -> str | None:
+    """Why ``name`` names no optimizer of the registry or variant of one; None when it does."""
+    base, _, label = name.partition("@")
+    if base not in OPTIMIZERS:
+        return f"Unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}, or NAME@LABEL for a variant."
+    if "@" in name and (base == "baseline" or not VARIANT_LABEL.fullmatch(label)):
+        return (
+            f"Optimizer variant {name!r}: the label after '@' must be letters, digits, '_' or '-', "
+            "and the seed program (baseline) has no variants."
+        )
+    return None
+
+
 def availability(name: str) -> str | None:
     """``None`` when the optimizer can run here, else why not."""
     try:
-        OPTIMIZERS[name].check()
+        OPTIMIZERS[base_name(name)].check()
     except OptimizerUnavailableError as exc:
         return str(exc)
     return None
@@ -157,7 +179,7 @@ def availability(name: str) -> str | None:
 
 def build_optimizer(name: str, ctx: RunContext) -> Optimizer:
     """The optimizer ``name`` for one cell; an option it does not take is named in the error."""
-    entry = OPTIMIZERS[name]
+    entry = OPTIMIZERS[base_name(name)]
     if entry.build is None:
         raise ValueError(f"{name} is the seed program, not an optimizer.")
     entry.check()
@@ -176,7 +198,7 @@ def build_optimizer(name: str, ctx: RunContext) -> Optimizer:
 
 def run_optimizer(name: str, ctx: RunContext) -> OptimizationResult:
     """Run optimizer ``name`` on one cell (``resume=True`` on its run directory)."""
-    if OPTIMIZERS[name].build is None:
+    if OPTIMIZERS[base_name(name)].build is None:
         return _seed_result(ctx.program)
     optimizer = build_optimizer(name, ctx)
     return optimizer.compile(

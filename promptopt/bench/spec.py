@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptopt.bench.optimizers import OPTIMIZERS
+from promptopt.bench.optimizers import OPTIMIZERS, check_optimizer_name
 from promptopt.bench.records import CellConfig
 from promptopt.tasks import get_task, task_names
 
@@ -127,7 +127,13 @@ class ExperimentSpec:
         if self.task_apps:
             self._register_task_apps()
         _check_list("tasks", self.tasks, task_names())
-        _check_list("optimizers", self.optimizers, tuple(OPTIMIZERS))
+        if not self.optimizers:
+            raise SpecError(f"optimizers must name at least one of: {', '.join(OPTIMIZERS)}.")
+        for name in self.optimizers:
+            if problem := check_optimizer_name(name):
+                raise SpecError(problem)
+        if len(set(self.optimizers)) != len(self.optimizers):
+            raise SpecError(f"optimizers has duplicates: {self.optimizers!r}.")
         if not self.lms or not all(isinstance(x, str) and x for x in self.lms):
             raise SpecError("lms must be a non-empty list of LM strings (e.g. ['local']).")
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
@@ -143,10 +149,8 @@ class ExperimentSpec:
             if value is not None and (not isinstance(value, str) or not value):
                 raise SpecError(f"{name} must be an LM string (e.g. 'local'), not {value!r}.")
         for opt, options in self.optimizer_options.items():
-            if opt not in OPTIMIZERS:
-                raise SpecError(
-                    f"optimizer_options names an unknown optimizer {opt!r}; allowed: {', '.join(OPTIMIZERS)}."
-                )
+            if problem := check_optimizer_name(opt):
+                raise SpecError(f"optimizer_options: {problem}")
             if not isinstance(options, dict):
                 raise SpecError(f"optimizer_options[{opt!r}] must be a table of keyword arguments.")
         if self.lm_cache not in LM_CACHE_MODES:
