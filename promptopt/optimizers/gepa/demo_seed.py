@@ -31,8 +31,8 @@ def add_demo_seed(run: GEPARun) -> list[int]:
     k, predictors, seed = cfg.seed_demos, list(run.signatures), st.candidates[0]
     order = sorted(run.train.values(), key=lambda e: e.id)
     random.Random(f"gepa-demo-seed-{cfg.seed}").shuffle(order)
-    # The runs and the validation must both fit in what is left.
-    cap = min(len(order), EXAMPLES_PER_DEMO * k, run.budget_left() - len(run.val))
+    # The runs, their validation and one proposal after them must fit in what is left.
+    cap = min(len(order), EXAMPLES_PER_DEMO * k, run.budget_left() - len(run.val) - run.proposal_cost())
     if not predictors or cap < 1:
         return []
     ran = 0

@@ -121,7 +121,7 @@ def try_merge(run: GEPARun) -> bool:
     st.merges_done += 1
     ca, cb = st.candidates[a], st.candidates[b]
     accepted = judge_merge(ca, cb, merged, run.val, run.evaluator, run.rng, run.cfg.merge_subsample)
+    # A staged validation may still refuse what the subsample let through.
+    accepted = accepted and run.accept(merged, [a, b], "merge") is not None
     run.events.on_merge({"iteration": st.iteration, "ids": [a, b], "accepted": accepted})
-    if accepted:
-        run.accept(merged, [a, b], "merge")
     return True

@@ -55,6 +55,7 @@ class Proposal:
     child_recs: list[Record] = field(default_factory=list)
     proposers: list[str] = field(default_factory=list)  # who wrote the child's texts
     known_outcomes: list[tuple[str, bool]] = field(default_factory=list)  # proposals refused early
+    prevalidated: bool = False  # won its minibatch outright: its (first-stage) validation ran in phase 2
 
 
 def task_rng(seed: int, iteration: int) -> random.Random:
@@ -153,12 +154,17 @@ class ParallelRound:
             if run.acceptance.judge(p.parent_recs, p.child_recs, lambda: None).accepted:
                 first = run.staged.first_stage() if run.staged is not None else run.val
                 run.evaluator.run(p.child, first, phases.VALIDATION)
+                p.prevalidated = True
 
     def settle(self, proposals: list[Proposal]) -> None:
         """Phase 3: pool, acceptance, candidates and proposer outcomes, in the proposals' order."""
         run, cfg, st = self.run, self.run.cfg, self.run.state
         outcomes: list[tuple[str, bool]] = []
-        for p in proposals:
+        # A child that won outright has only its first validation stage paid for: a tie settled
+        # before it may not spend what its later stages need.
+        unpaid = len(run.val) - len(run.staged.first_stage()) if run.staged is not None else 0
+        for i, p in enumerate(proposals):
+            run.reserved = unpaid * sum(q.prevalidated for q in proposals[i + 1 :])
             st.iteration = p.iteration
             run.events.on_iteration_start({"iteration": p.iteration})
             outcomes.extend(p.known_outcomes)
@@ -170,4 +176,5 @@ class ParallelRound:
                 accepted = run._judge(p.parent_id, p.child, p.changed, p.batch, p.parent_recs, p.child_recs)
                 outcomes.extend((name, accepted) for name in p.proposers)
             run._count_stall(spent=not (p.skipped or "").endswith("(no budget spent)"))
+        run.reserved = 0
         run.children.tally(outcomes)

@@ -58,9 +58,9 @@ class GEPARun:
         self.program: Program = session.program
         self.train = {e.id: e for e in trainset}
         self.val = valset
-        self.staged = (
-            StagedValidation(valset, cfg.minibatch_size, cfg.seed) if cfg.validation == "adaptive" else None
-        )
+        staged = cfg.validation == "adaptive"
+        self.staged = StagedValidation(valset, cfg.minibatch_size, cfg.seed) if staged else None
+        self.reserved = 0  # budget promised to later proposals of a parallel round (their stages)
         self.config = config
         self.proposer = make_proposer(cfg.proposer, reflection_lm)
         self.parents, self.sampler, selector, self.acceptance = cfg.strategies()
@@ -328,7 +328,7 @@ class GEPARun:
         judged = [batch]
 
         def extend() -> tuple[list[Record], list[Record]] | None:
-            if self.budget_left() < self.proposal_cost():  # the child's validation comes first
+            if self.budget_left() - self.reserved < self.proposal_cost():  # validations come first
                 return None
             seen = {e.id for e in judged[0]}
             more = [e for e in self._next_minibatch() if e.id not in seen]  # an epoch may wrap around
@@ -369,8 +369,7 @@ class GEPARun:
         return [self.train[i] for i in ids]
 
     def accept(self, components: dict[str, Any], parents: list[int], origin: str) -> Candidate | None:
-        """Score a child on validation and add it to the candidates; None when a staged validation
-        turned it away first."""
+        """Score a child on validation and add it to the candidates (None: a staged one refused it)."""
         st = self.state
         if self.staged is not None:
             reference = max((st.candidates[p] for p in parents), key=lambda c: c.val_score)
