@@ -121,7 +121,7 @@ def _all_failed(errors: list[Any]) -> str:
 def cmd_lm(args: argparse.Namespace) -> int:
     from promptopt.lm.model_files import list_models, resolve_model_path
     from promptopt.lm.models import get_model
-    from promptopt.lm.server import LocalServer
+    from promptopt.lm.server import LocalServer, servers_of
 
     if args.action == "list":
         for row in list_models():
@@ -144,9 +144,13 @@ def cmd_lm(args: argparse.Namespace) -> int:
             "stop it with: promptopt lm stop"
         )
     elif args.action == "status":
-        print(json.dumps(server.status(), indent=2))
+        # The one a local LM would use now, and any other left running (another engine or slots).
+        others = [s for s in servers_of(args.model) if s.dir != server.dir]
+        for each in [server, *others]:
+            print(json.dumps(each.status(), indent=2))
     elif args.action == "stop":
-        print("stopped" if server.stop() else "no server was running")
+        stopped = [s.dir.relative_to(s.dir.parents[1]) for s in servers_of(args.model) if s.stop()]
+        print(f"stopped {', '.join(map(str, stopped))}" if stopped else "no server was running")
     elif args.action == "check":
         import promptopt as po
 

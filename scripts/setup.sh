@@ -35,16 +35,16 @@ pip() { "$VENV/bin/python" -m pip "$@"; }
 # llama-cpp-python ships only as source: build it once per CPU feature set and keep the wheel.
 # The flags name this CPU's instruction sets (promptopt/lm/cpu_flags.py says why).
 llama_flags() { "$PY" promptopt/lm/cpu_flags.py; }
-# The source package is downloaded once into the cache: the wheel and llama-server (below) are
-# both built from it.
+# The source package is downloaded once into the cache: the wheel and llama-server (below,
+# `promptopt lm build-server`, which looks for it there) are both built from it.
 LLAMA_SOURCE="$CACHE/sources/llama_cpp_python-$LLAMA_VERSION.tar.gz"
-if [ ! -f "$LLAMA_SOURCE" ]; then
-  pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sources"
-fi
 if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
   flags="$(llama_flags)"
   wheel_dir="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-$(echo "$flags" | sha256sum | cut -c1-12)"
   if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    if [ ! -f "$LLAMA_SOURCE" ]; then
+      pip download -q --no-deps --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sources"
+    fi
     echo "setup: building llama-cpp-python $LLAMA_VERSION (about 5 minutes on 2 cores)"
     CMAKE_ARGS="$flags" pip wheel -q --no-cache-dir --no-deps "$LLAMA_SOURCE" -w "$wheel_dir"
   fi

@@ -106,12 +106,11 @@ def paired_test_scores(c: CellRecord) -> tuple[list[Any], list[float], list[floa
 
 
 def mean_phases(splits: Sequence[dict[str, float]]) -> dict[str, float]:
-    """The mean metric calls of each phase over runs (a phase a run lacks counts 0); empty when no
-    run said where its calls went."""
-    if not any(splits):
-        return {}
-    phases = sorted({p for split in splits for p in split})
-    return {p: float(np.mean([split.get(p, 0) for split in splits])) for p in phases}
+    """The mean metric calls of each phase over the runs that said where their calls went (a phase
+    such a run lacks counts 0); empty when none did."""
+    told = [split for split in splits if split]
+    phases = sorted({p for split in told for p in split})
+    return {p: float(np.mean([split.get(p, 0) for split in told])) for p in phases}
 
 
 def aggregate(cells: Sequence[CellRecord]) -> list[dict[str, Any]]:

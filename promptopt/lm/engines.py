@@ -81,6 +81,11 @@ class Engine:
             "--verbose", "False",
         ]  # fmt: skip
 
+    @property
+    def health_path(self) -> str:
+        # llama-server answers /v1/models while the model is still loading; /health only when ready.
+        return "/health" if self.name == LLAMA_SERVER else "/v1/models"
+
     def identity(self) -> dict[str, str]:
         """What served the replies, for a local LM's identity: the engine and the llama.cpp source
         it was built from (llama-cpp-python's release; a binary named by path: its sha256)."""
@@ -171,17 +176,13 @@ def resolve_engine(name: str | None = None) -> Engine:
                 f"{ENGINE_ENV}={LLAMA_CPP_PYTHON}."
             )
     if not _llama_cpp_python_installed():
+        if name == LLAMA_CPP_PYTHON:
+            raise LocalModelError(
+                f"{ENGINE_ENV}={LLAMA_CPP_PYTHON} but llama-cpp-python is not installed: "
+                "pip install 'promptopt[local]', or unset it to use llama-server."
+            )
         raise LocalModelError(
             "No local server is installed: run `promptopt lm build-server` for llama.cpp's llama-server, "
             "or pip install 'promptopt[local]' for llama-cpp-python's."
         )
     return Engine(LLAMA_CPP_PYTHON, sys.executable)
-
-
-def default_engine_name() -> str:
-    """The engine a local LM would be served by here, without raising when none is installed
-    (identities and cache keys are computed before any server starts)."""
-    try:
-        return resolve_engine().name
-    except LocalModelError:
-        return os.environ.get(ENGINE_ENV) or LLAMA_CPP_PYTHON

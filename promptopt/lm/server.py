@@ -27,7 +27,14 @@ from typing import Any, ClassVar
 
 from promptopt.io import file_lock, write_json_atomic
 from promptopt.lm.cache import default_cache_dir
-from promptopt.lm.engines import Engine, ServerSettings, local_slots, resolve_engine
+from promptopt.lm.engines import (
+    ENGINES,
+    LLAMA_CPP_PYTHON,
+    Engine,
+    ServerSettings,
+    local_slots,
+    resolve_engine,
+)
 from promptopt.lm.leases import live_leases, pid_alive
 from promptopt.lm.model_files import resolve_model_path, sha256_file
 from promptopt.lm.models import LocalModel, LocalModelError, get_model
@@ -52,7 +59,9 @@ class LocalServer:
         self._model_path = model_path
         self.engine = engine or resolve_engine()
         self.slots = local_slots(self.engine)  # requests it serves at once
-        self.dir = default_cache_dir() / "servers" / self.engine.name / spec.name
+        # Servers with other slots are other servers: their replies are not interchangeable.
+        slots = "" if self.slots == 1 else f"-{self.slots}-slots"
+        self.dir = default_cache_dir() / "servers" / self.engine.name / f"{spec.name}{slots}"
         self.state_file = self.dir / "server.json"
         self.log_file = self.dir / "server.log"
         self.port: int | None = None
@@ -65,7 +74,7 @@ class LocalServer:
     def for_model(cls, name: str | None = None) -> LocalServer:
         spec = get_model(name)
         engine = resolve_engine()
-        key = f"{engine.name}/{spec.name}"
+        key = f"{engine.name}/{spec.name}/{local_slots(engine)}"
         with cls._lock:
             if key not in cls._instances:
                 cls._instances[key] = cls(spec, engine=engine)
@@ -88,7 +97,9 @@ class LocalServer:
         if not port:
             return False
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=timeout) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}{self.engine.health_path}", timeout=timeout
+            ) as r:
                 return r.status == 200
         except (urllib.error.URLError, OSError, TimeoutError):
             return False
@@ -277,3 +288,28 @@ class LocalServer:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
         return True
+
+
+def servers_of(name: str | None = None) -> list[LocalServer]:
+    """A handle on every server of this model that left its state here, whatever engine or slots
+    started it (and where servers were kept before the engine was a choice), for status and stop."""
+    spec = get_model(name)
+    root = default_cache_dir() / "servers"
+    folders = [
+        *sorted(root.glob(f"*/{spec.name}")),
+        *sorted(root.glob(f"*/{spec.name}-*-slots")),
+        root / spec.name,
+    ]
+    found = []
+    for folder in folders:
+        if not (folder / "server.json").is_file():
+            continue
+        engine = (
+            folder.parent.name
+            if folder.parent != root and folder.parent.name in ENGINES
+            else LLAMA_CPP_PYTHON
+        )
+        server = LocalServer(spec, engine=Engine(engine, ""))  # only its state is read
+        server.dir, server.state_file, server.log_file = folder, folder / "server.json", folder / "server.log"
+        found.append(server)
+    return found

@@ -78,7 +78,7 @@ def _source_package(version: str, log: list[str]) -> Path:
     found = sorted(sources.glob(f"llama_cpp_python-{version}.tar.gz"))
     if found:
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", "llama-cpp-python",
            f"llama-cpp-python=={version}", "-d", str(sources)]  # fmt: skip
     log.append(" ".join(cmd))
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -135,7 +135,14 @@ def build_llama_server(
                 members = [m for m in tar.getmembers() if m.name.startswith(root)]
                 if not members:
                     raise LocalModelError(f"{package} holds no vendor/llama.cpp source tree.")
-                tar.extractall(tmp, members=members, filter="data")
+                # Nothing may land outside the build folder.
+                unsafe = [m.name for m in members if m.name.startswith("/") or ".." in Path(m.name).parts]
+                if unsafe:
+                    raise LocalModelError(f"{package} holds paths outside its folder: {unsafe[:3]}")
+                if hasattr(tarfile, "data_filter"):  # Python 3.11.4+
+                    tar.extractall(tmp, members=members, filter="data")
+                else:  # links could point anywhere: the build needs none of them
+                    tar.extractall(tmp, members=[m for m in members if not (m.issym() or m.islnk())])
             source = Path(tmp) / root
             build = Path(tmp) / "build"
             steps = [

@@ -101,7 +101,7 @@ def test_the_engine_is_part_of_a_local_models_identity_and_cache_key(cache_dir, 
         backend._server = server
         keys[name] = backend.cache_identity()
     assert keys[LLAMA_CPP_PYTHON] == f"local/{backend_spec().name}@{'ab' * 8}"
-    assert keys[LLAMA_SERVER] == keys[LLAMA_CPP_PYTHON] + "+llama-server"
+    assert keys[LLAMA_SERVER] == keys[LLAMA_CPP_PYTHON] + "+llama-server(llama-cpp-python 0.3.36 source)"
 
 
 def backend_spec():
@@ -178,3 +178,44 @@ def test_a_build_is_reused_only_for_the_same_release_and_flags(cache_dir):
     assert not is_built("0.3.36", ["-DGGML_NATIVE=ON"])
     (cache_dir / "bin" / LLAMA_SERVER).unlink()
     assert not is_built("0.3.36", ["-DGGML_AVX2=ON"])
+
+
+def test_servers_with_other_slots_are_other_servers_with_their_own_replies(cache_dir, monkeypatch):
+    from promptopt.lm.backends.llama_server import LlamaServerBackend
+    from promptopt.lm.server import LocalServer
+
+    _fake_binary(cache_dir / "bin")
+    monkeypatch.setenv(engines.SLOTS_ENV, "2")
+    server = LocalServer(backend_spec(), engine=resolve_engine())
+    assert server.dir.name == f"{backend_spec().name}-2-slots"
+    server.model_sha256 = "ab" * 32
+    backend = LlamaServerBackend(None, {})
+    backend._server = server
+    assert "+2-slots+llama-server(" in backend.cache_identity()
+    assert engines.Engine(LLAMA_SERVER, "x").health_path == "/health"  # ready only once loaded
+    assert engines.Engine(LLAMA_CPP_PYTHON, "x").health_path == "/v1/models"
+
+
+def test_lm_stop_stops_the_servers_of_every_engine_and_of_the_old_layout(cache_dir, capsys):
+    import subprocess
+    import sys
+
+    from promptopt.cli import main
+
+    name = backend_spec().name
+    sleepers = []
+    for folder in (cache_dir / "servers" / LLAMA_CPP_PYTHON / name, cache_dir / "servers" / name):
+        folder.mkdir(parents=True)
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        sleepers.append(proc)
+        (folder / "server.json").write_text(json.dumps({"pid": proc.pid, "port": 1}))
+    try:
+        assert main(["lm", "stop"]) == 0
+        out = capsys.readouterr().out
+        assert f"{LLAMA_CPP_PYTHON}/{name}" in out and f"servers/{name}" in out
+        for proc in sleepers:
+            assert proc.wait(timeout=10) is not None
+        assert main(["lm", "stop"]) == 0 and "no server was running" in capsys.readouterr().out
+    finally:
+        for proc in sleepers:
+            proc.kill()

@@ -46,9 +46,13 @@ class LlamaServerBackend:
     def cache_identity(self) -> str:
         server = self.server
         key = f"local/{server.spec.name}@{server.model_sha256[:16]}"
+        if server.slots > 1:  # batched replies may differ from one-at-a-time ones
+            key += f"+{server.slots}-slots"
         # Replies of llama-cpp-python's server keep the key they were cached under before the
-        # engine was a choice; any other engine's replies are kept apart from them.
-        return key if server.engine.name == LLAMA_CPP_PYTHON else f"{key}+{server.engine.name}"
+        # engine was a choice; llama-server's are kept apart, per llama.cpp source they were built from.
+        if server.engine.name == LLAMA_CPP_PYTHON:
+            return key
+        return f"{key}+{server.engine.name}({server.engine.identity()['server_build']})"
 
     def connection(self) -> tuple[str, dict[str, Any]]:
         server = self.server

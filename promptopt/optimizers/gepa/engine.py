@@ -20,7 +20,8 @@ iteration, which is how a resumed run scores what an outage left unscored.
 After ``max_consecutive_failures`` failures in a row the run stops with the
 cause as its stop reason; it is not finished, so ``resume=True`` continues it.
 
-A run never spends past its budget: a proposal starts only when the budget left
+A run does not spend past its budget (only refilling scores an LM outage left
+missing can): a proposal starts only when the budget left
 pays for two minibatch runs and the validation of an accepted child (a round of
 parallel proposals is cut to what it pays for, and a tie is extended only while
 the child's validation stays paid for), so a run ends with less than one
