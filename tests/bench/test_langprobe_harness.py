@@ -348,5 +348,5 @@ def test_optimizer_options_reach_the_optimizer_and_are_checked(tmp_path, iris):
         record.error.message
     )
     assert "minibatch_size" in record.error.message
-    with pytest.raises(SpecError, match="optimizer_options names an unknown optimizer 'gepa3'"):
+    with pytest.raises(SpecError, match="optimizer_options: Unknown optimizer 'gepa3'"):
         iris.spec(tmp_path, optimizer_options={"gepa3": {}})
