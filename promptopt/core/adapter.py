@@ -130,7 +130,7 @@ class ChatAdapter:
         if spans and missing == [signature.output_names[-1]]:
             # Small models often end their reasoning with the answer in prose or LaTeX and stop
             # there; the answer they state is the one they meant to write in the last field.
-            stated = _stated_answer(text)
+            stated = _stated_answer(text) or _closing_choice(text, signature.outputs[-1].choices)
             if stated is not None:
                 spans[missing.pop()] = stated
         if missing:
@@ -207,6 +207,32 @@ def _stated_answer(text: str) -> str | None:
     value = re.sub(r"^\\\(|\\\)\.?$|^\$+|\$+\.?$", "", value).strip()  # \( 42 \), $42$
     value = _strip_value(value.rstrip(".").strip())
     return value if re.search(r"\w", value) else None
+
+
+def _closing_choice(text: str, choices: Sequence[str] | None) -> str | None:
+    """The label a reply's closing sentence settles on ("... the species is setosa."), for a closed
+    field: the sentence names exactly one of its choices, as the object of its final "is"/"are"."""
+    if not choices:
+        return None
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if s.strip()]
+    if not sentences:
+        return None
+    last = sentences[-1]
+    named = [c for c in choices if re.search(r"(?<!\w)" + re.escape(c) + r"(?!\w)", last, re.IGNORECASE)]
+    if len(named) != 1:
+        return None
+    found = [
+        c
+        for c in choices
+        if re.search(
+            r"\b(?:is|are)\s+(?:most\s+likely\s+|likely\s+|probably\s+)?(?:an?\s+|the\s+)?[\"'*`]*"
+            + re.escape(c)
+            + r"[\"'*`]*\W*$",
+            last,
+            re.IGNORECASE,
+        )
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 _END_MARKERS = re.compile(r"\[\[\s*##\s*completed\s*##\s*\]\]\s*$", re.IGNORECASE)

@@ -74,7 +74,9 @@ class LocalServer:
     def for_model(cls, name: str | None = None) -> LocalServer:
         spec = get_model(name)
         engine = resolve_engine()
-        key = f"{engine.name}/{spec.name}/{local_slots(engine)}"
+        # The cache folder and the executable belong to the key: a server started from another
+        # cache or binary is another server, never one to hand back from here.
+        key = f"{default_cache_dir()}|{engine.executable}|{engine.name}/{spec.name}/{local_slots(engine)}"
         with cls._lock:
             if key not in cls._instances:
                 cls._instances[key] = cls(spec, engine=engine)

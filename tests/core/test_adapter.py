@@ -140,3 +140,25 @@ def test_a_stated_answer_is_typed_and_only_rescues_the_last_field():
     two = sig("question -> reasoning, answer, confidence")
     with pytest.raises(ParseError, match="lacks"):
         A.parse(two, "reasoning: The answer is 4.")  # two fields missing: not guessed
+
+
+@pytest.mark.parametrize(
+    ("reply", "want"),
+    [
+        ("reasoning: The petals are long. Therefore, the species of the iris flower is setosa.", "setosa"),
+        ("reasoning: Long petals.\nSo the flower is most likely **virginica**.", "virginica"),
+        ("reasoning: Wide sepals; these are versicolor", "versicolor"),
+        # Negated, two labels, or a label that is not the closing sentence's answer: not guessed.
+        ("reasoning: The species is not setosa.", None),
+        ("reasoning: It is setosa or it is versicolor.", None),
+        ("reasoning: The species is setosa. But the petals are wide.", None),
+        ("reasoning: Setosa has short petals, unlike this one.", None),
+    ],
+)
+def test_a_closed_last_field_is_read_from_the_closing_sentence_only_when_it_names_one_label(reply, want):
+    s = sig("measurements -> reasoning, species", choices={"species": ["setosa", "versicolor", "virginica"]})
+    if want is None:
+        with pytest.raises(ParseError, match="lacks"):
+            A.parse(s, reply)
+    else:
+        assert A.parse(s, reply)["species"] == want

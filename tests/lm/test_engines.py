@@ -128,6 +128,21 @@ def test_servers_of_two_engines_keep_their_state_apart(cache_dir, monkeypatch):
     }
 
 
+def test_a_server_from_another_cache_or_binary_is_never_handed_back(cache_dir, tmp_path, monkeypatch):
+    from promptopt.lm.server import LocalServer
+
+    monkeypatch.setenv(engines.ENGINE_ENV, LLAMA_SERVER)
+    monkeypatch.setenv(engines.BINARY_ENV, str(_fake_binary(tmp_path / "one")))
+    first = LocalServer.for_model(None)
+    assert LocalServer.for_model(None) is first
+    monkeypatch.setenv(engines.BINARY_ENV, str(_fake_binary(tmp_path / "two")))
+    assert LocalServer.for_model(None) is not first
+    monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "other-cache"))
+    monkeypatch.setenv(engines.BINARY_ENV, str(tmp_path / "one" / "llama-server"))
+    other = LocalServer.for_model(None)
+    assert other is not first and str(other.dir).startswith(str(tmp_path / "other-cache"))
+
+
 def test_slots_come_from_the_environment_for_llama_server_only(cache_dir, monkeypatch):
     from promptopt.lm.engines import local_slots
 
