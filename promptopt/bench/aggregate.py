@@ -106,8 +106,8 @@ def paired_test_scores(c: CellRecord) -> tuple[list[Any], list[float], list[floa
 
 
 def mean_phases(splits: Sequence[dict[str, float]]) -> dict[str, float]:
-    """The mean metric calls of each phase over the runs that said where their calls went (a phase
-    such a run lacks counts 0); empty when none did."""
+    """The mean of each phase (metric calls or seconds) over the runs that said where theirs went
+    (a phase such a run lacks counts 0); empty when none did."""
     told = [split for split in splits if split]
     phases = sorted({p for split in told for p in split})
     return {p: float(np.mean([split.get(p, 0) for split in told])) for p in phases}
@@ -158,6 +158,7 @@ def aggregate(cells: Sequence[CellRecord]) -> list[dict[str, Any]]:
                 "tokens": mean(lambda n: n.spending.tokens),
                 "seconds": mean(lambda n: n.spending.seconds),
                 "metric_calls_by_phase": mean_phases([n.spending.metric_calls_by_phase for n in numbers]),
+                "seconds_by_phase": mean_phases([n.spending.seconds_by_phase for n in numbers]),
             }
         )
     rows.sort(key=lambda r: (r["task"], r["program"], r["lm"], optimizer_order(r["optimizer"])))
@@ -187,6 +188,9 @@ def by_optimizer(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seconds": mean_over_tasks("seconds"),
                 "metric_calls_by_phase": mean_phases(
                     [mean_phases([r["metric_calls_by_phase"] for r in rs]) for rs in tasks.values()]
+                ),
+                "seconds_by_phase": mean_phases(
+                    [mean_phases([r["seconds_by_phase"] for r in rs]) for rs in tasks.values()]
                 ),
             }
         )

@@ -65,10 +65,12 @@ class CellSpending:
     cost: float = 0.0
     seconds_this_process: float = 0.0  # the seconds of the last process (a resumed run's share)
     metric_calls_by_phase: dict[str, int] = field(default_factory=dict)  # empty: not reported
+    seconds_by_phase: dict[str, float] = field(default_factory=dict)  # empty: not reported
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric_calls_by_phase": dict(self.metric_calls_by_phase),
+            "seconds_by_phase": dict(self.seconds_by_phase),
             "metric_calls": self.metric_calls,
             "metric_calls_counted": self.metric_calls_counted,
             "lm_calls": self.lm_calls,
@@ -97,6 +99,7 @@ class CellSpending:
             cost=data.get("cost", 0.0),
             seconds_this_process=data.get("seconds_this_process", 0.0),
             metric_calls_by_phase=dict(data.get("metric_calls_by_phase") or {}),
+            seconds_by_phase=dict(data.get("seconds_by_phase") or {}),
         )
 
 

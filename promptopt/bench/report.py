@@ -78,17 +78,31 @@ def _cell_problem(c: CellRecord) -> str | None:
 
 
 def phase_lines(summary: list[dict[str, Any]]) -> list[str]:
-    """Where each optimizer's metric calls went (mean per cell), for the optimizers that say."""
-    told = [s for s in summary if s["metric_calls_by_phase"]]
-    if not told:
-        return []
-    phases = sorted({p for s in told for p in s["metric_calls_by_phase"]})
-    lines = ["### Where the metric calls went (mean per cell)", ""]
-    lines += _table(
-        ["optimizer", *[p.replace("_", " ") for p in phases]],
-        [[s["optimizer"], *[_int(s["metric_calls_by_phase"].get(p, 0)) for p in phases]] for s in told],
-    )
-    return [*lines, ""]
+    """Where each optimizer's metric calls and wall time went (mean per cell), for the optimizers
+    that say."""
+    lines: list[str] = []
+    for column, title, note in (
+        ("metric_calls_by_phase", "Where the metric calls went (mean per cell)", ""),
+        (
+            "seconds_by_phase",
+            "Where the wall time went (mean seconds per cell)",
+            "Each step's wall time under its phase; `proposal` is the LM writing new instructions. "
+            "Steps run at once (parallel proposals) each count, so a row can add up to more than the "
+            "cell's seconds; the rest of a serial run is the optimizer's own bookkeeping.",
+        ),
+    ):
+        told = [s for s in summary if s.get(column)]
+        if not told:
+            continue
+        phases = sorted({p for s in told for p in s[column]})
+        lines += [f"### {title}", ""] + ([note, ""] if note else [])
+        rows = [[s["optimizer"], *[_int(s[column].get(p, 0)) for p in phases]] for s in told]
+        if column == "seconds_by_phase":
+            rows = [[*row, _int(s["seconds"])] for row, s in zip(rows, told, strict=True)]
+        heads = ["optimizer", *[p.replace("_", " ") for p in phases]]
+        lines += _table(heads + (["seconds"] if column == "seconds_by_phase" else []), rows)
+        lines.append("")
+    return lines
 
 
 def markdown(

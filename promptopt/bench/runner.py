@@ -323,6 +323,7 @@ def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: boo
         seconds=b.seconds or opt_seconds,
         seconds_this_process=opt_seconds,
         metric_calls_by_phase=dict(b.metric_calls_by_phase),
+        seconds_by_phase=dict(b.seconds_by_phase),
     )
     return CellNumbers(
         splits=splits.ids(),

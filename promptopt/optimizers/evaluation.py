@@ -32,6 +32,7 @@ from promptopt.evaluate import evaluate
 from promptopt.example_run import ExampleResult
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.components import deserialize_components
+from promptopt.optimizers.phase_clock import PhaseClock
 from promptopt.optimizers.stoppers import DEFAULT_MAX_CONSECUTIVE_FAILURES, FailureStreak
 
 log = logging.getLogger("promptopt.evaluation")
@@ -174,6 +175,7 @@ class CandidateEvaluator(ScoredRuns):
         self._programs: dict[str, Program] = {}
         self._warned: set[str] = set()
         self._in_flight: dict[str, threading.Event] = {}
+        self.clock: PhaseClock | None = None  # set by the run's session: wall time per phase
 
     def build(self, components: dict[str, Any]) -> Program:
         key = components_key(components)
@@ -207,6 +209,14 @@ class CandidateEvaluator(ScoredRuns):
         Raises :class:`ConsecutiveFailuresError` when the failure streak reaches its limit; the
         examples scored until then are kept.
         """
+        if self.clock is None:
+            return self._run(components, examples, phase)
+        with self.clock.time(phase):
+            return self._run(components, examples, phase)
+
+    def _run(
+        self, components: dict[str, Any], examples: Sequence[Example], phase: str | None
+    ) -> list[Record]:
         key = components_key(components)
         failed: dict[str, Record] = {}
 

@@ -8,3 +8,4 @@ MINIBATCH = "minibatch"  # a parent or a child on a training minibatch; a MIPROv
 TIE_EXTENSION = "tie_extension"  # more minibatch examples to settle a tie
 VALIDATION = "validation"  # a candidate on the full validation set
 MERGE = "merge"  # a merged candidate on a validation subsample
+PROPOSAL = "proposal"  # LM calls writing new instructions: wall time only, never metric calls

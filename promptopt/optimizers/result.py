@@ -98,6 +98,10 @@ class Budget:
     # tie_extension, validation, merge; MIPROv2 and the demo baselines: bootstrap, minibatch,
     # validation). Empty for optimizers that do not say.
     metric_calls_by_phase: dict[str, int] = field(default_factory=dict)
+    # Where the wall time went: phase -> seconds of the steps timed in it (metric-call phases and
+    # ``proposal``; see promptopt.optimizers.phase_clock). Steps run at once each count, so the sum
+    # can pass ``seconds``. Empty for optimizers that do not say.
+    seconds_by_phase: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

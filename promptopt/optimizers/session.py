@@ -25,6 +25,7 @@ from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.base import RunOptions
 from promptopt.optimizers.callbacks import Dispatcher, EventLog
 from promptopt.optimizers.evaluation import CandidateEvaluator
+from promptopt.optimizers.phase_clock import PhaseClock
 from promptopt.optimizers.progress import ProgressBar
 from promptopt.optimizers.result import Budget, Candidate, OptimizationResult
 from promptopt.optimizers.rundir import RunDir
@@ -91,6 +92,9 @@ class RunSession:
                 streak=self.streak,
                 allow_unbounded_metric=options.allow_unbounded_metric,
             )
+        self.clock = PhaseClock()  # wall time per phase, earlier processes' included
+        if self.evaluator is not None:
+            self.evaluator.clock = self.clock
         self.usage = Usage()  # this process's, while the session is open
         self._usage_before = Usage()
         self._seconds_before = 0.0
@@ -147,10 +151,14 @@ class RunSession:
         evaluator.metric_calls, evaluator.unscored_calls = metric_calls, unscored_calls
         return evaluator
 
-    def restore_spending(self, usage: dict[str, Any], seconds: float) -> None:
+    def restore_spending(
+        self, usage: dict[str, Any], seconds: float, seconds_by_phase: dict[str, float] | None = None
+    ) -> None:
         """What earlier processes of a resumed run spent, added to this one's totals."""
         self._usage_before = Usage.from_dict(usage)
         self._seconds_before = seconds
+        for phase, spent in (seconds_by_phase or {}).items():
+            self.clock.add(phase, spent)
 
     # --- spending -------------------------------------------------------------------
     def total_usage(self) -> Usage:
@@ -195,7 +203,9 @@ class RunSession:
         usage: Usage | None = None,
         seconds: float | None = None,
         metric_calls_by_phase: dict[str, int] | None = None,
+        seconds_by_phase: dict[str, float] | None = None,
     ) -> Budget:
+        """What the run spent; ``seconds_by_phase`` defaults to this session's clock."""
         usage = usage if usage is not None else self.total_usage()
         by_phase = {phase: n for phase, n in (metric_calls_by_phase or {}).items() if n}
         if by_phase and sum(by_phase.values()) != metric_calls:
@@ -215,6 +225,9 @@ class RunSession:
             judge_tokens=usage.judge_tokens,
             judge_cost=usage.judge_cost,
             metric_calls_by_phase=by_phase,
+            seconds_by_phase=_named_phases(
+                self.clock.totals() if seconds_by_phase is None else seconds_by_phase
+            ),
         )
 
     # --- the result -----------------------------------------------------------------
@@ -256,3 +269,10 @@ class RunSession:
     def end(self, result: OptimizationResult) -> OptimizationResult:
         self.events.on_run_end({"result": result})
         return result
+
+
+def _named_phases(seconds_by_phase: dict[str, float]) -> dict[str, float]:
+    """The phases that took time, rounded; none when no step named its phase (an optimizer that
+    does not say where its time went, whose evaluations all count as ``other``)."""
+    spent = {phase: round(s, 6) for phase, s in seconds_by_phase.items() if round(s, 6) > 0}
+    return spent if set(spent) - {"other"} else {}

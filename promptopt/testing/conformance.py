@@ -136,6 +136,7 @@ def comparable(result: OptimizationResult) -> dict[str, Any]:
     """A result as JSON without what differs between equal runs: wall time and worker pids."""
     data = json.loads(json.dumps(json_safe(result.to_dict())))
     data["budget"].pop("seconds", None)
+    data["budget"].pop("seconds_by_phase", None)
     for row in data.get("trials", []):
         row.pop("worker", None)
     return data

@@ -189,6 +189,11 @@ def test_matrix_cells_report_and_resume_after_an_interrupt(tmp_path, iris):
     where = md.split("### Where the metric calls went (mean per cell)")[1].split("\n\n")[1]
     assert where.splitlines()[0].startswith("| optimizer |") and "validation" in where.splitlines()[0]
     assert [row.split("|")[1].strip() for row in where.splitlines()[2:]] == ["gepa"]  # baseline spends none
+    assert gepa.spending.seconds_by_phase["proposal"] > 0 and base.spending.seconds_by_phase == {}
+    when = md.split("### Where the wall time went (mean seconds per cell)")[1].split("\n\n")[2]
+    head = when.splitlines()[0]
+    assert "proposal" in head and "validation" in head and head.rstrip(" |").endswith("seconds")
+    assert [row.split("|")[1].strip() for row in when.splitlines()[2:]] == ["gepa"]
     csv_rows = files.csv.read_text().splitlines()
     assert len(csv_rows) == 1 + 4 and csv_rows[0].startswith("key,task,program,optimizer")
     names = sorted(p.name for p in files.charts)

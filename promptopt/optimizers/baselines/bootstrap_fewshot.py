@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers import phases
 from promptopt.optimizers.base import RunOptions
 from promptopt.optimizers.baselines.demo_sets import demo_set_run, scoring_valset
 from promptopt.optimizers.bootstrap import Bootstrapper, check_limits
@@ -135,9 +136,10 @@ class BootstrapFewShot:
                 if run.restored("bootstrap") is None:  # a resumed run that has it runs no teacher again
                     boot = self.bootstrapper(program, run.session.lm, run.session.streak)
                     try:
-                        demos = boot.demo_set(
-                            names, train, self.max_bootstrapped_demos, self.max_labeled_demos
-                        )
+                        with run.session.clock.time(phases.BOOTSTRAP):
+                            demos = boot.demo_set(
+                                names, train, self.max_bootstrapped_demos, self.max_labeled_demos
+                            )
                     finally:
                         run.set_teacher_runs(boot.metric_calls, boot.unscored_calls)
                     run.add(with_demo_set(program, demos), "bootstrap", val)

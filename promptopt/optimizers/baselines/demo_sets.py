@@ -55,7 +55,9 @@ class DemoSetCandidates:
             )
             # What the earlier processes spent on the candidates they finished; what a killed one
             # spent on the candidate it was scoring is redone here and counted once.
-            session.restore_spending(state.get("usage", {}), float(state.get("seconds", 0.0)))
+            session.restore_spending(
+                state.get("usage", {}), float(state.get("seconds", 0.0)), state.get("seconds_by_phase")
+            )
             # The candidates finished before, as they were found (adding one again is a no-op).
             self.candidates = [Candidate.from_dict(c) for c in state.get("candidates", [])]
             self.learning_curve = [(int(a), float(b)) for a, b in state.get("learning_curve", [])]
@@ -147,6 +149,7 @@ class DemoSetCandidates:
                     "unscored_calls": evaluator.unscored_calls,
                     "usage": self.session.total_usage().to_dict(),
                     "seconds": self.session.seconds(),
+                    "seconds_by_phase": self.session.clock.totals(),
                     "candidates": [c.to_dict() for c in self.candidates],
                     "learning_curve": [list(p) for p in self.learning_curve],
                     "teacher_metric_calls": self.teacher_metric_calls,

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from promptopt.core.example import Example
 from promptopt.core.program import Program
 from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers import phases
 from promptopt.optimizers.base import RunOptions
 from promptopt.optimizers.baselines.bootstrap_fewshot import BootstrapFewShot
 from promptopt.optimizers.baselines.demo_sets import demo_set_run
@@ -168,16 +169,17 @@ class BootstrapFewShotWithRandomSearch:
                         reason = stop
                         break
                     # One set at a time, so a stopper can end the search between candidates.
-                    (demos,) = demo_sets(
-                        boot,
-                        names,
-                        train,
-                        1,
-                        max_bootstrapped_demos=self.base.max_bootstrapped_demos,
-                        max_labeled_demos=self.base.max_labeled_demos,
-                        rng=rng,
-                        first=k,
-                    )
+                    with run.session.clock.time(phases.BOOTSTRAP):
+                        (demos,) = demo_sets(
+                            boot,
+                            names,
+                            train,
+                            1,
+                            max_bootstrapped_demos=self.base.max_bootstrapped_demos,
+                            max_labeled_demos=self.base.max_labeled_demos,
+                            rng=rng,
+                            first=k,
+                        )
                     run.set_teacher_runs(boot.metric_calls, boot.unscored_calls)
                     run.add(with_demo_set(program, demos), origin, val)
                     if shown is not None:

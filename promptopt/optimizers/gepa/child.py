@@ -16,6 +16,7 @@ from promptopt.core.signature import Signature
 from promptopt.failures import is_lm_failure
 from promptopt.lm.usage import track_usage
 from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers import phases
 from promptopt.optimizers.callbacks import Dispatcher
 from promptopt.optimizers.evaluation import Record
 from promptopt.optimizers.gepa.adaptive import auto_proposer, rewrite_or_rules
@@ -31,6 +32,7 @@ from promptopt.optimizers.gepa.reflection import (
 )
 from promptopt.optimizers.gepa.state import GEPAState
 from promptopt.optimizers.gepa.strategies import ComponentChoice, ComponentSelector
+from promptopt.optimizers.phase_clock import PhaseClock
 from promptopt.optimizers.result import Candidate
 from promptopt.optimizers.stoppers import FailureStreak
 
@@ -65,8 +67,10 @@ class ChildProposer:
         texts: dict[str, TextComponent],
         events: Dispatcher,
         examples: Mapping[str, Example],
+        clock: PhaseClock | None = None,
     ) -> None:
         self.cfg = cfg
+        self.clock = clock or PhaseClock()  # the run's: reflection time goes under "proposal"
         self.proposer = proposer
         self.reflection_lm = reflection_lm
         self.selector = selector
@@ -209,7 +213,7 @@ class ChildProposer:
         rollout = f"gepa-{cfg.seed}-{iteration}-{comp if subject else pred}"
         reply = {} if cfg.reflection_max_tokens is None else {"max_tokens": cfg.reflection_max_tokens}
         lm = functools.partial(self.reflection_lm, rollout_id=rollout, **reply)
-        with track_usage() as used:
+        with track_usage() as used, self.clock.time(phases.PROPOSAL):
             try:
                 proposal = self.proposer(request, lm)
             except Exception as exc:

@@ -86,6 +86,7 @@ class GEPARun:
             texts=self.texts,
             events=self.events,
             examples=self.train,
+            clock=self.session.clock,
         )
         self._fill_attempts: dict[int, int] = {}
 
@@ -107,6 +108,7 @@ class GEPARun:
         self.state.demo_pool = self.pool.to_dict()
         self.state.progress = self._progress()
         self.state.usage = self.session.total_usage().to_dict()
+        self.state.phase_seconds = self.session.clock.totals()
         self.session.save_state(self.state.to_dict())
 
     def _progress(self) -> Progress:
@@ -125,8 +127,7 @@ class GEPARun:
         self.state, resumed = self._load_or_init()
         self.rng = rng_from_json(self.state.rng)
         self.pool = DemoPool(self.state.demo_pool)
-        load = getattr(self.proposer, "load_state_dict", None)
-        if callable(load):
+        if callable(load := getattr(self.proposer, "load_state_dict", None)):
             load(self.state.proposer_state)
         if self.cfg.labeled_demos:
             for name, sig in self.signatures.items():
@@ -134,7 +135,7 @@ class GEPARun:
         self.evaluator: CandidateEvaluator = self.session.restore_evaluator(
             self.state.records, self.state.progress.metric_calls, self.state.unscored_calls
         )
-        self.session.restore_spending(self.state.usage, self.state.progress.seconds)
+        self.session.restore_spending(self.state.usage, self.state.progress.seconds, self.state.phase_seconds)
         print_estimate(self, resumed)
         self.session.start("gepa", self.config, resumed)
         try:

@@ -43,6 +43,7 @@ class GEPAState:
     learning_curve: list[list[float]] = field(default_factory=list)
     progress: Progress = field(default_factory=Progress)
     usage: dict[str, Any] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase (PhaseClock)
     proposer_calls: int = 0
     feedback_calls: int = 0  # predictor feedback asked of the metric while reflecting
     proposer_state: dict[str, Any] = field(default_factory=dict)

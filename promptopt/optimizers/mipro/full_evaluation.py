@@ -25,6 +25,7 @@ class FullEvaluation:
         after_trial: the number of the last completed trial it saw (-1: none).
         basis: the completed trials it was picked from; ``trials_done``: completed when recorded.
         total_metric_calls: the run's metric calls once it was recorded.
+        seconds: the wall time it took (its completion after failures included).
     """
 
     params: dict[str, int]
@@ -37,6 +38,7 @@ class FullEvaluation:
     basis: int = 0
     trials_done: int = 0
     total_metric_calls: int = 0
+    seconds: float = 0.0
 
     @property
     def mean(self) -> float:
@@ -47,16 +49,17 @@ class FullEvaluation:
         return all(e.id in self.val_scores for e in val)
 
     def completed_with(
-        self, val_scores: dict[str, float], spent: int, usage: dict[str, Any]
+        self, val_scores: dict[str, float], spent: int, usage: dict[str, Any], seconds: float = 0.0
     ) -> FullEvaluation:
-        """This evaluation with the examples it lacked scored (``spent`` more calls, ``usage``):
-        its totals become those of an evaluation done in one go."""
+        """This evaluation with the examples it lacked scored (``spent`` more calls, ``usage``,
+        ``seconds`` more): its totals become those of an evaluation done in one go."""
         return replace(
             self,
             val_scores=val_scores,
             metric_calls=self.metric_calls + spent,
             usage=usage,
             total_metric_calls=self.total_metric_calls + spent,
+            seconds=self.seconds + seconds,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,5 +83,6 @@ class FullEvaluation:
                 "metric_calls": int(data.get("metric_calls", 0)),
                 "total_metric_calls": int(data.get("total_metric_calls", 0)),
                 "usage": dict(data.get("usage") or {}),
+                "seconds": float(data.get("seconds", 0.0)),
             }
         )

@@ -3,6 +3,7 @@ shared by every worker through the study (claims, records and the run's end)."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial
@@ -51,7 +52,7 @@ class FullEvaluations:
         stopped: ConsecutiveFailuresError | None = None
         try:
             self.run.sync_records(trials, fulls)
-            before = self.run.evaluator.metric_calls
+            before, started = self.run.evaluator.metric_calls, time.perf_counter()
             with track_usage() as used:
                 try:
                     run_until_scored(self.run.evaluator, comps, self.run.val)
@@ -64,8 +65,8 @@ class FullEvaluations:
             self.run.study.release(pick)
             raise
         # Saved with what was scored (the calls are spent) and completed by _complete_fulls.
-        spent = self.run.evaluator.metric_calls - before
-        self._save_full(pick, params, scores, spent, used.to_dict(), kind, trials)
+        spent, seconds = self.run.evaluator.metric_calls - before, time.perf_counter() - started
+        self._save_full(pick, params, scores, spent, used.to_dict(), kind, trials, seconds)
         if stopped is not None:
             raise stopped
         return len(trials)
@@ -85,7 +86,7 @@ class FullEvaluations:
                     continue
                 self.run.sync_records(self.run.study.completed(), fulls)
                 comps = self.run.space.components(f.params)
-                before = self.run.evaluator.metric_calls
+                before, started = self.run.evaluator.metric_calls, time.perf_counter()
                 stopped: ConsecutiveFailuresError | None = None
                 with track_usage() as used:
                     try:
@@ -98,6 +99,7 @@ class FullEvaluations:
                         self.run.evaluator.scored(comps, self.run.val),
                         spent,
                         usage_sum([f.usage, used.to_dict()]).to_dict(),
+                        time.perf_counter() - started,
                     )
                     self.run.study.record_full(key, done)
                     self.run.events.on_val_evaluated(
@@ -137,6 +139,7 @@ class FullEvaluations:
         usage: dict[str, Any],
         kind: str,
         trials: list[FrozenTrial],
+        seconds: float,
     ) -> None:
         with self.run.study.lock():
             now_trials, fulls = self.run.study.completed(), self.run.study.full_evals()
@@ -153,6 +156,7 @@ class FullEvaluations:
                 basis=len(trials),
                 trials_done=len(now_trials),
                 total_metric_calls=self.run.metric_calls(now_trials, fulls) + spent,
+                seconds=seconds,
             )
             self.run.study.record_full(key, full)
         self.run.events.on_val_evaluated({"candidate_id": None, "score": full.mean, "params": full.params})
@@ -169,7 +173,7 @@ class FullEvaluations:
             if prog in done or self.run.study.claimed(k) or any(e.id not in scores for e in self.run.val):
                 continue
             ordered = {e.id: scores[e.id] for e in self.run.val}
-            self._save_full(k, params, ordered, 0, {}, "covered", trials)
+            self._save_full(k, params, ordered, 0, {}, "covered", trials, 0.0)
 
     def _best_unevaluated(self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]) -> str | None:
         """The program with the best mean minibatch score (over the distinct examples its trials

@@ -47,6 +47,7 @@ from promptopt.optimizers.mipro.search_space import (
 )
 from promptopt.optimizers.mipro.search_space_builder import SearchSpaceBuilder
 from promptopt.optimizers.mipro.storage import default_storage
+from promptopt.optimizers.phase_clock import PhaseClock
 from promptopt.optimizers.result import OptimizationResult
 from promptopt.optimizers.session import RunSession
 from promptopt.optimizers.stoppers import ConsecutiveFailuresError, Progress, first_reason
@@ -167,6 +168,18 @@ class MIPRORun:
             - self.space.bootstrap_calls
             + sum(f.metric_calls for f in fulls.values()),
         }
+
+    def seconds_by_phase(
+        self, trials: list[FrozenTrial], fulls: dict[str, FullEvaluation]
+    ) -> dict[str, float]:
+        """Wall time per phase from what every worker stored: the search space's steps, each
+        trial (its minibatch, timed by Optuna) and each full evaluation."""
+        clock = PhaseClock(self.space.seconds_by_phase)
+        for t in trials:
+            if t.datetime_start is not None and t.datetime_complete is not None:
+                clock.add(phases.MINIBATCH, (t.datetime_complete - t.datetime_start).total_seconds())
+        clock.add(phases.VALIDATION, sum(f.seconds for f in fulls.values()))
+        return clock.totals()
 
     def _progress(self) -> Progress:
         trials, fulls = self.study.completed(), self.study.full_evals()
@@ -365,6 +378,7 @@ class MIPRORun:
                 usage=self._usage(trials, fulls),
                 seconds=progress.seconds,
                 metric_calls_by_phase=self.metric_calls_by_phase(trials, fulls),
+                seconds_by_phase=self.seconds_by_phase(trials, fulls),
             )
             return self.session.result(
                 found.candidates,

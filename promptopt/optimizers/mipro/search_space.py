@@ -56,6 +56,7 @@ class SearchSpace:
     usage: dict[str, Any] = field(default_factory=dict)
     proposer_calls: int = 0
     seconds: float = 0.0
+    seconds_by_phase: dict[str, float] = field(default_factory=dict)  # bootstrap, validation, proposal
 
     @property
     def search_demos(self) -> bool:

@@ -15,6 +15,7 @@ from promptopt.core.program import Program
 from promptopt.core.signature import Signature
 from promptopt.lm.usage import track_usage
 from promptopt.lm_protocol import LanguageModel
+from promptopt.optimizers import phases
 from promptopt.optimizers.bootstrap import Bootstrapper, demo_sets
 from promptopt.optimizers.callbacks import Dispatcher
 from promptopt.optimizers.components import predictor_names, serialize_components
@@ -23,6 +24,7 @@ from promptopt.optimizers.mipro.proposer import GroundedProposer
 from promptopt.optimizers.mipro.retries import run_until_scored
 from promptopt.optimizers.mipro.search_space import SearchSpace, serialize_demos
 from promptopt.optimizers.mipro.summaries import dataset_summary, program_summary
+from promptopt.optimizers.phase_clock import PhaseClock
 
 if TYPE_CHECKING:
     from promptopt.optimizers.mipro.engine import MIPROv2
@@ -58,14 +60,17 @@ class SearchSpaceBuilder:
         t0 = time.time()
         rng = random.Random(cfg.seed)
         seed_comps = self.program.components()
+        clock = PhaseClock()
         with track_usage() as usage:
-            demo_sets_by_pred = self._bootstrap(rng)
+            with clock.time(phases.BOOTSTRAP):
+                demo_sets_by_pred = self._bootstrap(rng)
             # Missing seed scores (an example the metric always fails on) are tried again by the
             # search before the seed can be chosen; the proposer gets the mean of those it has.
-            seed_scores = scores_of(
-                run_until_scored(self.evaluator, serialize_components(seed_comps), self.val)
-            )
-            with track_usage() as proposer_usage:
+            with clock.time(phases.VALIDATION):
+                seed_scores = scores_of(
+                    run_until_scored(self.evaluator, serialize_components(seed_comps), self.val)
+                )
+            with track_usage() as proposer_usage, clock.time(phases.PROPOSAL):
                 summary = ""
                 if cfg.data_aware:
                     summary = dataset_summary(
@@ -98,6 +103,7 @@ class SearchSpaceBuilder:
             usage=usage.to_dict(),
             proposer_calls=proposer_usage.calls,
             seconds=time.time() - t0,
+            seconds_by_phase=clock.totals(),
         )
 
     def _bootstrap(self, rng: random.Random) -> dict[str, list[list[Example]]]:

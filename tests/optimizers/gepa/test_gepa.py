@@ -466,6 +466,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
             "prompt_tokens",
             "completion_tokens",
             "seconds",
+            "seconds_by_phase",  # wall time: each process's own
             "proposer_lm_calls",
         ):
             d["budget"].pop(k)
