@@ -51,7 +51,7 @@ def format_score(value: float, as_percent: bool = True) -> str:
     return f"{100 * value:.1f}%" if as_percent else f"{value:.3f}"
 
 
-def _rng_kwarg(seed: int) -> dict[str, Any]:
+def bootstrap_rng_kwarg(seed: int) -> dict[str, Any]:
     """scipy >= 1.15 takes ``rng``; older releases take the same Generator as ``random_state``."""
     import inspect
 
@@ -86,7 +86,7 @@ def bootstrap_ci(
         confidence_level=confidence,
         method="percentile",
         vectorized=True,
-        **_rng_kwarg(seed),
+        **bootstrap_rng_kwarg(seed),
     )
     ci = res.confidence_interval
     return (float(ci.low), float(ci.high))

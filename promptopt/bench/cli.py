@@ -13,6 +13,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from typing import Any
@@ -266,6 +267,35 @@ def _add_reproduce(sub: Any) -> None:
     p.set_defaults(func=cmd_reproduce)
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from promptopt.bench.comparison_summary import comparison_summary, summary_lines
+    from promptopt.io import write_json_atomic
+
+    try:
+        summary = comparison_summary(args.folders, focus=args.focus)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = [] if args.focus == "gepa" else ["--focus", args.focus]
+    options += ["--json", args.json] if args.json else []
+    summary["made_by"] = shlex.join(["python", "-m", "promptopt.bench", "summary", *args.folders, *options])
+    print("\n".join(summary_lines(summary)))
+    if args.json:
+        print(f"wrote {write_json_atomic(args.json, summary)}")
+    return 0
+
+
+def _add_summary(sub: Any) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="sum up a comparison over run folders: mean lifts, wall time, metric calls, head to head",
+    )
+    p.add_argument("folders", nargs="+", help="run folders, one per configuration (named by folder name)")
+    p.add_argument("--focus", default="gepa", help="the optimizer compared head to head with each other")
+    p.add_argument("--json", help="write the summary here (e.g. results/comparison/summary.json)")
+    p.set_defaults(func=cmd_summary)
+
+
 def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="rebuild report.md, report.csv and charts from stored cells")
     p.add_argument("--out", required=True, help="the experiment's output directory (its cells/ folder)")
@@ -273,12 +303,13 @@ def _add_report(sub: Any) -> None:
 
 
 def add_subcommands(subparsers: Any) -> None:
-    """Add ``bench langprobe|report`` to the ``promptopt`` command line."""
+    """Add ``bench langprobe|report|reproduce|summary`` to the ``promptopt`` command line."""
     bench = subparsers.add_parser("bench", help="benchmarks: LangProBe matrices and their reports")
     sub = bench.add_subparsers(dest="bench_command", required=True)
     _add_langprobe(sub)
     _add_report(sub)
     _add_reproduce(sub)
+    _add_summary(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_langprobe(sub)
     _add_report(sub)
     _add_reproduce(sub)
+    _add_summary(sub)
     return parser
 
 

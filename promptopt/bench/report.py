@@ -20,8 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptopt.bench.aggregate import CSV_COLUMNS, aggregate, by_optimizer, cell_row, paired_test_scores
+from promptopt.bench.aggregate import (
+    CSV_COLUMNS,
+    aggregate,
+    by_optimizer,
+    cell_row,
+    optimizer_order,
+    paired_test_scores,
+)
 from promptopt.bench.charts import charts
+from promptopt.bench.head_to_head import head_to_head
 from promptopt.bench.html_page import write_bench_page
 from promptopt.bench.records import CellRecord
 from promptopt.bench.report_provenance import cache_lines, provenance_lines
@@ -105,6 +113,39 @@ def phase_lines(summary: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def head_to_head_lines(cells: Sequence[CellRecord], focus: str = "gepa") -> list[str]:
+    """``focus``'s mean lift minus each other optimizer's, example by example, with its interval."""
+    names = sorted({c.config.optimizer for c in cells}, key=optimizer_order)
+    if focus not in names:
+        return []
+    rows = []
+    for other in names:
+        h = None if other in (focus, "baseline") else head_to_head({"": cells}, focus, other)
+        if h is not None:
+            rows.append(
+                [
+                    other,
+                    f"{_signed(h.difference)} [{_signed(h.ci[0])}, {_signed(h.ci[1])}]",
+                    str(h.n_distinct),
+                    f"{h.wins} / {h.losses}",
+                    _p(h.sign_p),
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        f"### Head to head: {focus} against each optimizer",
+        "",
+        f"{focus}'s mean lift minus the other's, from their lifts on the same test examples (each "
+        "example's lift averaged over seeds), with a bootstrap interval that resamples examples "
+        "within each task; won / lost counts the examples on which the lift was higher / lower "
+        "(`python -m promptopt.bench summary` writes the same as JSON).",
+        "",
+        *_table(["versus", "difference [95% CI]", "n distinct", "won / lost", "sign p"], rows),
+        "",
+    ]
+
+
 def markdown(
     out: Path,
     cells: Sequence[CellRecord],
@@ -152,6 +193,7 @@ def markdown(
         )
         lines += ["", "![summary](charts/summary.png)", ""]
         lines += phase_lines(summary)
+        lines += head_to_head_lines(ok)
     for task in sorted({r["task"] for r in rows}):
         trs = [r for r in rows if r["task"] == task]
         lines += [f"## {task}", ""]
