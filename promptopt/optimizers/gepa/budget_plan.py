@@ -1,8 +1,9 @@
 """When a GEPA run may make one more proposal, and why it ends when nothing more can help.
 
-A proposal may spend two minibatch runs (the parent's and the child's) and, when the child is
-accepted, its validation; it starts only when the budget left pays for all of that, so a run never
-spends past its budget and ends with less than one proposal's worth unspent. A merge spends less (a
+A proposal may spend two minibatch runs (the parent's and the child's; one more per extra child with
+``reflection_samples``) and, when the child is accepted, its validation; it starts only when the
+budget left pays for all of that, so a run never spends past its budget and ends with less than one
+proposal's worth unspent. A merge spends less (a
 validation subsample, then the rest of the validation set).
 """
 
@@ -13,9 +14,9 @@ from collections.abc import Sequence
 from promptopt.optimizers.result import Candidate
 
 
-def proposal_cost(minibatch_size: int, n_val: int) -> int:
-    """The most one proposal may spend before a tie extension."""
-    return 2 * minibatch_size + n_val
+def proposal_cost(minibatch_size: int, n_val: int, samples: int = 1) -> int:
+    """The most one proposal may spend before a tie extension (``samples`` children on its minibatch)."""
+    return (1 + samples) * minibatch_size + n_val
 
 
 def why_exhausted(
@@ -27,13 +28,15 @@ def why_exhausted(
     perfect_score: float,
     stalled_iterations: int,
     max_stalled_iterations: int,
+    samples: int = 1,
 ) -> str | None:
     """Why no further iteration can help, if so: the stoppers only see spent budget, and an
     iteration that spends none (a perfect minibatch, a rejected proposal) never moves it."""
-    if 0 < budget_left < proposal_cost(minibatch_size, n_val):
+    if 0 < budget_left < proposal_cost(minibatch_size, n_val, samples):
+        runs = "two minibatches" if samples == 1 else f"{1 + samples} minibatch runs"
         return (
             f"budget: {budget_left} metric calls left, fewer than one more proposal may spend "
-            f"({2 * minibatch_size} on two minibatches, {n_val} to validate an accepted child)"
+            f"({(1 + samples) * minibatch_size} on {runs}, {n_val} to validate an accepted child)"
         )
     if any(len(c.val_scores) == n_val and min(c.val_scores.values()) >= perfect_score for c in candidates):
         return "a candidate is perfect on every validation example"

@@ -99,6 +99,19 @@ class ChildProposer:
     def _deferred(self) -> bool:
         return getattr(self._local, "outcomes", None) is not None
 
+    def take_names(self) -> list[str]:
+        """The proposers of this thread's proposals since the last call, no longer pending (while
+        collecting): one step's several samples are told apart this way."""
+        names = list(self._local.names)
+        self._local.names.clear()
+        return names
+
+    def settle_samples(self, winner: list[str], losers: list[list[str]]) -> None:
+        """The kept sample's proposers pending again (the step's outcome decides theirs); the other
+        samples' proposers lost: their children were not the best on the minibatch."""
+        self._local.names.extend(winner)
+        self._local.outcomes.extend((name, False) for names in losers for name in names)
+
     def choose(self, parent: Candidate, state: GEPAState) -> ComponentChoice:
         return self.selector.select(parent, self.components, self.texts, state)
 
@@ -112,11 +125,13 @@ class ChildProposer:
         *,
         choice: ComponentChoice | None = None,
         iteration: int | None = None,
+        sample: int = 0,
     ) -> tuple[dict[str, Any] | None, list[str]]:
         """The child of ``parent`` (its changed components), or ``(None, [])`` when nothing was proposed.
 
         ``choice`` and ``iteration`` are given when the components were chosen beforehand and the
-        proposal is one of a parallel round (the state's iteration is then not this proposal's)."""
+        proposal is one of a parallel round (the state's iteration is then not this proposal's);
+        ``sample`` numbers the children one step asks for (each its own reflection rollout)."""
         child = dict(parent.components)
         changed: list[str] = []
         if choice is None:
@@ -133,6 +148,7 @@ class ChildProposer:
                     recs,
                     comp,
                     self.texts[comp].subject,
+                    sample=sample,
                 )
                 if text is None:
                     if choice.all_of_them:
@@ -160,7 +176,7 @@ class ChildProposer:
                     continue
                 child[comp] = demos
             else:
-                text = self._reflect(state, it, pred, parent.components[comp], recs)
+                text = self._reflect(state, it, pred, parent.components[comp], recs, sample=sample)
                 if text is None:
                     if choice.all_of_them:
                         continue
@@ -194,6 +210,8 @@ class ChildProposer:
         recs: list[Record],
         comp: str | None = None,
         subject: str = "",
+        *,
+        sample: int = 0,
     ) -> str | None:
         """A new text for ``comp`` (default: ``pred``'s instruction) from ``pred``'s traces, or None."""
         cfg = self.cfg
@@ -211,6 +229,7 @@ class ChildProposer:
         signature = self.signatures.get(pred, LM_CALL_SIGNATURE)
         request = ProposalRequest(comp, instruction, signature, examples, subject)
         rollout = f"gepa-{cfg.seed}-{iteration}-{comp if subject else pred}"
+        rollout += f"-{sample}" if sample else ""  # a step's later samples: fresh replies, not cached
         reply = {} if cfg.reflection_max_tokens is None else {"max_tokens": cfg.reflection_max_tokens}
         lm = functools.partial(self.reflection_lm, rollout_id=rollout, **reply)
         with track_usage() as used, self.clock.time(phases.PROPOSAL):

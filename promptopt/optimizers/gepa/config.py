@@ -57,6 +57,7 @@ class GEPAConfig:
     merge_subsample: int = 5
     minibatch_size: int = 3
     parallel_proposals: int = 1
+    reflection_samples: int = 1
     tie_extensions: int = 1
     validation: str = "full"
     seed_demos: int = 0
@@ -81,6 +82,8 @@ class GEPAConfig:
             raise ValueError(f"minibatch_size must be at least 1, not {self.minibatch_size}.")
         if self.parallel_proposals < 1:
             raise ValueError(f"parallel_proposals must be at least 1, not {self.parallel_proposals}.")
+        if self.reflection_samples < 1:
+            raise ValueError(f"reflection_samples must be at least 1, not {self.reflection_samples}.")
         if self.seed_demos < 0:
             raise ValueError(f"seed_demos must be 0 (none) or more, not {self.seed_demos}.")
         if self.validation not in VALIDATION_MODES:

@@ -99,6 +99,10 @@ class GEPA:
         parallel_proposals: proposals made at once, each from its own parent and minibatch, in
             rounds (:mod:`~promptopt.optimizers.gepa.parallel`): a round of ``k`` takes about the
             time of one proposal when the LMs serve calls in parallel. 1: one at a time.
+        reflection_samples: children proposed per step for the same parent, minibatch and
+            components, each scored on the minibatch; only the best goes on to the acceptance rule
+            and the validation set (:mod:`~promptopt.optimizers.gepa.samples`), so less rides on
+            one sampled reflection. Each extra child costs one minibatch run. 1: one child.
         tie_extensions: when parent and child tie on the minibatch, score both on up to this many
             further minibatches before rejecting (small minibatches tie often on noisy tasks).
         validation: how a child that won its minibatch is scored on the validation set:
@@ -160,6 +164,7 @@ class GEPA:
         merge_subsample: int = 5,
         minibatch_size: int = 3,
         parallel_proposals: int = 1,
+        reflection_samples: int = 1,
         tie_extensions: int = 1,
         validation: str = "full",
         seed_demos: int = 0,
@@ -205,6 +210,7 @@ class GEPA:
             merge_subsample=merge_subsample,
             minibatch_size=minibatch_size,
             parallel_proposals=parallel_proposals,
+            reflection_samples=reflection_samples,
             tie_extensions=tie_extensions,
             validation=validation,
             seed_demos=seed_demos,

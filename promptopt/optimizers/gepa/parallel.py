@@ -34,6 +34,7 @@ from promptopt.core.example import Example
 from promptopt.optimizers import phases
 from promptopt.optimizers.evaluation import Record
 from promptopt.optimizers.gepa import pareto
+from promptopt.optimizers.gepa.samples import best_of_samples
 from promptopt.optimizers.gepa.strategies import ComponentChoice
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class Proposal:
     child_recs: list[Record] = field(default_factory=list)
     proposers: list[str] = field(default_factory=list)  # who wrote the child's texts
     known_outcomes: list[tuple[str, bool]] = field(default_factory=list)  # proposals refused early
+    sample_runs: list[list[Record]] = field(default_factory=list)  # every sample's minibatch run
     prevalidated: bool = False  # won its minibatch outright: its (first-stage) validation ran in phase 2
 
 
@@ -133,20 +135,29 @@ class ParallelRound:
             p.skipped = "parent already perfect on this minibatch"
             return
         run.children.begin_task()
+        recs, rng = [r for r in p.parent_recs if r.scored], task_rng(cfg.seed, p.iteration)
         try:
-            p.child, p.changed = run.children.propose(
-                parent,
-                [r for r in p.parent_recs if r.scored],
-                run.state,
-                run.pool,
-                task_rng(cfg.seed, p.iteration),
-                choice=p.choice,
-                iteration=p.iteration,
-            )
+            if cfg.reflection_samples > 1:
+                found = best_of_samples(
+                    run,
+                    parent,
+                    recs,
+                    lambda child: run.evaluator.run(child, p.batch, phases.MINIBATCH),
+                    rng,
+                    choice=p.choice,
+                    iteration=p.iteration,
+                )
+                p.child, p.changed = found.child, found.changed
+                p.child_recs, p.sample_runs = found.child_recs, found.runs
+            else:
+                p.child, p.changed = run.children.propose(
+                    parent, recs, run.state, run.pool, rng, choice=p.choice, iteration=p.iteration
+                )
         finally:
             p.proposers, p.known_outcomes = run.children.end_task()
         if p.child is not None:
-            p.child_recs = run.evaluator.run(p.child, p.batch, phases.MINIBATCH)
+            if not p.child_recs:
+                p.child_recs = run.evaluator.run(p.child, p.batch, phases.MINIBATCH)
             # A child that beats its parent outright (no further minibatch asked for) is accepted
             # in phase 3 too: its validation run (the first stage of a staged one) happens here,
             # beside the others, and phase 3 finds the scores in the evaluator's records. A tie is
@@ -169,6 +180,8 @@ class ParallelRound:
             run.events.on_iteration_start({"iteration": p.iteration})
             outcomes.extend(p.known_outcomes)
             run.pool.add(p.parent_recs, cfg.demo_threshold)
+            for sample_recs in p.sample_runs:  # the kept child's run too: adding twice changes nothing
+                run.pool.add(sample_recs, cfg.demo_threshold)
             if p.skipped is not None:
                 run.children.no_proposal(p.iteration, p.skipped)
             elif p.child is not None:

@@ -23,6 +23,7 @@ from promptopt.optimizers.gepa.demo_seed import add_demo_seed
 from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import try_merge
 from promptopt.optimizers.gepa.parallel import ParallelRound, round_size
+from promptopt.optimizers.gepa.samples import sampled_step
 from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
 from promptopt.optimizers.gepa.summary import print_estimate, result_of
 from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
@@ -58,23 +59,21 @@ class GEPARun:
         self.program: Program = session.program
         self.train = {e.id: e for e in trainset}
         self.val = valset
-        staged = cfg.validation == "adaptive"
-        self.staged = StagedValidation(valset, cfg.minibatch_size, cfg.seed) if staged else None
+        adaptive = cfg.validation == "adaptive"
+        self.staged = StagedValidation(valset, cfg.minibatch_size, cfg.seed) if adaptive else None
         self.reserved = 0  # budget promised to later proposals of a parallel round (their stages)
         self.config = config
         self.proposer = make_proposer(cfg.proposer, reflection_lm)
         self.parents, self.sampler, selector, self.acceptance = cfg.strategies()
         self.budget = cfg.budget(len(valset))
         pred_names = [n for n, _ in self.program.named_predictors()]
-        # Free texts the program exposes beside its instructions (a DSPy ReAct's tool descriptions,
-        # a task app's prompts).
+        # Free texts beside the instructions (a DSPy ReAct's tool descriptions, a task app's prompts).
         self.texts = self.program.text_components()
         if not pred_names and not self.texts:
             raise ValueError("The program has no predictors or text components to optimize.")
         self.signatures = {n: p.signature for n, p in self.program.named_predictors()}
         self.components = [f"{n}.instruction" for n in pred_names]
-        if cfg.evolve_demos:
-            self.components += [f"{n}.demos" for n in pred_names]
+        self.components += [f"{n}.demos" for n in pred_names] if cfg.evolve_demos else []
         self.components += list(self.texts)
         self.children = ChildProposer(
             cfg,
@@ -100,8 +99,7 @@ class GEPARun:
 
     def _save(self) -> None:
         self.state.rng = rng_to_json(self.rng)
-        dump = getattr(self.proposer, "state_dict", None)
-        if callable(dump):
+        if callable(dump := getattr(self.proposer, "state_dict", None)):
             self.state.proposer_state = dump()
         self.state.records = self.evaluator.records
         self.state.unscored_calls = self.evaluator.unscored_calls
@@ -214,7 +212,7 @@ class GEPARun:
         return self.budget - self.evaluator.metric_calls
 
     def proposal_cost(self) -> int:
-        return proposal_cost(self.cfg.minibatch_size, len(self.val))
+        return proposal_cost(self.cfg.minibatch_size, len(self.val), self.cfg.reflection_samples)
 
     def _exhausted(self) -> str | None:
         return why_exhausted(
@@ -225,6 +223,7 @@ class GEPARun:
             perfect_score=self.cfg.perfect_score,
             stalled_iterations=self.state.stalled_iterations,
             max_stalled_iterations=self.cfg.max_stalled_iterations,
+            samples=self.cfg.reflection_samples,
         )
 
     def _add_seed(self) -> None:
@@ -235,13 +234,8 @@ class GEPARun:
         except ConsecutiveFailuresError as exc:
             # Saved with what was scored; a resumed run scores the rest before going on.
             scores, stopped = self.evaluator.scored(comps, self.val), exc
-        seed = Candidate(
-            id=0,
-            components=comps,
-            origin="seed",
-            val_scores=scores,
-            discovered_at=self.evaluator.metric_calls,
-        )
+        spent = self.evaluator.metric_calls
+        seed = Candidate(id=0, components=comps, origin="seed", val_scores=scores, discovered_at=spent)
         self.state.candidates.append(seed)
         if scores:
             self.state.learning_curve.append([self.evaluator.metric_calls, seed.val_score])
@@ -305,6 +299,8 @@ class GEPARun:
         if self._perfect(parent_recs) and cfg.skip_perfect_score:
             self._skip("parent already perfect on this minibatch")
             return
+        if cfg.reflection_samples > 1:
+            return sampled_step(self, parent_id, batch, parent_recs)
         child, changed = self.children.propose(
             parent, [r for r in parent_recs if r.scored], self.state, self.pool, self.rng
         )

@@ -21,10 +21,13 @@ def print_estimate(run: GEPARun, resumed: bool) -> None:
     status = f"resuming at {spent}" if resumed else "new run"
     # A program without predictors (a task app) makes its own LM calls: they cannot be foreseen.
     calls = f"about {run.budget * n_preds} task-LM calls at most" if n_preds else "its own task-LM calls"
-    parallel = run.cfg.parallel_proposals
+    parallel, samples = run.cfg.parallel_proposals, run.cfg.reflection_samples
     per_step = (
         f"{parallel} proposals in parallel per round" if parallel > 1 else "one reflection call per iteration"
     )
+    if samples > 1:
+        per_step = per_step.replace("one reflection call", "one step").replace("proposals", "steps")
+        per_step += f", {samples} reflection calls and children per step"
     sys.stderr.write(
         f"GEPA: budget {run.budget} metric calls ({status}); {calls} and {per_step}; "
         f"{len(run.val)} validation and {len(run.train)} training examples, "

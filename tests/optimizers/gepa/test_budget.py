@@ -56,18 +56,35 @@ def run(budget: int, **options):
         {"use_merge": True, "validation": "adaptive"},
         {"use_merge": False, "validation": "adaptive", "parallel_proposals": 3, "tie_extensions": 3},
         {"use_merge": True, "validation": "adaptive", "seed_demos": 2, "parallel_proposals": 2},
+        {"use_merge": True, "reflection_samples": 2},
+        {"use_merge": False, "validation": "adaptive", "parallel_proposals": 2, "reflection_samples": 3},
     ],
-    ids=["reflection", "merge", "parallel-3", "merge-parallel-4", "staged", "staged-parallel-ties", "demos"],
+    ids=[
+        "reflection",
+        "merge",
+        "parallel-3",
+        "merge-parallel-4",
+        "staged",
+        "staged-parallel-ties",
+        "demos",
+        "samples-2",
+        "staged-parallel-samples-3",
+    ],
 )
 def test_a_run_never_spends_past_its_budget_and_leaves_less_than_a_proposal(budget, options):
     result = run(budget, **options)
     spent = result.budget.metric_calls
     assert spent <= budget, (spent, result.stop_reason)
-    assert budget - spent < 2 * MINIBATCH + N_VAL, (spent, result.stop_reason)
+    cost = (1 + options.get("reflection_samples", 1)) * MINIBATCH + N_VAL  # one proposal at most
+    assert budget - spent < cost, result.stop_reason
     # Either the budget was spent exactly, or what was left could not pay for one more proposal.
     assert result.stop_reason.startswith("budget: ") or spent == budget, result.stop_reason
-    # The seed's validation leaves 12 of 20 calls, not one proposal's worth; larger budgets add children.
-    assert (len(result.candidates) == 1) if budget == 20 else (len(result.candidates) >= 2)
+    # The seed's validation leaves 12 of 20 calls, not one proposal's worth; budgets that pay for two
+    # proposals or more add children.
+    if budget == 20:
+        assert len(result.candidates) == 1
+    elif budget >= N_VAL + 2 * cost:
+        assert len(result.candidates) >= 2
 
 
 def test_the_stop_reason_says_how_much_was_left_and_why_it_was_not_spent():
