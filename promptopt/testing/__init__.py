@@ -5,7 +5,7 @@ real local model.
 """
 
 from promptopt.testing.fake_server import FakeOpenAIServer
-from promptopt.testing.faults import InterruptAfter, Killed, dies_at
+from promptopt.testing.faults import InterruptAfter, Killed, dies_at, resumes_to_the_uninterrupted_run
 from promptopt.testing.scripted_lm import ScriptedLM, field_value, last_user_message
 from promptopt.testing.toy_task import (
     TOY_PROPOSALS,
@@ -30,6 +30,7 @@ __all__ = [
     "field_value",
     "last_user_message",
     "mixed_capitals",
+    "resumes_to_the_uninterrupted_run",
     "toy_examples",
     "toy_metric",
     "toy_program",

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from promptopt.optimizers import GEPA, Callback, phases
-from promptopt.testing import Killed, ScriptedLM, toy_examples, toy_metric, toy_program, toy_reply
+from promptopt.testing import (
+    Killed,
+    ScriptedLM,
+    resumes_to_the_uninterrupted_run,
+    toy_examples,
+    toy_metric,
+    toy_program,
+    toy_reply,
+)
 from tests.optimizers.gepa.test_budget import reflection_reply, task_reply
 
 
@@ -77,12 +85,7 @@ def test_a_run_killed_while_making_the_demo_candidate_resumes_to_the_uninterrupt
             resume=resume,
         )
 
-    full = compile_(tmp_path / "full")
-    with pytest.raises(Killed):
-        compile_(tmp_path / "killed", [DieOnTheDemoCandidate()])
-    resumed = compile_(tmp_path / "killed", resume=True)
-    assert [c.to_dict() for c in resumed.candidates] == [c.to_dict() for c in full.candidates]
-    assert resumed.budget.metric_calls_by_phase == full.budget.metric_calls_by_phase
+    resumes_to_the_uninterrupted_run(compile_, DieOnTheDemoCandidate(), tmp_path)
 
 
 def test_a_negative_count_is_refused():

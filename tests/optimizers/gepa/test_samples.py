@@ -15,7 +15,15 @@ from promptopt.optimizers import GEPA
 from promptopt.optimizers.callbacks import Callback
 from promptopt.optimizers.gepa.adaptive import AdaptiveProposer
 from promptopt.optimizers.gepa.reflection import RulesProposer
-from promptopt.testing import Killed, ScriptedLM, toy_examples, toy_metric, toy_program, toy_request
+from promptopt.testing import (
+    Killed,
+    ScriptedLM,
+    resumes_to_the_uninterrupted_run,
+    toy_examples,
+    toy_metric,
+    toy_program,
+    toy_request,
+)
 
 MINIBATCH, N_VAL = 3, 8
 WORDS_BY_ID = {e.id: e for e in toy_examples(20)}
@@ -190,12 +198,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, parallel):
             resume=resume,
         )
 
-    full = compile_(tmp_path / "full")
-    with pytest.raises(Killed):
-        compile_(tmp_path / "killed", [DieOnSecondStep()])
-    resumed = compile_(tmp_path / "killed", resume=True)
-    assert [c.to_dict() for c in resumed.candidates] == [c.to_dict() for c in full.candidates]
-    assert resumed.budget.metric_calls_by_phase == full.budget.metric_calls_by_phase
+    _, resumed = resumes_to_the_uninterrupted_run(compile_, DieOnSecondStep(), tmp_path)
     assert resumed.config["reflection_samples"] == 3
 
 
