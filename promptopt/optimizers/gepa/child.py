@@ -246,8 +246,8 @@ class ChildProposer:
         with self._lock:
             state.proposer_calls += used.calls
         name = proposal.extras.get("proposer")
-        if self._deferred() and isinstance(name, str):
-            self._local.names.append(name)
+        if self._deferred():  # "" for a proposer that does not name itself: it still hears the outcome
+            self._local.names.append(name if isinstance(name, str) else "")
         text, reason = proposal.instruction, proposal.reason
         if text is not None and cfg.max_instruction_chars and len(text) > cfg.max_instruction_chars:
             text, reason = (
@@ -283,10 +283,14 @@ class ChildProposer:
             observe(improved)
 
     def tally(self, outcomes: list[tuple[str, bool]]) -> None:
-        """Report a parallel round's proposer outcomes (name, kept), in the round's order."""
-        tally = getattr(self.proposer, "tally", None)
+        """Report outcomes collected side by side (name, kept), in order: to a proposer's ``tally``,
+        or one by one to its ``observe`` as if the proposals had been made one at a time."""
+        tally, observe = getattr(self.proposer, "tally", None), getattr(self.proposer, "observe", None)
         if callable(tally):
             tally(outcomes)
+        elif callable(observe):
+            for _, improved in outcomes:
+                observe(improved)
 
     def no_proposal(self, iteration: int, reason: str, component: str | None = None) -> None:
         """Report that nothing is proposed (for ``component``, or in this iteration at all), and why."""

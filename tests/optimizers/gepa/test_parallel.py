@@ -14,6 +14,7 @@ from promptopt.optimizers import GEPA, evaluation
 from promptopt.optimizers.components import serialize_components
 from promptopt.optimizers.evaluation import components_key
 from promptopt.optimizers.gepa.parallel import round_size, task_rng
+from promptopt.optimizers.gepa.reflection import RulesProposer
 from promptopt.testing import Killed, ScriptedLM, dies_at
 from tests.optimizers.gepa.test_gepa import Pipe, data, two_stage_lm, two_stage_metric, two_stage_reflect
 
@@ -24,7 +25,7 @@ def parallel_run(run_dir=None, *, metric=two_stage_metric, k=3, seed=0, lm=None,
         metric,
         max_metric_calls=kw.pop("max_metric_calls", 120),
         reflection_lm=reflector or ScriptedLM(two_stage_reflect),
-        proposer="rules",
+        proposer=kw.pop("proposer", "rules"),
         progress=False,
         evolve_demos=False,
         use_merge=kw.pop("use_merge", True),
@@ -121,3 +122,23 @@ def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path, di
     resumed = parallel_run(tmp_path / "cut", resume=True)
     assert summary(resumed) == summary(whole), state["iteration"]
     assert whole.budget.metric_calls == 28, whole.budget.metric_calls
+
+
+def test_a_proposer_with_only_observe_hears_every_outcome_of_a_round_and_of_a_step_s_samples():
+    class Counting:
+        def __init__(self):
+            self.heard: list[bool] = []
+            self.made = 0
+
+        def __call__(self, request, lm):
+            self.made += 1
+            return RulesProposer()(request, lm)
+
+        def observe(self, improved):
+            self.heard.append(improved)
+
+    for options in ({"k": 3}, {"k": 2, "reflection_samples": 2}):
+        proposer = Counting()
+        result = parallel_run(proposer=proposer, **options)
+        assert proposer.made >= 3 and len(proposer.heard) == proposer.made, options
+        assert sum(proposer.heard) == len([c for c in result.candidates if c.origin.startswith("reflection")])
