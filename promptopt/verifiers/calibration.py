@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from promptopt.core.example import Example, Prediction
+from promptopt.core.metric import Score
 from promptopt.core.program import Program
 from promptopt.evaluate import evaluate
 from promptopt.io import write_json_atomic
@@ -81,6 +82,26 @@ class PassFailLabels:
 
     def flipped(self, prediction: Prediction | None) -> bool | None:
         return None
+
+
+def pass_fail_agreement(threshold: float = 0.5, label_field: str = "label") -> Callable[..., Score]:
+    """The metric a pointwise judge is calibrated with: 1 when its verdict (score at or above
+    ``threshold``: pass) is the label's, else 0, with feedback naming the label, the judge's score and
+    its reasons, for GEPA's reflection."""
+    labels = PassFailLabels(threshold, label_field)
+
+    def agreement_with_pass_fail(example: Example, prediction: Prediction, trace: Any = None) -> Score:
+        gold, verdict = labels.gold(example), labels.verdict(prediction)
+        said, score = ("passes" if gold else "fails"), float(prediction.score)
+        if verdict == gold:
+            return Score(1.0, f"Correct: the output {said} by its label; the judge scored it {score:.2f}.")
+        return Score(
+            0.0,
+            f"Wrong: the output {said} by its label, but the judge scored it {score:.2f} "
+            f"({'pass' if verdict else 'fail'} at {threshold}). The judge's account: {prediction.feedback}",
+        )
+
+    return agreement_with_pass_fail
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,16 @@ def test_pass_fail_labels_read_strings_and_scores():
     labels = PassFailLabels(threshold=0.6)
     assert labels.gold(po.Example(label="pass")) is True and labels.gold(po.Example(label=0)) is False
     assert labels.verdict(po.Prediction(score=0.75)) is True and labels.verdict(None) is None
+
+
+def test_pass_fail_agreement_scores_the_verdict_against_the_label_and_says_why():
+    from promptopt.core.example import Prediction
+    from promptopt.verifiers import pass_fail_agreement
+
+    metric = pass_fail_agreement(threshold=0.6)
+    passing = po.Example(_id="a", task_input="q", output="o", label="pass")
+    right = metric(passing, Prediction(score=0.8, feedback="all criteria met"))
+    wrong = metric(passing, Prediction(score=0.5, feedback="correct: unmet (the sum is off)"))
+    assert right.value == 1.0 and "passes by its label" in right.feedback
+    assert wrong.value == 0.0 and "fail at 0.6" in wrong.feedback and "the sum is off" in wrong.feedback
+    assert metric(po.Example(_id="b", label=False), Prediction(score=0.2, feedback="")).value == 1.0
