@@ -40,7 +40,6 @@ class Samples:
     changed: list[str] = field(default_factory=list)
     child_recs: list[Record] = field(default_factory=list)
     runs: list[list[Record]] = field(default_factory=list)
-    scored: int = 0  # children scored on the minibatch
 
 
 def mean_score(recs: list[Record]) -> float | None:
@@ -83,7 +82,6 @@ def best_of_samples(
         seen.append(child)
         child_recs = batch_score(child)
         out.runs.append(child_recs)
-        out.scored += 1
         mean = mean_score(child_recs)
         if mean is not None and (best_mean is None or mean > best_mean):
             if out.child is not None:
