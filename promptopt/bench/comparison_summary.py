@@ -29,12 +29,15 @@ def _points(x: float) -> float:
 
 
 def optimizer_numbers(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per optimizer: mean lift (points), wall seconds and metric calls per cell, tasks, by phase."""
+    """Per optimizer: mean lift (points), wall seconds and metric calls per cell, seconds per metric
+    call, tasks, and both by phase."""
     return {
         s["optimizer"]: {
             "mean_lift": _points(s["lift"]),
             "wall_s": round(s["seconds"], 1),
             "metric_calls": round(s["metric_calls"], 1),
+            # Speed at equal work: a run that stops early spends fewer seconds, not faster ones.
+            "s_per_metric_call": round(s["seconds"] / s["metric_calls"], 2) if s["metric_calls"] else None,
             "tasks": s["tasks"],
             "baseline_test": _points(s["baseline_test"]),
             "optimized_test": _points(s["optimized_test"]),
@@ -139,9 +142,12 @@ def comparison_summary(folders: Sequence[str | Path], *, focus: str = "gepa") ->
 
 def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     """The summary as a text table: mean lift, wall time and metric calls, then the head-to-head rows."""
-    lines = [f"{'optimizer':<22} {'mean lift':>9} {'wall s':>8} {'metric calls':>12}"]
+    lines = [f"{'optimizer':<22} {'mean lift':>9} {'wall s':>8} {'metric calls':>12} {'s/call':>7}"]
     for name, n in summary["optimizers"].items():
-        lines.append(f"{name:<22} {n['mean_lift']:>+9.1f} {n['wall_s']:>8.0f} {n['metric_calls']:>12.0f}")
+        rate = "" if n["s_per_metric_call"] is None else f"{n['s_per_metric_call']:.2f}"
+        lines.append(
+            f"{name:<22} {n['mean_lift']:>+9.1f} {n['wall_s']:>8.0f} {n['metric_calls']:>12.0f} {rate:>7}"
+        )
     focus = summary["focus"]
     for other, h in summary["head_to_head"].items():
         lines.append(

@@ -114,6 +114,7 @@ def test_summary_json_names_each_optimizer_and_the_head_to_head_rows(tmp_path, c
     assert set(summary["optimizers"]) == {"gepa", "bootstrap_fewshot"}
     gepa = summary["optimizers"]["gepa"]
     assert {"mean_lift", "wall_s", "metric_calls"} <= set(gepa) and gepa["wall_s"] == 2.0
+    assert gepa["s_per_metric_call"] == 0.2  # 2 s for 10 metric calls per cell
     only_a = comparison_summary([a])
     lifts = {s["optimizer"]: s["lift"] for s in by_optimizer(aggregate(cells))}
     assert only_a["optimizers"]["gepa"]["mean_lift"] == pytest.approx(100 * lifts["gepa"], abs=0.01)
