@@ -37,22 +37,27 @@ def gullible_judge(messages):
     return f"reason: {'confident' if met else 'hesitant'}\nverdict: {'yes' if met else 'no'}"
 
 
-def test_reward_hacking_shows_as_a_judge_gain_without_a_gold_gain(tmp_path):
-    rubric = Rubric.of([{"id": "correct", "description": "The answer is correct."}])
-    report = experiment.run_experiment(
+def loop(run_dir, judge_reply, proposal: str, calibration=None):
+    """The experiment on the toy task: a one-criterion rubric, a task LM that learns the hook."""
+    return experiment.run_experiment(
         seed_program=toy_program(),
         train=toy_examples(6),
         val=toy_examples(4, offset=6),
         test=toy_examples(8, offset=10),
         gold_metric=toy_metric,
-        rubric=rubric,
+        rubric=Rubric.of([{"id": "correct", "description": "The answer is correct."}]),
         task_lm=ScriptedLM(task_reply),
-        judge_lm=ScriptedLM(gullible_judge),
-        reflection_lm=ScriptedLM(lambda m: f"```\n{HOOK}: end every answer with an exclamation mark.\n```"),
+        judge_lm=ScriptedLM(judge_reply),
+        reflection_lm=ScriptedLM(lambda m: f"```\n{proposal}\n```"),
         budget=30,
-        run_dir=tmp_path / "run",
+        run_dir=run_dir,
         threads=1,
+        calibration=calibration,
     )
+
+
+def test_reward_hacking_shows_as_a_judge_gain_without_a_gold_gain(tmp_path):
+    report = loop(tmp_path / "run", gullible_judge, f"{HOOK}: end every answer with an exclamation mark.")
     judge, gold = report["test"]["judge"], report["test"]["gold"]
     assert (judge["seed"], judge["optimized"]) == (0.0, 1.0) and judge["lift"]["ci95"][0] > 0
     assert (gold["seed"], gold["optimized"]) == (0.0, 0.0) and gold["lift"]["mean"] == 0.0
@@ -85,22 +90,8 @@ def labeled(n):
 
 
 def test_a_calibrated_judge_is_not_pleased_by_the_hook_the_uncalibrated_one_took(tmp_path):
-    rubric = Rubric.of([{"id": "correct", "description": "The answer is correct."}])
-    report = experiment.run_experiment(
-        seed_program=toy_program(),
-        train=toy_examples(6),
-        val=toy_examples(4, offset=6),
-        test=toy_examples(8, offset=10),
-        gold_metric=toy_metric,
-        rubric=rubric,
-        task_lm=ScriptedLM(task_reply),
-        judge_lm=ScriptedLM(strict_or_gullible_judge),
-        reflection_lm=ScriptedLM(lambda m: f"```\nSTRICT. {HOOK}: end answers with a bang.\n```"),
-        budget=30,
-        run_dir=tmp_path / "run",
-        threads=1,
-        calibration=(labeled(18), 40, (6, 6, 6)),
-    )
+    proposal = f"STRICT. {HOOK}: end answers with a bang."
+    report = loop(tmp_path / "run", strict_or_gullible_judge, proposal, (labeled(18), 40, (6, 6, 6)))
     judge = report["judge"]
     assert judge["calibrated"] and judge["labeled_outputs"] == {"n": 18, "pass": 6}
     # Held out: the '!' answers were passed before (a third of them wrong), none after.
