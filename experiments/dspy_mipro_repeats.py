@@ -3,9 +3,11 @@
 The configuration of ``tests/real_lm/test_dspy_plugin_real.py``'s MIPROv2 test: iris split 15 train /
 20 validation / 30 test, the 1.5B model as task LM (temperature 0) and as proposer (0.7), 4 candidates
 per predictor, 8 trials on minibatches of 5 with a full validation every 4, up to 3 bootstrapped + 3
-labelled demos. Each run scores the uncompiled module and the compiled one on the test split with
-``dspy.Evaluate``. Usage (resumable: finished runs are kept in the results file and skipped, a run in
-progress resumes from ``runs/dspy-mipro-repeats/<program>-<run>/``)::
+labelled demos. Run k uses optimizer seed k - 1: runs with one seed ask the same questions, which the
+LM cache answers the same way, so they would repeat each other. Each run scores the uncompiled module and
+the compiled one on the test split with ``dspy.Evaluate``. Usage (resumable: finished runs are kept
+in the results file and skipped, a run in progress resumes from
+``runs/dspy-mipro-repeats/<program>-<run>/``)::
 
     python experiments/dspy_mipro_repeats.py --program chain_of_thought --runs 2
     python experiments/dspy_mipro_repeats.py --program two_module_pipeline --runs 2
@@ -87,6 +89,7 @@ def main() -> None:
                 max_labeled_demos=3,
                 prompt_model=proposer,
                 num_threads=2,
+                seed=k - 1,  # each run its own seed: one seed twice makes the same decisions
                 run_dir=ROOT / "runs/dspy-mipro-repeats" / run,
                 resume=True,
                 progress=False,
@@ -95,6 +98,7 @@ def main() -> None:
         result = compiled.promptopt_result
         record = {
             "run": run,
+            "seed": k - 1,
             "model": args.model,
             "test_before": before,
             "test_after": after,
