@@ -70,7 +70,6 @@ def best_of_samples(
     losers: list[list[str]] = []
     best_mean: float | None = None
     seen: list[dict[str, Any]] = []
-    children.take_names()  # nothing from before this step's samples is theirs
     for sample in range(run.cfg.reflection_samples):
         child, changed = children.propose(
             parent, recs, run.state, run.pool, rng, choice=choice, iteration=iteration, sample=sample
