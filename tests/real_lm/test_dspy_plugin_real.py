@@ -15,7 +15,11 @@ minutes over repeated seeds, which are evidence rather than tests: ``experiments
 ``results/dspy-plugin/``.
 
 The task LM is a ``dspy.LM`` pointed at the local llama.cpp server of the 0.5B model at temperature
-0; the reflection / proposal LM is the same model at temperature 0.7.
+0, with DSPy's response cache kept in memory for the test session; the reflection / proposal LM is
+the same model at temperature 0.7, uncached. The cache is what makes "the same score back" a fair
+check: llama-server reuses the KV cache of a shared prompt prefix, and a token computed in a batch of
+another size can differ in its last bits, so at temperature 0 a repeated request may still change a
+near-tied token.
 """
 
 from __future__ import annotations
@@ -39,8 +43,24 @@ pytestmark = pytest.mark.slow
 TASK_MODEL = "local"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def memory_only_dspy_cache():
+    """DSPy's response cache in memory: repeated task-LM requests answer alike, and nothing is
+    written to the user's ~/.dspy_cache."""
+    from dspy.clients.cache import Cache
+
+    # Read from the module's namespace: reading ``dspy.cache`` would build the default disk cache.
+    saved = vars(dspy).get("cache")
+    dspy.cache = Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None)
+    yield
+    if saved is None:
+        del dspy.cache
+    else:
+        dspy.cache = saved
+
+
 def task_lm(max_tokens: int = 64) -> dspy.LM:
-    return dspy_lm(po.LM(TASK_MODEL, max_tokens=max_tokens))
+    return dspy_lm(po.LM(TASK_MODEL, max_tokens=max_tokens), cache=True)
 
 
 def proposal_lm() -> dspy.LM:
