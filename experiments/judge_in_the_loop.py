@@ -68,7 +68,7 @@ def _paired(before: Sequence[float], after: Sequence[float]) -> dict[str, Any]:
 def _scores(
     program: Program, examples: Sequence[Example], metric: Any, lm: LanguageModel, threads: int
 ) -> Any:
-    run = evaluate(program, examples, metric, lm=lm, num_threads=threads, display_progress=False)
+    run = evaluate(program, examples, metric, lm=lm, num_threads=threads, display_progress=True)
     if run.unscored:
         first = run.unscored[0]
         raise RuntimeError(
@@ -83,7 +83,7 @@ def labeled_outputs(
 ) -> list[Example]:
     """``program``'s answers to ``examples`` as the judge reads them, each labeled pass (the gold
     metric's full score) or fail; an example the program could not answer is left out."""
-    run = evaluate(program, examples, gold_metric, lm=lm, num_threads=threads, display_progress=False)
+    run = evaluate(program, examples, gold_metric, lm=lm, num_threads=threads, display_progress=True)
     return [
         Example(
             _id=r.example.id,
@@ -121,6 +121,7 @@ def calibrated_judge(
         run_dir=run_dir,
         resume=True,
         num_threads=threads,
+        progress=True,
     )
 
 

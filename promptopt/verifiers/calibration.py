@@ -198,9 +198,10 @@ def held_out_verdicts(
     lm: LanguageModel | None = None,
     num_threads: int = 4,
     group_field: str = "subset",
+    progress: bool = False,
 ) -> HeldOutVerdicts:
     """Run ``judge`` on every example; a failed run (an unreadable reply) is a missing verdict."""
-    run = evaluate(judge, examples, metric, lm=lm, num_threads=num_threads, display_progress=False)
+    run = evaluate(judge, examples, metric, lm=lm, num_threads=num_threads, display_progress=progress)
     if run.unscored and any(r.failure == "LM" for r in run.unscored):
         lm_down = next(r for r in run.unscored if r.failure == "LM")
         raise RuntimeError(
@@ -230,6 +231,7 @@ def calibrate(
     run_dir: str | Path | None = None,
     resume: bool = False,
     num_threads: int = 4,
+    progress: bool = False,
 ) -> CalibrationReport:
     """Optimize ``judge`` against the human labels of ``examples`` and report held-out agreement.
 
@@ -244,17 +246,21 @@ def calibrate(
             to the optimizer's.
         lm: the judge's LM; run_dir / resume: the optimizer's run directory (a killed calibration
             resumes there).
+        progress: show a progress bar while the held-out examples are judged, before and after
+            (the optimizer shows its own).
     """
     labels = labels or PairwiseLabels()
     metric = metric or getattr(optimizer, "metric", None)
     if metric is None:
         raise ValueError("Give metric=...: the optimizer does not expose the metric it was built with.")
     train, val, test = split_labeled(examples, sizes, seed)
-    before = held_out_verdicts(judge, test, labels, metric, lm=lm, num_threads=num_threads)
+    before = held_out_verdicts(judge, test, labels, metric, lm=lm, num_threads=num_threads, progress=progress)
     result = optimizer.compile(judge, train, val, lm=lm, run_dir=run_dir, resume=resume)
     calibrated = result.best_program
     assert calibrated is not None
-    after = held_out_verdicts(calibrated, test, labels, metric, lm=lm, num_threads=num_threads)
+    after = held_out_verdicts(
+        calibrated, test, labels, metric, lm=lm, num_threads=num_threads, progress=progress
+    )
     pairwise = any(f is not None for f in (*before.flipped, *after.flipped))
     change = agreement_change(
         list(before.gold),

@@ -180,6 +180,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         resume=True,
         num_threads=args.threads,
+        progress=True,
     )
     lms = {"judge": lm_identity(judge_lm), "proposer": lm_identity(helper)}
     path = report.save(args.out, provenance=collect(lms=lms).to_dict(), task=args.task or args.data)
