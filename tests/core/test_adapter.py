@@ -78,6 +78,25 @@ def test_choices_are_mapped_or_rejected():
         A.parse(s, "label: a rose")
 
 
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("better: Output B follows the instruction better by providing a list", "B"),
+        ("better: output_a, since b is off topic", "A"),
+        ("better: B follows the instruction; A does not", "B"),
+    ],
+)
+def test_a_choice_named_first_and_then_explained_is_read(text, want):
+    s = sig("x -> better", choices={"better": ["A", "B"]})
+    assert A.parse(s, text) == {"better": want}
+
+
+def test_choices_named_together_up_front_stay_unreadable():
+    s = sig("x -> better", choices={"better": ["A", "B"]})
+    with pytest.raises(ParseError, match="one of"):
+        A.parse(s, "better: A or B, it depends on the reader")
+
+
 def test_header_only_at_line_start():
     s = sig("question -> reasoning, answer")
     out = A.parse(s, "reasoning: the answer: is not here yet\nanswer: 5")
