@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from promptopt.lm.backends.litellm_api import litellm_completion
+from promptopt.lm.compute_turns import compute_turn
 from promptopt.lm.engines import LLAMA_CPP_PYTHON
 from promptopt.lm_protocol import Completion
 
@@ -20,6 +21,7 @@ class LlamaServerBackend:
         self.extra = dict(extra)
         self._server: Any = None
         self._lock = threading.Lock()
+        self._takes_turns: bool | None = None  # known at the first request
 
     @property
     def server(self) -> Any:
@@ -67,4 +69,9 @@ class LlamaServerBackend:
 
     def complete(self, messages: list[dict[str, str]], params: dict[str, Any], timeout: float) -> Completion:
         model, conn = self.connection()
-        return litellm_completion(model, conn, messages, params, timeout)
+        # A one-slot server takes turns on the CPU with the machine's other local servers
+        # (promptopt.lm.compute_turns); the timeout counts from the turn's start.
+        if self._takes_turns is None:
+            self._takes_turns = self.slots() == 1
+        with compute_turn(enabled=self._takes_turns):
+            return litellm_completion(model, conn, messages, params, timeout)
