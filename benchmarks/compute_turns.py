@@ -77,9 +77,9 @@ def phase(name: str, small: po.LM, large: po.LM, n_small: int, n_large: int, *, 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="results/local-server/compute-turns.json")
-    ap.add_argument("--small-requests", type=int, default=8)
-    ap.add_argument("--large-requests", type=int, default=4)
-    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--small-requests", type=int, default=6)
+    ap.add_argument("--large-requests", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=32)
     args = ap.parse_args()
 
     small = po.LM(SMALL, max_tokens=args.max_tokens, cache=False)
