@@ -128,6 +128,9 @@ class _ServerAt(LlamaServerBackend):
     def __init__(self, base_url: str) -> None:
         super().__init__("tiny", {})
         self.base_url = base_url
+        # A scripted server does not compute on the CPU: it need not wait for the machine's turn
+        # (promptopt.lm.compute_turns), which a real local server elsewhere may hold.
+        self._takes_turns = False
 
     def cache_identity(self) -> str:
         return "local/tiny@test"
