@@ -183,9 +183,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         progress=True,
     )
     lms = {"judge": lm_identity(judge_lm), "proposer": lm_identity(helper)}
-    path = report.save(args.out, provenance=collect(lms=lms).to_dict(), task=args.task or args.data)
+    provenance = collect(lms=lms).to_dict()
+    path = report.save(args.out, provenance=provenance, task=args.task or args.data)
     if args.save_judge:
-        report.judge.save(args.save_judge)
+        # The program's saved state, with the calibration's provenance (loading ignores the extra key).
+        write_json_atomic(args.save_judge, {**report.judge.dump_state(), "provenance": provenance})
     b, a, d = report.before, report.after, report.change
     print(
         f"held-out agreement ({b.n} pairs): accuracy {b.accuracy.value:.3f} -> {a.accuracy.value:.3f} "

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from promptopt.cli import main
+from promptopt.core.program import load_program
 from promptopt.testing import ScriptedLM, field_value, last_user_message
 from tests.verifiers.test_calibration import KEY, judge_reply, pairs
 
@@ -102,7 +103,7 @@ def test_calibrate_from_the_command_line(tmp_path, scripted, capsys):
     assert "accuracy 0.000 -> 1.000" in capsys.readouterr().out
     report = json.loads((tmp_path / "rep.json").read_text())
     assert set(report["provenance"]["lms"]) == {"judge", "proposer"}
-    assert (
-        KEY
-        in json.loads((tmp_path / "j.json").read_text())["predictors"]["compare"]["signature"]["instruction"]
-    )
+    saved = json.loads((tmp_path / "j.json").read_text())
+    assert KEY in saved["predictors"]["compare"]["signature"]["instruction"]
+    assert saved["provenance"] == report["provenance"]
+    assert KEY in load_program(tmp_path / "j.json").compare.signature.instruction
