@@ -303,16 +303,19 @@ def _choose(f: Field, value: str, raw: str) -> str:
     for c in f.choices:
         if clean == norm(c):
             return c
+
+    def named_in(text: str) -> list[str]:  # the choices ``text`` names as whole words
+        return [c for c in f.choices if re.search(r"(?<![\w])" + re.escape(norm(c)) + r"(?![\w])", text)]
+
     text = norm(value)
-    found = [c for c in f.choices if re.search(r"(?<![\w])" + re.escape(norm(c)) + r"(?![\w])", text)]
+    found = named_in(text)
     # A choice contained in a longer found choice ('supported' in 'not supported') is not a separate match.
     found = [c for c in found if not any(o != c and norm(c) in norm(o) for o in found)]
     if len(found) > 1:
         # A reply that names its choice and then explains ("Output B follows the instruction
         # better by providing a ...") names the others only in passing: the choice alone among
         # the first three words is the answer.
-        lead = " ".join(text.split()[:3])
-        found = [c for c in found if re.search(r"(?<![\w])" + re.escape(norm(c)) + r"(?![\w])", lead)]
+        found = [c for c in named_in(" ".join(text.split()[:3])) if c in found]
     if len(found) == 1:
         return found[0]
     raise ParseError(f"Field '{f.name}' must be one of {list(f.choices)}, got {value!r}.", raw)

@@ -14,6 +14,7 @@ The lock is a file lock (``filelock``), so it holds across processes and across 
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -39,15 +40,11 @@ def turns_enabled() -> bool:
     return os.environ.get(ENV, "1").strip() not in ("0", "false", "no", "off")
 
 
-_locks: dict[Path, FileLock] = {}
-
-
+@functools.cache
 def _lock(path: Path) -> FileLock:
     # One FileLock per path in the process; it is thread-local, so each thread takes the file lock
     # through a descriptor of its own and threads exclude one another as processes do.
-    if path not in _locks:
-        _locks[path] = FileLock(path, thread_local=True)
-    return _locks[path]
+    return FileLock(path, thread_local=True)
 
 
 @contextmanager
