@@ -278,10 +278,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return 2
     options = [] if args.focus == "gepa" else ["--focus", args.focus]
     options += ["--json", args.json] if args.json else []
+    options += ["--chart", args.chart] if args.chart else []
     summary["made_by"] = shlex.join(["python", "-m", "promptopt.bench", "summary", *args.folders, *options])
     print("\n".join(summary_lines(summary)))
     if args.json:
         print(f"wrote {write_json_atomic(args.json, summary)}")
+    if args.chart:
+        from promptopt.bench.summary_chart import summary_chart
+
+        print(f"wrote {summary_chart(summary, args.chart)}")
     return 0
 
 
@@ -293,6 +298,7 @@ def _add_summary(sub: Any) -> None:
     p.add_argument("folders", nargs="+", help="run folders, one per configuration (named by folder name)")
     p.add_argument("--focus", default="gepa", help="the optimizer compared head to head with each other")
     p.add_argument("--json", help="write the summary here (e.g. results/comparison/summary.json)")
+    p.add_argument("--chart", help="draw it as a PNG here (e.g. results/comparison/summary.png)")
     p.set_defaults(func=cmd_summary)
 
 

@@ -138,3 +138,28 @@ def test_the_report_has_the_head_to_head_table(tmp_path):
     assert "### Head to head: gepa against each optimizer" in text
     h = head_to_head({"": two_tasks(np.random.default_rng(5))}, "gepa", "bootstrap_fewshot")
     assert f"| bootstrap_fewshot | {100 * h.difference:+.1f} [" in text
+
+
+def test_the_summary_chart_plots_the_summary_numbers(tmp_path, capsys):
+    from promptopt.bench.summary_chart import summary_series
+
+    cells = two_tasks(np.random.default_rng(7))
+    a = store(tmp_path / "r0.5b", cells)
+    b = store(tmp_path / "r1.5b", [c for c in cells if c.config.optimizer == "gepa"])
+    out, png = tmp_path / "summary.json", tmp_path / "charts" / "summary.png"
+    assert bench_main(["summary", str(a), str(b), "--json", str(out), "--chart", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    summary = json.loads(out.read_text())
+    assert summary["made_by"].endswith(f"--chart {png}")
+    series = summary_series(summary)  # from the JSON file alone: the chart can be redrawn from it
+    assert series.optimizers == [o for o in summary["optimizers"] if o != "baseline"]
+    per_config = summary["configurations"]
+    for name in ("r0.5b", "r1.5b"):
+        expected = [per_config[name]["optimizers"].get(o, {}).get("mean_lift") for o in series.optimizers]
+        assert series.lift_by_configuration[name] == expected
+    assert None in series.lift_by_configuration["r1.5b"]  # an optimizer that did not run there
+    row = summary["head_to_head"]["bootstrap_fewshot"]
+    assert series.others == ["bootstrap_fewshot"]
+    assert series.differences == [row["difference"]] and series.intervals == [tuple(row["ci"])]
+    with pytest.raises(ValueError, match="no 'head_to_head' entry"):
+        summary_series({"optimizers": {}, "focus": "gepa"})
