@@ -10,7 +10,9 @@ components are tried after each success. Each of these decisions is a strategy
 (:mod:`promptopt.optimizers.gepa.strategies`) that can be swapped.
 
 State is saved atomically after every iteration; ``resume=True`` continues a
-killed run with the same decisions and the same final result.
+killed run with the same decisions and the same final result, and continues a
+finished run when its budget was raised (a run stopped at 60 metric calls and
+resumed with 120 ends where a run given 120 from the start ends).
 
 Examples the LM or the metric failed on are not scores: a candidate's
 ``val_scores`` leave them out, every comparison (minibatch acceptance, ties,

@@ -123,6 +123,9 @@ class GEPARun:
     # --- the run ---------------------------------------------------------------
     def execute(self) -> OptimizationResult:
         self.state, resumed = self._load_or_init()
+        # A finished run is judged again by this run's stop conditions: under the same ones it stops
+        # at once with the same reason; a larger budget (or a later deadline) continues it.
+        self.state.finished = False
         self.rng = rng_from_json(self.state.rng)
         self.pool = DemoPool(self.state.demo_pool)
         if callable(load := getattr(self.proposer, "load_state_dict", None)):

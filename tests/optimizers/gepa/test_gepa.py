@@ -533,3 +533,28 @@ def test_ties_look_at_more_examples_before_rejecting(extensions, seen):
     assert rejected and all(len(d["example_ids"]) == seen for d in rejected)
     assert all(d["parent_score"] == d["child_score"] for d in rejected)
     assert len(res.candidates) == 1
+
+
+def test_a_finished_run_resumed_with_a_larger_budget_continues_to_the_larger_runs_result(tmp_path):
+    def run(budget, run_dir):
+        return GEPA(
+            metric,
+            max_metric_calls=budget,
+            reflection_lm=ScriptedLM(_varied_rules),
+            proposer="rules",
+            progress=False,
+            evolve_demos=True,
+            use_merge=True,
+            seed=7,
+        ).compile(program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=run_dir, resume=True)
+
+    whole = run(90, tmp_path / "whole")
+    small = run(40, tmp_path / "grown")
+    assert small.budget.metric_calls < whole.budget.metric_calls
+    assert "budget" in small.stop_reason
+    again = run(40, tmp_path / "grown")  # the same budget: nothing more is spent
+    assert again.budget.metric_calls == small.budget.metric_calls and again.stop_reason == small.stop_reason
+    grown = run(90, tmp_path / "grown")
+    assert grown.budget.metric_calls == whole.budget.metric_calls
+    assert grown.best_program.components() == whole.best_program.components()
+    assert [c.components for c in grown.candidates] == [c.components for c in whole.candidates]
