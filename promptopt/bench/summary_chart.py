@@ -94,8 +94,10 @@ def summary_chart(summary: Mapping[str, Any], path: str | Path) -> Path:
     wall_ax.set_title("Wall time")
 
     y = np.arange(len(series.others))
-    lows = [d - lo for d, (lo, _) in zip(series.differences, series.intervals, strict=True)]
-    highs = [hi - d for d, (_, hi) in zip(series.differences, series.intervals, strict=True)]
+    # Clamped: matplotlib refuses negative error lengths, which rounding can make of an interval
+    # that only touches its difference.
+    lows = [max(0.0, d - lo) for d, (lo, _) in zip(series.differences, series.intervals, strict=True)]
+    highs = [max(0.0, hi - d) for d, (_, hi) in zip(series.differences, series.intervals, strict=True)]
     colors = ["#2f6db5" if lo > 0 else "#c0392b" if hi < 0 else "#9aa5b1" for lo, hi in series.intervals]
     diff_ax.barh(y, series.differences, xerr=[lows, highs], color=colors, capsize=3)
     diff_ax.axvline(0, color="black", linewidth=0.8)
@@ -103,6 +105,15 @@ def summary_chart(summary: Mapping[str, Any], path: str | Path) -> Path:
     diff_ax.invert_yaxis()
     diff_ax.set_xlabel("difference in mean lift (points, 95% interval)")
     diff_ax.set_title(f"{series.focus} minus each optimizer")
+    if not series.others:
+        diff_ax.text(
+            0.5,
+            0.5,
+            f"no head to head: {series.focus} has no cells here",
+            ha="center",
+            va="center",
+            transform=diff_ax.transAxes,
+        )
 
     for ax in (lift_ax, wall_ax, diff_ax):
         ax.grid(axis="x" if ax is diff_ax else "y", alpha=0.3)

@@ -10,9 +10,10 @@ components are tried after each success. Each of these decisions is a strategy
 (:mod:`promptopt.optimizers.gepa.strategies`) that can be swapped.
 
 State is saved atomically after every iteration; ``resume=True`` continues a
-killed run with the same decisions and the same final result, and continues a
-finished run when its budget was raised (a run stopped at 60 metric calls and
-resumed with 120 ends where a run given 120 from the start ends).
+killed run with the same decisions and the same final result. A finished run
+resumed with a larger budget goes on from where it stopped (choices sized by the
+budget left, such as the size of a parallel round, are made anew from there);
+resumed as it was, it returns its result and spends nothing.
 
 Examples the LM or the metric failed on are not scores: a candidate's
 ``val_scores`` leave them out, every comparison (minibatch acceptance, ties,

@@ -123,9 +123,6 @@ class GEPARun:
     # --- the run ---------------------------------------------------------------
     def execute(self) -> OptimizationResult:
         self.state, resumed = self._load_or_init()
-        # A finished run is judged again by this run's stop conditions: under the same ones it stops
-        # at once with the same reason; a larger budget (or a later deadline) continues it.
-        self.state.finished = False
         self.rng = rng_from_json(self.state.rng)
         self.pool = DemoPool(self.state.demo_pool)
         if callable(load := getattr(self.proposer, "load_state_dict", None)):
@@ -139,6 +136,10 @@ class GEPARun:
         self.session.restore_spending(self.state.usage, self.state.progress.seconds, self.state.phase_seconds)
         print_estimate(self, resumed)
         self.session.start("gepa", self.config, resumed)
+        if self.state.finished and not (self.session.stop_reason(self._progress()) or self._exhausted()):
+            # Resumed under a larger budget or a later deadline, a finished run goes on; under stop
+            # conditions that still hold it is left as it ended (nothing rescored, nothing spent).
+            self.state.finished = False
         try:
             self._loop()
         except ConsecutiveFailuresError as exc:

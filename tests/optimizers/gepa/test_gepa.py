@@ -536,7 +536,7 @@ def test_ties_look_at_more_examples_before_rejecting(extensions, seen):
 
 
 def test_a_finished_run_resumed_with_a_larger_budget_continues_to_the_larger_runs_result(tmp_path):
-    def run(budget, run_dir):
+    def run(budget, run_dir, lm=None):
         return GEPA(
             metric,
             max_metric_calls=budget,
@@ -546,15 +546,41 @@ def test_a_finished_run_resumed_with_a_larger_budget_continues_to_the_larger_run
             evolve_demos=True,
             use_merge=True,
             seed=7,
-        ).compile(program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=run_dir, resume=True)
+        ).compile(program(), data(10), data(6, offset=10), lm=lm or noisy_lm(), run_dir=run_dir, resume=True)
 
     whole = run(90, tmp_path / "whole")
     small = run(40, tmp_path / "grown")
     assert small.budget.metric_calls < whole.budget.metric_calls
     assert "budget" in small.stop_reason
-    again = run(40, tmp_path / "grown")  # the same budget: nothing more is spent
+    task_lm = noisy_lm()
+    again = run(40, tmp_path / "grown", task_lm)  # the same budget: nothing more is spent
+    assert task_lm.calls == []
     assert again.budget.metric_calls == small.budget.metric_calls and again.stop_reason == small.stop_reason
     grown = run(90, tmp_path / "grown")
     assert grown.budget.metric_calls == whole.budget.metric_calls
     assert grown.best_program.components() == whole.best_program.components()
     assert [c.components for c in grown.candidates] == [c.components for c in whole.candidates]
+
+
+def test_a_finished_run_resumed_as_it_was_does_not_rescore_what_an_outage_left_unscored(tmp_path):
+    def run(lm):
+        return GEPA(
+            metric,
+            max_metric_calls=40,
+            reflection_lm=ScriptedLM(_varied_rules),
+            proposer="rules",
+            progress=False,
+            seed=7,
+        ).compile(program(), data(10), data(6, offset=10), lm=lm, run_dir=tmp_path / "run", resume=True)
+
+    def flaky(messages):
+        if field_value(last_user_message(messages), "word") == data(1, offset=11)[0].word:
+            raise ConnectionError("the server went away")
+        return noisy_lm()._fn(messages)
+
+    first = run(ScriptedLM(flaky))
+    assert len(first.candidates[0].val_scores) == 5  # one validation example left unscored
+    task_lm = noisy_lm()
+    again = run(task_lm)
+    assert task_lm.calls == []
+    assert again.budget.metric_calls == first.budget.metric_calls and again.stop_reason == first.stop_reason
