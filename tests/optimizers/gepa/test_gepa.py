@@ -431,31 +431,35 @@ def test_config_errors_say_what_to_do():
         )
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
-    def kw():
-        return dict(
-            max_metric_calls=90,
-            reflection_lm=ScriptedLM(_varied_rules),
-            proposer="rules",
-            progress=False,
-            evolve_demos=True,
-            use_merge=True,
-            seed=7,
-        )
+def resumable_gepa(max_metric_calls=90, *, metric=metric) -> GEPA:
+    """The GEPA the resume tests run: rules proposals varied by step, so runs differ in their choices."""
+    return GEPA(
+        metric,
+        max_metric_calls=max_metric_calls,
+        reflection_lm=ScriptedLM(_varied_rules),
+        proposer="rules",
+        progress=False,
+        evolve_demos=True,
+        use_merge=True,
+        seed=7,
+    )
 
-    full = GEPA(metric, **kw()).compile(
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+
+    full = resumable_gepa().compile(
         program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "full"
     )
 
     dying_metric = dies_at(metric, 40)
 
     with pytest.raises(Killed):
-        GEPA(dying_metric, **kw()).compile(
+        resumable_gepa(metric=dying_metric).compile(
             program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "resumed"
         )
     state = json.loads((tmp_path / "resumed" / "state.json").read_text())
     assert state["iteration"] > 0
-    resumed = GEPA(metric, **kw()).compile(
+    resumed = resumable_gepa().compile(
         program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "resumed", resume=True
     )
     a, b = full.to_dict(), resumed.to_dict()
@@ -473,7 +477,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert a == b
     assert resumed.best_program.components() == full.best_program.components()
     with pytest.raises(ValueError, match="same data"):
-        GEPA(metric, **kw()).compile(
+        resumable_gepa().compile(
             program(), data(9), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path / "resumed", resume=True
         )
 
@@ -537,16 +541,9 @@ def test_ties_look_at_more_examples_before_rejecting(extensions, seen):
 
 def test_a_finished_run_resumed_with_a_larger_budget_continues_to_the_larger_runs_result(tmp_path):
     def run(budget, run_dir, lm=None):
-        return GEPA(
-            metric,
-            max_metric_calls=budget,
-            reflection_lm=ScriptedLM(_varied_rules),
-            proposer="rules",
-            progress=False,
-            evolve_demos=True,
-            use_merge=True,
-            seed=7,
-        ).compile(program(), data(10), data(6, offset=10), lm=lm or noisy_lm(), run_dir=run_dir, resume=True)
+        return resumable_gepa(budget).compile(
+            program(), data(10), data(6, offset=10), lm=lm or noisy_lm(), run_dir=run_dir, resume=True
+        )
 
     whole = run(90, tmp_path / "whole")
     small = run(40, tmp_path / "grown")
@@ -564,14 +561,9 @@ def test_a_finished_run_resumed_with_a_larger_budget_continues_to_the_larger_run
 
 def test_a_finished_run_resumed_as_it_was_does_not_rescore_what_an_outage_left_unscored(tmp_path):
     def run(lm):
-        return GEPA(
-            metric,
-            max_metric_calls=40,
-            reflection_lm=ScriptedLM(_varied_rules),
-            proposer="rules",
-            progress=False,
-            seed=7,
-        ).compile(program(), data(10), data(6, offset=10), lm=lm, run_dir=tmp_path / "run", resume=True)
+        return resumable_gepa(40).compile(
+            program(), data(10), data(6, offset=10), lm=lm, run_dir=tmp_path / "run", resume=True
+        )
 
     def flaky(messages):
         if field_value(last_user_message(messages), "word") == data(1, offset=11)[0].word:
