@@ -184,6 +184,8 @@ def by_optimizer(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "baseline_test": mean_over_tasks("baseline_test"),
                 "optimized_test": mean_over_tasks("optimized_test"),
                 "lift": mean_over_tasks("lift"),
+                "baseline_val": mean_over_tasks("baseline_val"),
+                "optimized_val": mean_over_tasks("optimized_val"),
                 "metric_calls": mean_over_tasks("metric_calls"),
                 "seconds": mean_over_tasks("seconds"),
                 "metric_calls_by_phase": mean_phases(

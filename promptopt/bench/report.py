@@ -58,6 +58,11 @@ def _p(x: float) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
+def _val(row: dict[str, Any]) -> str:
+    """The seed's and the optimized program's validation scores: what the optimizer itself saw."""
+    return f"{_pct(row['baseline_val'])} → {_pct(row['optimized_val'])}"
+
+
 def _int(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -167,7 +172,9 @@ def markdown(
         "baseline on the same test examples; its 95% CI is a percentile bootstrap clustered by test "
         "example over seeds (each distinct example's difference is averaged over the seeds that scored "
         "it, and the n distinct examples are resampled, so an example scored under several seeds counts "
-        "once); per seed lists each seed's own lift, the spread one run may land in; sign p is a "
+        "once); per seed lists each seed's own lift, the spread one run may land in; validation is the "
+        "seed's and the optimized program's score on the validation split (the data the optimizer "
+        "chose on, so compare settings there and keep the test split for the final table); sign p is a "
         "two-sided sign test of the distinct examples the optimized program won "
         "against those it lost (ties dropped). Metric calls, LM calls (task and reflection/proposal, "
         "cached included), tokens and wall time are the optimizer's, averaged over seeds.",
@@ -177,7 +184,16 @@ def markdown(
     if summary:
         lines += ["## Summary (mean over tasks)", ""]
         lines += _table(
-            ["optimizer", "tasks", "baseline test", "optimized test", "lift", "metric calls", "wall time"],
+            [
+                "optimizer",
+                "tasks",
+                "baseline test",
+                "optimized test",
+                "lift",
+                "validation",
+                "metric calls",
+                "wall time",
+            ],
             [
                 [
                     s["optimizer"],
@@ -185,6 +201,7 @@ def markdown(
                     _pct(s["baseline_test"]),
                     _pct(s["optimized_test"]),
                     _signed(s["lift"]),
+                    _val(s),
                     _int(s["metric_calls"]),
                     _time(s["seconds"]),
                 ]
@@ -208,6 +225,7 @@ def markdown(
                 "optimized test",
                 "lift [95% CI]",
                 "per seed",
+                "validation",
                 "n distinct",
                 "sign p",
                 "metric calls",
@@ -226,6 +244,7 @@ def markdown(
                     _pct(r["optimized_test"]),
                     f"{_signed(r['lift'])} [{_signed(r['lift_ci'][0])}, {_signed(r['lift_ci'][1])}]",
                     " / ".join(_signed(x) for x in r["seed_lifts"]),
+                    _val(r),
                     str(r["n_distinct"]),
                     _p(r["sign_p"]),
                     _int(r["metric_calls"]),

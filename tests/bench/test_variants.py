@@ -45,3 +45,9 @@ def test_a_variant_runs_with_its_own_options_beside_the_plain_optimizer(iris, tm
     md = build_report(spec.out).markdown.read_text()
     rows = [line.split("|")[2].strip() for line in md.splitlines() if line.startswith("| predict |")]
     assert rows == ["baseline", "gepa", "gepa@adaptive"]  # a variant right after its optimizer
+    # Settings are compared on validation: the report shows each one's validation scores.
+    summary = md.split("## Summary (mean over tasks)")[1].split("\n#")[0].splitlines()
+    summary = {line.split("|")[1].strip(): line for line in summary if line.startswith("| gepa")}
+    for name in ("gepa", "gepa@adaptive"):
+        n = cells[name].finished()
+        assert f"| {100 * n.baseline_val:.1f} → {100 * n.optimized_val:.1f} |" in summary[name]
