@@ -113,6 +113,8 @@ def cmd_langprobe(args: argparse.Namespace) -> int:
         for cell in spec.cells():
             if cell.key in todo_plan.reused:
                 state = "reuse"
+            elif cell.key in todo_plan.copies:
+                state = f"copy from {todo_plan.copies[cell.key]} (the same experiment)"
             else:
                 state = "to run" + (
                     f" ({todo_plan.reasons[cell.key]})" if cell.key in todo_plan.reasons else ""

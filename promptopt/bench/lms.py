@@ -61,13 +61,14 @@ class LMs:
         return self.with_cache(cache_path)
 
     def identities(self, cell: Cell, spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
-        """Role -> identity of each LM the cell calls (the seed-only baseline calls the task LM only).
+        """Role -> identity of each LM the cell calls (the seed program and the few-shot baselines
+        call the task LM only).
 
         Identities come from the spec's strings, or from the injected objects, without building an
         LM or starting a server."""
         reflection = self.reflection if self.reflection is not None else spec.reflection_lm
         out = {"task": self._identity(self.task if self.task is not None else cell.lm)}
-        if cell.optimizer != "baseline":
+        if spec.cell_config(cell).reflection_lm is not None:  # the cell calls the helper LMs
             proposer = self.proposer if self.proposer is not None else (spec.proposer_lm or reflection)
             out["reflection"] = self._identity(reflection)
             out["proposer"] = self._identity(proposer)

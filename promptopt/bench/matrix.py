@@ -4,6 +4,7 @@ experiment), hand them to an executor and report each as it finishes."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from promptopt.bench.executors import LocalExecutor
 from promptopt.bench.lms import LMs
 from promptopt.bench.optimizers import availability
 from promptopt.bench.records import BUSY, CellRecord
-from promptopt.bench.runner import cell_identity, why_rerun
+from promptopt.bench.runner import cell_identity, same_cell_elsewhere, why_rerun
 from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.store import Store, UnreadableRecordError
 
@@ -36,44 +37,50 @@ class Plan:
     todo: list[Cell]
     reused: list[str]  # keys of stored cells that are the same experiment
     reasons: dict[str, str]  # key -> why a stored cell is run again
+    copies: dict[str, str] = field(default_factory=dict)  # key -> the reuse_from folder holding it
 
     def summary(self) -> str:
-        counts: dict[str, int] = {}
-        for why in self.reasons.values():
-            counts[why] = counts.get(why, 0) + 1
-        whys = "; ".join(f"{n} {why}" for why, n in sorted(counts.items()))
-        new = len(self.todo) - len(self.reasons)
+        rerun = Counter(why for key, why in self.reasons.items() if key not in self.copies)
+        new = sum(1 for c in self.todo if c.key not in self.reasons and c.key not in self.copies)
         text = f"{len(self.reused)} reused (same config, data, LMs and code), {new} new"
-        return text + (f", {len(self.reasons)} rerun: {whys}" if whys else "")
+        if rerun:
+            whys = "; ".join(f"{n} {why}" for why, n in sorted(rerun.items()))
+            text += f", {rerun.total()} rerun: {whys}"
+        if self.copies:
+            folders = ", ".join(f"{n} from {f}" for f, n in sorted(Counter(self.copies.values()).items()))
+            text += f", {len(self.copies)} copied as the same experiment ({folders})"
+        return text
 
 
 def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: bool = False) -> Plan:
     """Which cells to run: those not stored, failed, or stored with another identity (all of them
     with ``fresh``)."""
     lms = lms or LMs()
-    todo, reused, reasons = [], [], {}
+    todo, reused, reasons, copies = [], [], {}, {}
     for cell in spec.cells():
         try:
             found = store.load_cell(cell.key)
         except UnreadableRecordError as exc:
-            todo.append(cell)
-            reasons[cell.key] = f"unreadable ({exc.reason})"
-            continue
-        if found is None:
-            todo.append(cell)
-            continue
-        why = "--fresh" if fresh else why_rerun(found, cell_identity(spec, cell, lms))
-        if why is None:
-            reused.append(cell.key)
-        else:
-            todo.append(cell)
+            found, reasons[cell.key] = None, f"unreadable ({exc.reason})"
+        identity = cell_identity(spec, cell, lms)
+        if found is not None:
+            why = "--fresh" if fresh else why_rerun(found, identity)
+            if why is None:
+                reused.append(cell.key)
+                continue
             reasons[cell.key] = why
-    return Plan(todo=todo, reused=reused, reasons=reasons)
+        todo.append(cell)
+        elsewhere = None if fresh else same_cell_elsewhere(spec, cell, identity)
+        if elsewhere is not None:
+            copies[cell.key] = elsewhere[0]  # run_cell copies it
+    return Plan(todo=todo, reused=reused, reasons=reasons, copies=copies)
 
 
-def describe(record: CellRecord) -> str:
+def describe(record: CellRecord, copied_from: str | None = None) -> str:
     if record.status == BUSY:
         return "in progress in another run on this folder; skipped here (run again later to include it)"
+    if record.reused and copied_from:
+        return f"the same experiment as stored in {copied_from}; copied from there"
     if record.reused:
         return "finished by another run on this folder meanwhile; reused"
     if record.numbers is None:
@@ -128,7 +135,8 @@ def run_matrix(
         else:
             outcome.ran.append(record)
         if progress:
-            print(f"[{len(done) + i}/{total}] {record.key}: {describe(record)}", file=sys.stderr)
+            where = todo_plan.copies.get(record.key)
+            print(f"[{len(done) + i}/{total}] {record.key}: {describe(record, where)}", file=sys.stderr)
         if on_cell is not None:
             on_cell(record)
     return outcome

@@ -111,6 +111,10 @@ class OptimizerEntry:
     kind: str  # "none" | "promptopt" | "peer"
     build: Callable[[RunContext], Optimizer] | None  # None: the seed program itself
     needs: tuple[str, ...] = ()  # modules it imports when built
+    # What of the spec besides the task LM its cells read: "budget" (the metric-call budget) and
+    # "helper_lms" (the reflection and proposer LMs). What a cell does not read is not part of its
+    # identity, so one such cell serves every spec that differs only there.
+    reads: frozenset[str] = frozenset({"budget", "helper_lms"})
 
     def check(self) -> None:
         for module in self.needs:
@@ -124,14 +128,19 @@ _DSPY = ("dspy", "promptopt.peers")
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     e.name: e
     for e in (
-        OptimizerEntry("baseline", "no optimization: the seed program", "none", None),
-        OptimizerEntry("labeled_fewshot", "k labeled examples as demos", "promptopt", _labeled),
-        OptimizerEntry("bootstrap_fewshot", "demos from successful traces", "promptopt", _bootstrap),
+        OptimizerEntry("baseline", "no optimization: the seed program", "none", None, reads=frozenset()),
+        OptimizerEntry(
+            "labeled_fewshot", "k labeled examples as demos", "promptopt", _labeled, reads=frozenset()
+        ),
+        OptimizerEntry(
+            "bootstrap_fewshot", "demos from successful traces", "promptopt", _bootstrap, reads=frozenset()
+        ),
         OptimizerEntry(
             "bootstrap_rs",
             "bootstrapped demo sets, best on validation (random search)",
             "promptopt",
             _random_search,
+            reads=frozenset({"budget"}),
         ),
         OptimizerEntry(
             "mipro", "promptopt MIPROv2: instructions x demo sets, Bayesian search", "promptopt", _mipro
@@ -153,6 +162,11 @@ def base_name(name: str) -> str:
     """The registered optimizer behind ``name``: ``gepa@adaptive`` is a variant of ``gepa`` (its
     options are ``optimizer_options["gepa@adaptive"]``), so one matrix can compare settings."""
     return name.split("@", 1)[0]
+
+
+def optimizer_entry(name: str) -> OptimizerEntry:
+    """The registry entry behind ``name`` (a variant's is its optimizer's)."""
+    return OPTIMIZERS[base_name(name)]
 
 
 def check_optimizer_name(name: str) -> str | None:

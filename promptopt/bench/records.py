@@ -67,7 +67,8 @@ class CellRecord:
     ``status`` is :data:`OK` (``numbers`` set), :data:`FAILED` (``error`` set) or, only in what
     :func:`~promptopt.bench.runner.run_cell` returns and never stored, :data:`BUSY`. ``identity`` is
     the stored identity (compared as a whole, see :class:`~promptopt.bench.identity.CellIdentity`);
-    ``reused`` marks a record returned as stored instead of run, and is not written.
+    ``reused`` marks a record returned as stored instead of run, and is not written;
+    ``copied_from`` names the folder a record was taken from (see ``ExperimentSpec.reuse_from``).
     """
 
     key: str
@@ -83,6 +84,9 @@ class CellRecord:
     seconds: float | None = None  # the whole cell: baseline, optimizer and test evaluation
     schema: int = SCHEMA
     reused: bool = field(default=False, compare=False)
+    # The experiment folder this record was first stored in, when a run whose spec names that
+    # folder in ``reuse_from`` found it to be the same experiment and took it instead of running it.
+    copied_from: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -96,6 +100,10 @@ class CellRecord:
 
     def as_reused(self) -> CellRecord:
         return replace(self, reused=True)
+
+    def as_copied_from(self, folder: str) -> CellRecord:
+        """This record as stored in another folder (its first folder kept when it was copied before)."""
+        return replace(self, copied_from=self.copied_from or folder)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -115,6 +123,8 @@ class CellRecord:
         data["error"] = None if self.error is None else self.error.to_dict()
         data["finished_at"] = self.finished_at
         data["seconds"] = self.seconds
+        if self.copied_from is not None:
+            data["copied_from"] = self.copied_from
         return data
 
     @classmethod
@@ -138,6 +148,7 @@ class CellRecord:
             host=data.get("host"),
             seconds=data.get("seconds"),
             schema=data.get("schema", 1),
+            copied_from=data.get("copied_from") if isinstance(data.get("copied_from"), str) else None,
         )
 
 

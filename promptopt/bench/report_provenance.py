@@ -99,6 +99,16 @@ def provenance_lines(cells: Sequence[CellRecord]) -> list[str]:
             + ".",
             f"  Command: `{prov.command}`.",
         ]
+    copied: dict[str, list[str]] = defaultdict(list)
+    for c in cells:
+        if c.copied_from:
+            copied[c.copied_from].append(c.key)
+    for folder, keys in sorted(copied.items()):
+        lines.append(
+            f"- {len(keys)} cells were copied from `{folder}`, where they ran as the same experiment "
+            "(the same config, data, LMs and code; the budget and helper LMs are not part of the config "
+            "of optimizers that read neither): " + ", ".join(f"`{k}`" for k in sorted(keys))
+        )
     if missing:
         lines.append(
             f"- {len(missing)} cells carry no provenance (stored by older code; `bench langprobe` on the "

@@ -187,7 +187,9 @@ def reproduce_cells(
             try:
                 spec, cell = _spec_for(stored, base, Path(scratch))
                 spec.validate()
-                cell_lms = _replaying(lms, store, cell, spec, Path(scratch))
+                # A copied cell's LM replies stayed with the run that made it.
+                origin = Store(stored.copied_from) if stored.copied_from else store
+                cell_lms = _replaying(lms, origin, cell, spec, Path(scratch))
                 outcome.identity_changes = cell_identity(spec, cell, cell_lms).changed_parts(stored.identity)
                 rerun = run_cell(spec, cell, Store(scratch), cell_lms, progress=progress)
                 outcome.live_lm_calls = _live_calls(rerun, Store(scratch).load_baseline(cell.baseline_key))

@@ -145,6 +145,14 @@ def ensure_baseline(
             found = None  # computed again; saving sets the damaged file aside
         if found is not None and not identity.changed_parts(found.identity):
             return found
+        for folder in spec.reuse_from:  # the seed's scores are the same wherever they were stored
+            try:
+                other = Store(folder).load_baseline(key)
+            except UnreadableRecordError:
+                continue
+            if other is not None and not identity.changed_parts(other.identity):
+                store.save_baseline(other)
+                return other
         task, splits = _splits(spec, cell)
         lm = lms.for_cell(spec, store.baselines_dir / f"{key}.lm-cache.sqlite").task_lm(cell.lm, spec)
         if progress:
@@ -184,6 +192,21 @@ def why_rerun(stored: CellRecord, identity: CellIdentity) -> str | None:
     return "changed " + ", ".join(changed)
 
 
+def same_cell_elsewhere(
+    spec: ExperimentSpec, cell: Cell, identity: CellIdentity
+) -> tuple[str, CellRecord] | None:
+    """The first of ``spec.reuse_from``'s folders that holds ``cell`` as the same experiment, with
+    that record; ``None`` when none does. Other folders are only read."""
+    for folder in spec.reuse_from:
+        try:
+            found = Store(folder).load_cell(cell.key)
+        except UnreadableRecordError:
+            continue  # that folder's own runs set it aside; here it is simply not the same cell
+        if found is not None and why_rerun(found, identity) is None:
+            return folder, found
+    return None
+
+
 def run_cell(
     spec: ExperimentSpec,
     cell: Cell,
@@ -208,8 +231,14 @@ def run_cell(
                 found = store.load_cell(cell.key)
             except UnreadableRecordError:
                 found = None
-            if found is not None and why_rerun(found, cell_identity(spec, cell, lms)) is None:
+            identity = cell_identity(spec, cell, lms)
+            if found is not None and why_rerun(found, identity) is None:
                 return found.as_reused()
+            elsewhere = same_cell_elsewhere(spec, cell, identity)
+            if elsewhere is not None:
+                copied = elsewhere[1].as_copied_from(elsewhere[0])
+                store.save_cell(copied)
+                return copied.as_reused()
         return _run_and_store(spec, cell, store, lms, progress, resume=reuse_finished)
 
 
@@ -276,15 +305,19 @@ def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: boo
     lms = lms.for_cell(spec, store.run_dir(cell.key) / "lm-cache.sqlite")
     task_lm = lms.task_lm(cell.lm, spec)
     metric = _CountingMetric(task.metric)
+    # An optimizer gets only what its cell's identity covers (see OptimizerEntry.reads), so one
+    # that read more would fail here instead of storing a cell that claims to depend on less.
+    config = spec.cell_config(cell)
+    helpers = config.reflection_lm is not None
     ctx = RunContext(
         program=task.program(cell.program),
         metric=metric,
         trainset=splits.train,
         valset=splits.val,
         task_lm=task_lm,
-        reflection_lm=lms.reflection_lm(spec),
-        proposer_lm=lms.proposer_lm(spec),
-        budget=spec.budget,
+        reflection_lm=lms.reflection_lm(spec) if helpers else None,
+        proposer_lm=lms.proposer_lm(spec) if helpers else None,
+        budget=config.budget,
         seed=cell.seed,
         run_dir=store.run_dir(cell.key),
         num_threads=spec.num_threads,

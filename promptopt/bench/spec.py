@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptopt.bench.optimizers import OPTIMIZERS, check_optimizer_name
+from promptopt.bench.optimizers import OPTIMIZERS, check_optimizer_name, optimizer_entry
 from promptopt.bench.records import CellConfig
 from promptopt.tasks import get_task, task_names
 
@@ -97,6 +97,11 @@ class ExperimentSpec:
     drawn for another cell). ``"per_cell"``: each cell starts from an empty cache of its own in its
     run directory, so every optimizer starts cold, as the DSPy peers (DSPy's cache off) always do:
     use it when wall times are compared.
+
+    ``reuse_from`` names other experiments' output folders: a cell this spec would run that one of
+    them holds as the same experiment (the same identity: config, data, LMs and code) is copied from
+    there instead, marked with where it came from. Specs that differ only in what some optimizers
+    do not read (the budget, the helper LMs) then share those cells, e.g. BootstrapFewShot's.
     """
 
     tasks: list[str]
@@ -117,6 +122,7 @@ class ExperimentSpec:
     optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     lm_cache: str = "shared"
     task_apps: dict[str, str] = field(default_factory=dict)  # task name -> the app's URL
+    reuse_from: list[str] = field(default_factory=list)  # other experiments' folders (see above)
 
     def __post_init__(self) -> None:
         if not self.out:
@@ -153,6 +159,12 @@ class ExperimentSpec:
                 raise SpecError(f"optimizer_options: {problem}")
             if not isinstance(options, dict):
                 raise SpecError(f"optimizer_options[{opt!r}] must be a table of keyword arguments.")
+        if not isinstance(self.reuse_from, list) or not all(
+            isinstance(x, str) and x for x in self.reuse_from
+        ):
+            raise SpecError(f"reuse_from must be a list of folder paths, not {self.reuse_from!r}.")
+        if any(Path(x).resolve() == Path(self.out).resolve() for x in self.reuse_from):
+            raise SpecError(f"reuse_from names the spec's own out folder {self.out!r}; name other folders.")
         if self.lm_cache not in LM_CACHE_MODES:
             raise SpecError(f"lm_cache must be one of {', '.join(LM_CACHE_MODES)}, not {self.lm_cache!r}.")
         if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
@@ -222,16 +234,17 @@ class ExperimentSpec:
 
     def cell_config(self, cell: Cell) -> CellConfig:
         """What a cell's result depends on: a stored cell with another config is not reused."""
-        seed_only = cell.optimizer == "baseline"  # no optimizer: budget and helper LMs play no part
+        reads = optimizer_entry(cell.optimizer).reads
+        helpers = "helper_lms" in reads
         return CellConfig(
             task=cell.task,
             program=cell.program,
             optimizer=cell.optimizer,
             lm=cell.lm,
             seed=cell.seed,
-            budget=0 if seed_only else self.budget,
-            reflection_lm=None if seed_only else self.reflection_lm,
-            proposer_lm=None if seed_only else (self.proposer_lm or self.reflection_lm),
+            budget=self.budget if "budget" in reads else 0,
+            reflection_lm=self.reflection_lm if helpers else None,
+            proposer_lm=(self.proposer_lm or self.reflection_lm) if helpers else None,
             sizes=tuple(self.sizes_for(cell.task)),
             split_seed=cell.seed if self.split_seed is None else self.split_seed,
             max_tokens=self.max_tokens,
@@ -259,7 +272,7 @@ class ExperimentSpec:
             data["lms"] = [data.pop("lm")]
         if "tasks" not in data:
             raise SpecError(f"{source} must name tasks, e.g. tasks = ['iris'].")
-        for key in ("tasks", "programs", "optimizers", "lms", "seeds"):
+        for key in ("tasks", "programs", "optimizers", "lms", "seeds", "reuse_from"):
             if key in data and data[key] is not None:
                 value = data[key]
                 if isinstance(value, str | int) and not isinstance(value, bool):

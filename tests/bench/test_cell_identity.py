@@ -216,3 +216,12 @@ def test_per_cell_lm_cache_starts_every_cell_cold_and_replays(tmp_path, monkeypa
         (outcome,) = reproduce_cells(cold.out, [cold_cell.key])
         assert outcome.exact, outcome.describe()
         assert len(server.requests) == requests  # every reply came from the cell's own cache files
+
+        # A cell copied into another experiment's folder (reuse_from) replays from the caches of
+        # the run that made it, which stayed in the first folder.
+        other = iris.spec(tmp_path / "other", seeds=[0], lm_cache="per_cell", reuse_from=[cold.out], **common)
+        assert run_matrix(other, progress=False).ran == []
+        assert Store(other.out).load_cell(cold_cell.key).copied_from == cold.out
+        (outcome,) = reproduce_cells(other.out, [cold_cell.key])
+        assert outcome.exact, outcome.describe()
+        assert len(server.requests) == requests
