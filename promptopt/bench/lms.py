@@ -68,7 +68,7 @@ class LMs:
         LM or starting a server."""
         reflection = self.reflection if self.reflection is not None else spec.reflection_lm
         out = {"task": self._identity(self.task if self.task is not None else cell.lm)}
-        if spec.cell_config(cell).reflection_lm is not None:  # the cell calls the helper LMs
+        if spec.reads_helper_lms(cell):
             proposer = self.proposer if self.proposer is not None else (spec.proposer_lm or reflection)
             out["reflection"] = self._identity(reflection)
             out["proposer"] = self._identity(proposer)

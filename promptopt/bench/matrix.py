@@ -76,11 +76,11 @@ def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: b
     return Plan(todo=todo, reused=reused, reasons=reasons, copies=copies)
 
 
-def describe(record: CellRecord, copied_from: str | None = None) -> str:
+def describe(record: CellRecord) -> str:
     if record.status == BUSY:
         return "in progress in another run on this folder; skipped here (run again later to include it)"
-    if record.reused and copied_from:
-        return f"the same experiment as stored in {copied_from}; copied from there"
+    if record.reused and record.copied_from:
+        return f"the same experiment as stored in {record.copied_from} (from this folder); copied"
     if record.reused:
         return "finished by another run on this folder meanwhile; reused"
     if record.numbers is None:
@@ -135,8 +135,7 @@ def run_matrix(
         else:
             outcome.ran.append(record)
         if progress:
-            where = todo_plan.copies.get(record.key)
-            print(f"[{len(done) + i}/{total}] {record.key}: {describe(record, where)}", file=sys.stderr)
+            print(f"[{len(done) + i}/{total}] {record.key}: {describe(record)}", file=sys.stderr)
         if on_cell is not None:
             on_cell(record)
     return outcome

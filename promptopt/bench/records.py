@@ -84,8 +84,9 @@ class CellRecord:
     seconds: float | None = None  # the whole cell: baseline, optimizer and test evaluation
     schema: int = SCHEMA
     reused: bool = field(default=False, compare=False)
-    # The experiment folder this record was first stored in, when a run whose spec names that
-    # folder in ``reuse_from`` found it to be the same experiment and took it instead of running it.
+    # The experiment folder this record was first stored in (relative to the folder holding this
+    # copy), when a run whose spec names that folder in ``reuse_from`` found it to be the same
+    # experiment and took it instead of running it.
     copied_from: str | None = None
 
     @property

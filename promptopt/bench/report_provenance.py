@@ -105,7 +105,8 @@ def provenance_lines(cells: Sequence[CellRecord]) -> list[str]:
             copied[c.copied_from].append(c.key)
     for folder, keys in sorted(copied.items()):
         lines.append(
-            f"- {len(keys)} cells were copied from `{folder}`, where they ran as the same experiment "
+            f"- {len(keys)} cells were copied from `{folder}` (relative to this folder), where they ran "
+            "as the same experiment "
             "(the same config, data, LMs and code; the budget and helper LMs are not part of the config "
             "of optimizers that read neither): " + ", ".join(f"`{k}`" for k in sorted(keys))
         )

@@ -188,7 +188,7 @@ def reproduce_cells(
                 spec, cell = _spec_for(stored, base, Path(scratch))
                 spec.validate()
                 # A copied cell's LM replies stayed with the run that made it.
-                origin = Store(stored.copied_from) if stored.copied_from else store
+                origin = Store(Path(out) / stored.copied_from) if stored.copied_from else store
                 cell_lms = _replaying(lms, origin, cell, spec, Path(scratch))
                 outcome.identity_changes = cell_identity(spec, cell, cell_lms).changed_parts(stored.identity)
                 rerun = run_cell(spec, cell, Store(scratch), cell_lms, progress=progress)

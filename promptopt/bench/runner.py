@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import platform
 import shutil
 import sys
@@ -44,6 +45,7 @@ from promptopt.bench.spec import Cell, ExperimentSpec
 from promptopt.bench.stats import paired_bootstrap
 from promptopt.bench.store import Store, UnreadableRecordError
 from promptopt.evaluate import evaluate
+from promptopt.lm.cache import Cache
 from promptopt.lm.usage import track_usage
 from promptopt.optimizers.components import serialize_components
 from promptopt.provenance import Provenance, collect
@@ -151,6 +153,12 @@ def ensure_baseline(
             except UnreadableRecordError:
                 continue
             if other is not None and not identity.changed_parts(other.identity):
+                # Its LM cache goes with it, so `bench reproduce` replays the seed's evaluation too.
+                # (merged through SQLite: a plain file copy can miss what is still in its WAL file).
+                cache = Store(folder).baselines_dir / f"{key}.lm-cache.sqlite"
+                if cache.exists():
+                    store.baselines_dir.mkdir(parents=True, exist_ok=True)
+                    Cache(store.baselines_dir / cache.name).merge_from(cache)
                 store.save_baseline(other)
                 return other
         task, splits = _splits(spec, cell)
@@ -236,7 +244,9 @@ def run_cell(
                 return found.as_reused()
             elsewhere = same_cell_elsewhere(spec, cell, identity)
             if elsewhere is not None:
-                copied = elsewhere[1].as_copied_from(elsewhere[0])
+                # Stored relative to this folder, so it still points there from another directory.
+                origin = os.path.relpath(Path(elsewhere[0]).resolve(), Path(spec.out).resolve())
+                copied = elsewhere[1].as_copied_from(Path(origin).as_posix())
                 store.save_cell(copied)
                 return copied.as_reused()
         return _run_and_store(spec, cell, store, lms, progress, resume=reuse_finished)
@@ -308,7 +318,7 @@ def _run(spec: ExperimentSpec, cell: Cell, store: Store, lms: LMs, progress: boo
     # An optimizer gets only what its cell's identity covers (see OptimizerEntry.reads), so one
     # that read more would fail here instead of storing a cell that claims to depend on less.
     config = spec.cell_config(cell)
-    helpers = config.reflection_lm is not None
+    helpers = spec.reads_helper_lms(cell)
     ctx = RunContext(
         program=task.program(cell.program),
         metric=metric,

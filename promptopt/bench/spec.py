@@ -154,6 +154,12 @@ class ExperimentSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise SpecError(f"{name} must be an LM string (e.g. 'local'), not {value!r}.")
+        if self.reflection_lm is None and any(
+            "helper_lms" in optimizer_entry(name).reads for name in self.optimizers
+        ):
+            # Otherwise an optimizer would fall back to an LM of its own choosing, one the cells'
+            # identity does not name.
+            raise SpecError("reflection_lm must name an LM (e.g. 'local') for the optimizers that reflect.")
         for opt, options in self.optimizer_options.items():
             if problem := check_optimizer_name(opt):
                 raise SpecError(f"optimizer_options: {problem}")
@@ -232,10 +238,14 @@ class ExperimentSpec:
             return tuple(self.sizes["default"])  # type: ignore[return-value]
         return tuple(get_task(task).sizes)
 
+    def reads_helper_lms(self, cell: Cell) -> bool:
+        """Whether the cell's optimizer calls the reflection or proposer LM."""
+        return "helper_lms" in optimizer_entry(cell.optimizer).reads
+
     def cell_config(self, cell: Cell) -> CellConfig:
         """What a cell's result depends on: a stored cell with another config is not reused."""
         reads = optimizer_entry(cell.optimizer).reads
-        helpers = "helper_lms" in reads
+        helpers = self.reads_helper_lms(cell)
         return CellConfig(
             task=cell.task,
             program=cell.program,

@@ -217,11 +217,22 @@ def test_per_cell_lm_cache_starts_every_cell_cold_and_replays(tmp_path, monkeypa
         assert outcome.exact, outcome.describe()
         assert len(server.requests) == requests  # every reply came from the cell's own cache files
 
-        # A cell copied into another experiment's folder (reuse_from) replays from the caches of
-        # the run that made it, which stayed in the first folder.
-        other = iris.spec(tmp_path / "other", seeds=[0], lm_cache="per_cell", reuse_from=[cold.out], **common)
-        assert run_matrix(other, progress=False).ran == []
-        assert Store(other.out).load_cell(cold_cell.key).copied_from == cold.out
-        (outcome,) = reproduce_cells(other.out, [cold_cell.key])
-        assert outcome.exact, outcome.describe()
+        # Another budget with reuse_from: the seed program's cell is copied (it reads no budget),
+        # GEPA's runs on the copied baseline. Both replay from caches alone, from any directory:
+        # the copy from the first folder's, GEPA's from its own and the baseline's copied cache.
+        other = iris.spec(
+            tmp_path / "other",
+            seeds=[0],
+            lm_cache="per_cell",
+            reuse_from=[cold.out],
+            **{**common, "budget": 21},
+        )
+        assert [r.key for r in run_matrix(other, progress=False).ran] == [cold_cell.key]
+        seed_key = "iris__predict__baseline__openai-fake-iris__s0"
+        assert Store(other.out).load_cell(seed_key).copied_from == "../cold"
+        requests = len(server.requests)
+        monkeypatch.chdir(tmp_path / "shared-cache")
+        outcomes = reproduce_cells(other.out)
+        assert [o.key for o in outcomes] == sorted([seed_key, cold_cell.key])
+        assert all(o.exact for o in outcomes), [o.describe() for o in outcomes]
         assert len(server.requests) == requests

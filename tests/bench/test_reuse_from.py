@@ -36,6 +36,11 @@ def test_reuse_from_is_checked(iris, tmp_path):
         iris.spec(tmp_path / "a", reuse_from=[""])
     with pytest.raises(SpecError, match="reuse_from names the spec's own out folder"):
         iris.spec(tmp_path / "a", reuse_from=[str(tmp_path / "a")])
+    # An optimizer that reflects must be told which LM: a fallback of its own would be missing
+    # from its cells' identity.
+    with pytest.raises(SpecError, match="reflection_lm must name an LM"):
+        iris.spec(tmp_path / "a", reflection_lm=None)
+    iris.spec(tmp_path / "a", optimizers=["baseline", "bootstrap_fewshot"], reflection_lm=None)
 
 
 @needs_mirror
@@ -64,7 +69,7 @@ def test_cells_that_are_the_same_experiment_are_copied_and_the_others_run(iris, 
     for key in copied:
         original = json.loads(Store(first.out).cell_path(key).read_text())
         copy = json.loads(Store(second.out).cell_path(key).read_text())
-        assert copy.pop("copied_from") == str(tmp_path / "a")
+        assert copy.pop("copied_from") == "../a"  # relative to the folder holding the copy
         assert copy == original
     # GEPA's cell ran against the seed's scores copied with them, not computed again.
     base = "baselines/iris__predict__local__s0.json"
@@ -84,5 +89,5 @@ def test_cells_that_are_the_same_experiment_are_copied_and_the_others_run(iris, 
     # The second folder's report says which of its cells were copied, and from where.
     md = build_report(second.out).markdown.read_text()
     line = next(x for x in md.splitlines() if "cells were copied from" in x)
-    assert line.startswith(f"- 2 cells were copied from `{tmp_path / 'a'}`")
+    assert line.startswith("- 2 cells were copied from `../a` (relative to this folder)")
     assert all(f"`{key}`" in line for key in copied) and "gepa__" not in line
