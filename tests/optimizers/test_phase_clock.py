@@ -68,6 +68,7 @@ def gepa(callbacks=()) -> GEPA:
         proposer="rules",
         progress=False,
         evolve_demos=False,
+        seed_demos=0,
         minibatch_size=3,
         max_stalled_iterations=1000,
         seed=0,

@@ -25,7 +25,7 @@ def gepa(**options) -> GEPA:
         minibatch_size=3,
         max_stalled_iterations=1000,
         seed=0,
-        **options,
+        **{"seed_demos": 0, **options},
     )
 
 

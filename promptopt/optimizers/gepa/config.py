@@ -60,7 +60,7 @@ class GEPAConfig:
     reflection_samples: int = 1
     tie_extensions: int = 1
     validation: str = "full"
-    seed_demos: int = 0
+    seed_demos: int = 16
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
     # None: sized to the reflection LM's context window (see limits.py) when the run starts;

@@ -60,6 +60,7 @@ def run(tmp_path=None, **kw):
         proposer="rules",
         progress=False,
         evolve_demos=False,
+        seed_demos=0,  # instruction mechanics: no demo candidate beside the seed
         seed=1,
     )
     opts.update(kw)
@@ -223,6 +224,7 @@ def test_perfect_minibatch_skips_without_budget():
         evolve_demos=False,
         callbacks=[cb],
         patience=6,
+        seed_demos=0,
     )
     # one validation example nobody can get right, so the run does not stop at a perfect validation score
     unsolvable = po.Example(_id="bad", word="zebra", out="no such answer").with_inputs("word")
@@ -246,6 +248,7 @@ def test_stalled_run_stops_instead_of_looping():
         evolve_demos=False,
         use_merge=False,
         max_stalled_iterations=5,
+        seed_demos=0,
     )
     res = gepa.compile(program(), data(6), data(3, offset=10), lm=task_lm())
     assert "no progress: 5 iterations" in res.stop_reason
@@ -269,6 +272,7 @@ def test_demos_evolve_when_wording_cannot_help():
         evolve_demos=True,
         labeled_demos=False,
         seed=0,
+        seed_demos=0,
     )
     res = gepa.compile(program(), data(8), data(6, offset=10), lm=ScriptedLM(lm))
     assert res.best_score == 1.0

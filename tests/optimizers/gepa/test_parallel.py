@@ -115,11 +115,12 @@ def test_nothing_is_scored_twice_when_proposals_share_a_parent(monkeypatch):
 
 @pytest.mark.parametrize("die_at", [5, 9, 17, 23])  # the whole run spends 28 metric calls
 def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path, die_at):
-    whole = parallel_run(tmp_path / "whole")
+    # No demo candidate: the kill points fall inside rounds of proposals.
+    whole = parallel_run(tmp_path / "whole", seed_demos=0)
     with pytest.raises(Killed):
-        parallel_run(tmp_path / "cut", metric=dies_at(two_stage_metric, die_at))
+        parallel_run(tmp_path / "cut", metric=dies_at(two_stage_metric, die_at), seed_demos=0)
     state = json.loads((tmp_path / "cut" / "state.json").read_text())
-    resumed = parallel_run(tmp_path / "cut", resume=True)
+    resumed = parallel_run(tmp_path / "cut", resume=True, seed_demos=0)
     assert summary(resumed) == summary(whole), state["iteration"]
     assert whole.budget.metric_calls == 28, whole.budget.metric_calls
 

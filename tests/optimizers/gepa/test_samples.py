@@ -74,7 +74,7 @@ class Steps(Callback):
         self.judged[event["iteration"]] = event["child_score"]
 
 
-def run(samples: int, budget: int = 80, callbacks=(), reflector=None, proposer="rules"):
+def run(samples: int, budget: int = 80, callbacks=(), reflector=None, proposer="rules", seed_demos=0):
     gepa = GEPA(
         toy_metric,
         max_metric_calls=budget,
@@ -85,6 +85,7 @@ def run(samples: int, budget: int = 80, callbacks=(), reflector=None, proposer="
         tie_extensions=0,
         minibatch_size=MINIBATCH,
         reflection_samples=samples,
+        seed_demos=seed_demos,
         max_stalled_iterations=1000,
         progress=False,
         seed=0,
