@@ -62,15 +62,16 @@ def plan(spec: ExperimentSpec, store: Store, lms: LMs | None = None, *, fresh: b
             found = store.load_cell(cell.key)
         except UnreadableRecordError as exc:
             found, reasons[cell.key] = None, f"unreadable ({exc.reason})"
-        identity = cell_identity(spec, cell, lms)
-        if found is not None:
+        # Hashing data and sources costs time: only when there is a stored cell to compare it with.
+        identity = cell_identity(spec, cell, lms) if found is not None or spec.reuse_from else None
+        if found is not None and identity is not None:
             why = "--fresh" if fresh else why_rerun(found, identity)
             if why is None:
                 reused.append(cell.key)
                 continue
             reasons[cell.key] = why
         todo.append(cell)
-        elsewhere = None if fresh else same_cell_elsewhere(spec, cell, identity)
+        elsewhere = None if fresh or identity is None else same_cell_elsewhere(spec, cell, identity)
         if elsewhere is not None:
             copies[cell.key] = elsewhere[0]  # run_cell copies it
     return Plan(todo=todo, reused=reused, reasons=reasons, copies=copies)
@@ -80,7 +81,7 @@ def describe(record: CellRecord) -> str:
     if record.status == BUSY:
         return "in progress in another run on this folder; skipped here (run again later to include it)"
     if record.reused and record.copied_from:
-        return f"the same experiment as stored in {record.copied_from} (from this folder); copied"
+        return f"the same experiment as stored in {record.copied_from} (relative to this folder); copied"
     if record.reused:
         return "finished by another run on this folder meanwhile; reused"
     if record.numbers is None:
