@@ -25,12 +25,13 @@ metric call.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.core.program import Program
+from promptopt.core.trace import TraceEntry
 from promptopt.example_run import ExampleResult
 from promptopt.lm_protocol import LanguageModel
 from promptopt.optimizers.evaluation import ScoredRuns
@@ -57,8 +58,13 @@ class Outcome:
 
 def trace_demos(result: ExampleResult) -> dict[str, list[Example]]:
     """Each successful predictor call of a run as a demo, grouped by predictor."""
+    return call_demos(result.trace)
+
+
+def call_demos(entries: Iterable[TraceEntry]) -> dict[str, list[Example]]:
+    """Each successful predictor call among ``entries`` as a demo (its inputs and outputs), by predictor."""
     out: dict[str, list[Example]] = {}
-    for entry in result.trace:
+    for entry in entries:
         if not entry.ok:
             continue
         demo = Example(**entry.inputs, **(entry.outputs or {})).with_inputs(*entry.inputs)

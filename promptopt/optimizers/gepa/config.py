@@ -49,7 +49,7 @@ class GEPAConfig:
     acceptance: str | AcceptanceRule = "improvement"
     evolve_demos: bool = True
     max_demos: int = 8
-    max_demo_chars: int | None = 6000
+    max_demo_chars: int | None = 12000
     demo_threshold: float = 1.0
     labeled_demos: bool = True
     use_merge: bool = True
@@ -61,6 +61,7 @@ class GEPAConfig:
     tie_extensions: int = 1
     validation: str = "full"
     seed_demos: int = 16
+    seed_traces: int = 4
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
     # None: sized to the reflection LM's context window (see limits.py) when the run starts;
@@ -86,6 +87,8 @@ class GEPAConfig:
             raise ValueError(f"reflection_samples must be at least 1, not {self.reflection_samples}.")
         if self.seed_demos < 0:
             raise ValueError(f"seed_demos must be 0 (none) or more, not {self.seed_demos}.")
+        if self.seed_traces < 0:
+            raise ValueError(f"seed_traces must be 0 (labeled demos only) or more, not {self.seed_traces}.")
         if self.validation not in VALIDATION_MODES:
             raise ValueError(
                 f"validation must be one of {', '.join(VALIDATION_MODES)}, not {self.validation!r}."

@@ -1,26 +1,37 @@
-"""A second starting candidate: the seed with demos from its own successful training runs.
+"""A second starting candidate: the seed with BootstrapFewShot's demos, from the seed's own runs.
 
-With ``seed_demos=k``, before the first proposal GEPA runs the seed on training examples (one seeded
-order, a minibatch at a time) until every predictor has ``k`` successful traces or ``4 k`` examples
-have run, gives each predictor ``k`` demos from them (spread over the output values; labeled
-training examples fill in where traces are short), and scores that program on the validation set as
-it would an accepted child. The runs are the seed's own, so its later minibatches on those examples
-cost nothing; they count in the budget as ``bootstrap``. Instruction evolution then starts from both
-candidates, and a merge can join an evolved instruction with these demos (the seed is their common
-ancestor): the demo baselines' strength becomes a starting point instead of a rival.
+With ``seed_demos=k`` and ``seed_traces=t``, before the first proposal GEPA runs the seed on the
+training examples in their given order, a minibatch at a time, until ``t`` runs succeeded (the
+score reaches ``demo_threshold`` and every predictor call returned) or ``4 t`` examples have run.
+Each predictor's demos are then its calls in the first ``t`` successful runs, followed by the unused
+training examples in order, up to ``k`` demos in all: the demo set that
+``BootstrapFewShot(max_bootstrapped_demos=t, max_labeled_demos=k)`` builds from the same program and
+training set (with the defaults t=4, k=16, BootstrapFewShot's own), so that program is one of GEPA's
+candidates and GEPA's best validation score is never below its score. The set is the same as long as
+the successful runs come within ``4 t`` examples and the demos fit in ``max_demo_chars``.
+
+The set is scored on the validation set as an accepted child would be. The runs are the seed's own,
+so its later minibatches on those examples cost nothing; they count in the budget as ``bootstrap``
+and their traces join the demo pool that demo mutations draw from. Instruction evolution then starts
+from both candidates, and a merge can join an evolved instruction with these demos (the seed is their
+common ancestor): the demo baseline becomes a starting point instead of a rival.
 """
 
 from __future__ import annotations
 
-import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from promptopt.core.trace import TraceEntry
 from promptopt.optimizers import phases
+from promptopt.optimizers.bootstrap import call_demos
+from promptopt.optimizers.gepa.demos import within_chars
 
 if TYPE_CHECKING:
+    from promptopt.core.example import Example
+    from promptopt.optimizers.evaluation import Record
     from promptopt.optimizers.gepa.run import GEPARun
 
-EXAMPLES_PER_DEMO = 4  # training examples run per wanted demo, at most
+EXAMPLES_PER_TRACE = 4  # training examples run per wanted successful run, at most
 
 
 def add_demo_seed(run: GEPARun) -> list[int]:
@@ -29,23 +40,43 @@ def add_demo_seed(run: GEPARun) -> list[int]:
     st, cfg = run.state, run.cfg
     st.demo_seed_done = True
     k, predictors, seed = cfg.seed_demos, list(run.signatures), st.candidates[0]
-    order = sorted(run.train.values(), key=lambda e: e.id)
-    random.Random(f"gepa-demo-seed-{cfg.seed}").shuffle(order)
+    traces_wanted = min(cfg.seed_traces, k)
+    order = list(run.train.values())
     # The runs, their validation and one proposal after them must fit in what is left.
-    cap = min(len(order), EXAMPLES_PER_DEMO * k, run.budget_left() - len(run.val) - run.proposal_cost())
-    if not predictors or cap < 1:
+    room = run.budget_left() - len(run.val) - run.proposal_cost()
+    cap = min(len(order), EXAMPLES_PER_TRACE * max(traces_wanted, 1), room) if traces_wanted else 0
+    if not predictors or room < 0:
         return []
+    passed: list[Record] = []
     ran = 0
-    while ran < cap and any(run.pool.size(name) < k for name in predictors):
+    while ran < cap and len(passed) < traces_wanted:
         batch = order[ran : min(cap, ran + cfg.minibatch_size)]
-        run.pool.add(run.evaluator.run(seed.components, batch, phases.BOOTSTRAP), cfg.demo_threshold)
+        records = run.evaluator.run(seed.components, batch, phases.BOOTSTRAP)
+        run.pool.add(records, cfg.demo_threshold)
+        passed += [r for r in records if _passed(r, cfg.demo_threshold)]
         ran += len(batch)
+    passed = passed[:traces_wanted]
+    used = {r.example_id for r in passed}
+    labeled = [e for e in order if e.id not in used] if cfg.labeled_demos else []
     components = dict(seed.components)
     for name in predictors:
-        current = components.get(f"{name}.demos") or []
-        demos = run.pool.propose(name, current, k, run.rng, max_chars=cfg.max_demo_chars)
-        if demos is not None:
+        demos = [d for r in passed for d in _demos(r, name)][:traces_wanted]
+        demos += [e.to_dict() for e in labeled[: max(0, k - len(demos))]]
+        if cfg.max_demo_chars is not None:
+            demos = within_chars(demos, cfg.max_demo_chars)
+        if demos:
             components[f"{name}.demos"] = demos
     if components != seed.components and run.accept(components, [0], "demos:bootstrap") is not None:
         st.merges_due += 1
     return []
+
+
+def _passed(record: Record, threshold: float) -> bool:
+    """As BootstrapFewShot's teacher runs: scored, at the threshold, every predictor call returned."""
+    entries = [TraceEntry.from_dict(t) for t in record.trace]
+    return record.scored and not record.error and record.score >= threshold and all(e.ok for e in entries)
+
+
+def _demos(record: Record, predictor: str) -> list[dict[str, Any]]:
+    demos: list[Example] = call_demos(record.entries(predictor)).get(predictor, [])
+    return [d.to_dict() for d in demos]

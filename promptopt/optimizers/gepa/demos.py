@@ -100,7 +100,7 @@ class DemoPool:
         chosen = self._spread(predictor, traces, labeled, kept, n_new, rng)
         demos = kept + chosen
         if max_chars is not None:
-            demos = _within(demos, max_chars)
+            demos = within_chars(demos, max_chars)
         if not demos or {_key(d) for d in demos} == current_keys:
             return None
         return [Example(**d).to_dict() for d in demos]
@@ -138,12 +138,12 @@ class DemoPool:
         return self.data
 
 
-def _within(demos: list[dict[str, Any]], max_chars: int) -> list[dict[str, Any]]:
+def within_chars(demos: list[dict[str, Any]], max_chars: int) -> list[dict[str, Any]]:
     """The longest prefix whose field values fit in ``max_chars`` (long demos would overflow the context)."""
     out: list[dict[str, Any]] = []
     total = 0
     for d in demos:
-        size = sum(len(str(v)) for v in d.values())
+        size = sum(len(str(v)) for v in _fields(d).values())
         if total + size > max_chars:
             continue  # a shorter one further on may still fit
         out.append(d)

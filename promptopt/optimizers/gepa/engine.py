@@ -94,7 +94,9 @@ class GEPA:
         max_demos: the most demos per predictor when evolving them; a demo mutation grows a list
             toward this or swaps part of it (see :meth:`DemoPool.propose`).
         max_demo_chars: the most characters of demo field values per predictor, so demos of
-            long-input tasks cannot overflow a small model's context.
+            long-input tasks cannot overflow a small model's context (12000, about 3000 tokens,
+            leaves an 8192-token window room for the instruction, the input and the reply, and
+            holds 16 demos of every classification and reasoning task of the comparison).
         demo_threshold: the score a training run needs for its trace to become a demo.
         labeled_demos: also draw demos from training examples that hold a predictor's fields.
         use_merge, max_merge_invocations, merge_subsample: system-aware merge settings.
@@ -112,12 +114,15 @@ class GEPA:
             ``"full"`` (all of it) or ``"adaptive"`` (in doubling stages it must pass against its
             parent, so a child that falls behind costs part of a validation;
             :mod:`~promptopt.optimizers.gepa.validation`).
-        seed_demos: with ``k`` > 0, a second starting candidate: the seed with ``k`` demos per
-            predictor from its own successful training runs, scored before the first proposal
-            and counted in the budget (:mod:`~promptopt.optimizers.gepa.demo_seed`). 0: none;
-            the default 16 is BootstrapFewShot's demo limit, the best of the settings compared on
-            validation in ``results/gepa-variants`` (a small model gains more from demos than from
-            the one or two instructions a small budget pays for).
+        seed_demos, seed_traces: with ``seed_demos=k`` > 0, a second starting candidate: the seed
+            with BootstrapFewShot's demo set, the calls of its first ``seed_traces`` successful
+            training runs and then unused labeled training examples, up to ``k`` demos per
+            predictor; scored before the first proposal and counted in the budget
+            (:mod:`~promptopt.optimizers.gepa.demo_seed`). 0: none. The defaults 16 and 4 are
+            BootstrapFewShot's own, so its program is one of GEPA's candidates and GEPA ends at
+            least as high on validation; 16 demos were the best of the settings compared on
+            validation in ``results/gepa-variants`` (a small model gains more from demos than
+            from the one or two instructions a small budget pays for).
         perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
         max_reflection_examples, max_reflection_chars: caps on the reflective dataset (the
             examples shown per proposal, the characters of each of their fields).
@@ -162,7 +167,7 @@ class GEPA:
         acceptance: str | AcceptanceRule = "improvement",
         evolve_demos: bool = True,
         max_demos: int = 8,
-        max_demo_chars: int | None = 6000,
+        max_demo_chars: int | None = 12000,
         demo_threshold: float = 1.0,
         labeled_demos: bool = True,
         use_merge: bool = True,
@@ -174,6 +179,7 @@ class GEPA:
         tie_extensions: int = 1,
         validation: str = "full",
         seed_demos: int = 16,
+        seed_traces: int = 4,
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
         max_reflection_examples: int | None = None,
@@ -220,6 +226,7 @@ class GEPA:
             tie_extensions=tie_extensions,
             validation=validation,
             seed_demos=seed_demos,
+            seed_traces=seed_traces,
             perfect_score=perfect_score,
             skip_perfect_score=skip_perfect_score,
             max_reflection_examples=max_reflection_examples,

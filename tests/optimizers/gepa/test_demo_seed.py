@@ -1,11 +1,11 @@
-"""``seed_demos=k``: GEPA starts from the seed and from the seed with demos of its own successful
-training runs, bootstrapped within the budget."""
+"""``seed_demos=k``: GEPA starts from the seed and from the seed with BootstrapFewShot's demos (the
+calls of its own successful training runs, then labeled examples), bootstrapped within the budget."""
 
 from __future__ import annotations
 
 import pytest
 
-from promptopt.optimizers import GEPA, Callback, phases
+from promptopt.optimizers import GEPA, BootstrapFewShot, Callback, phases
 from promptopt.testing import (
     Killed,
     ScriptedLM,
@@ -45,7 +45,7 @@ def test_the_demo_candidate_starts_beside_the_seed_and_wins_where_demos_help():
     assert demo.origin == "demos:bootstrap" and demo.parents == [0]
     assert len(demo.components["self.demos"]) == 2 and result.seed_score == 0.0 and demo.val_score == 1.0
     # The seed never succeeds, so no trace makes a demo: labeled training examples fill in, after the
-    # most runs allowed (4 per demo wanted).
+    # most runs allowed (4 per successful run wanted, and 2 are wanted).
     assert result.budget.metric_calls_by_phase[phases.BOOTSTRAP] == 8
     assert result.best_id == 1 and result.budget.metric_calls <= 80
 
@@ -59,6 +59,41 @@ def test_demos_come_from_the_seeds_successful_runs_which_later_minibatches_reuse
     by_phase = result.budget.metric_calls_by_phase
     assert 2 <= by_phase[phases.BOOTSTRAP] <= 8 and sum(by_phase.values()) == result.budget.metric_calls
     assert result.budget.metric_calls <= 80
+
+
+def test_the_demo_candidate_is_bootstrap_fewshots_program_so_gepa_ends_at_least_as_high():
+    train, val = toy_examples(10), toy_examples(6, offset=10)
+    bfs = BootstrapFewShot(toy_metric, score=True).compile(
+        toy_program(), train, val, lm=ScriptedLM(task_reply)
+    )
+    result = gepa(seed_demos=16, max_metric_calls=60).compile(
+        toy_program(), train, val, lm=ScriptedLM(task_reply)
+    )
+    demos = result.candidates[1].components["self.demos"]
+    assert demos == bfs.candidates[-1].components["self.demos"]
+    # 4 from successful runs (inputs and the LM's outputs, no example id of the training set), then
+    # the other 6 training examples in order.
+    assert len(demos) == 10 and not {d["id"] for d in demos[:4]} & {e.id for e in train}
+    used = {d["fields"]["word"] for d in demos[:4]}
+    assert [d["id"] for d in demos[4:]] == [e.id for e in train if e.word not in used]
+    assert result.candidates[1].val_score == bfs.candidates[-1].val_score
+    assert result.best_score >= bfs.candidates[-1].val_score
+
+
+def test_with_no_traces_wanted_the_demo_candidate_holds_labeled_examples_and_runs_nothing():
+    train, val = toy_examples(10), toy_examples(6, offset=10)
+    result = gepa(seed_traces=0).compile(toy_program(), train, val, lm=shown_lm())
+    assert [d["id"] for d in result.candidates[1].components["self.demos"]] == ["w0", "w1"]
+    assert phases.BOOTSTRAP not in result.budget.metric_calls_by_phase
+
+
+def test_demos_past_the_character_limit_are_left_out():
+    train, val = toy_examples(10), toy_examples(6, offset=10)
+    result = gepa(seed_traces=0, seed_demos=10, max_demo_chars=30).compile(
+        toy_program(), train, val, lm=shown_lm()
+    )
+    demos = result.candidates[1].components["self.demos"]
+    assert 0 < len(demos) < 10 and sum(len(v) for d in demos for v in d["fields"].values()) <= 30
 
 
 def test_without_room_in_the_budget_no_demo_candidate_is_made():
@@ -91,3 +126,5 @@ def test_a_run_killed_while_making_the_demo_candidate_resumes_to_the_uninterrupt
 def test_a_negative_count_is_refused():
     with pytest.raises(ValueError, match="seed_demos must be 0 \\(none\\) or more, not -1"):
         GEPA(toy_metric, max_metric_calls=10, seed_demos=-1)
+    with pytest.raises(ValueError, match="seed_traces must be 0 \\(labeled demos only\\) or more, not -2"):
+        GEPA(toy_metric, max_metric_calls=10, seed_traces=-2)

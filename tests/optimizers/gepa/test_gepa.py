@@ -388,6 +388,7 @@ def two_stage_run(seed, metric=two_stage_metric):
         seed=seed,
         callbacks=[cb],
         minibatch_size=2,
+        seed_demos=0,  # the merge of two instruction lines, with no demo candidate beside them
     )
     res = gepa.compile(Pipe(), data(8), data(4, offset=10), lm=two_stage_lm())
     return res, cb

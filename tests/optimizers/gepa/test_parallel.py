@@ -32,6 +32,7 @@ def parallel_run(run_dir=None, *, metric=two_stage_metric, k=3, seed=0, lm=None,
         seed=seed,
         minibatch_size=2,
         parallel_proposals=k,
+        seed_demos=kw.pop("seed_demos", 0),  # rounds of instruction proposals, no demo candidate
         **kw,
     )
     return gepa.compile(
@@ -116,11 +117,11 @@ def test_nothing_is_scored_twice_when_proposals_share_a_parent(monkeypatch):
 @pytest.mark.parametrize("die_at", [5, 9, 17, 23])  # the whole run spends 28 metric calls
 def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path, die_at):
     # No demo candidate: the kill points fall inside rounds of proposals.
-    whole = parallel_run(tmp_path / "whole", seed_demos=0)
+    whole = parallel_run(tmp_path / "whole")
     with pytest.raises(Killed):
-        parallel_run(tmp_path / "cut", metric=dies_at(two_stage_metric, die_at), seed_demos=0)
+        parallel_run(tmp_path / "cut", metric=dies_at(two_stage_metric, die_at))
     state = json.loads((tmp_path / "cut" / "state.json").read_text())
-    resumed = parallel_run(tmp_path / "cut", resume=True, seed_demos=0)
+    resumed = parallel_run(tmp_path / "cut", resume=True)
     assert summary(resumed) == summary(whole), state["iteration"]
     assert whole.budget.metric_calls == 28, whole.budget.metric_calls
 

@@ -35,7 +35,7 @@ def run(validation: str, budget: int = 150, run_dir=None, resume=False, callback
         validation=validation,
         callbacks=list(callbacks),
         seed=0,
-        **options,
+        **{"seed_demos": 0, **options},  # staged validation of instruction children alone
     )
     return gepa.compile(
         toy_program(),
