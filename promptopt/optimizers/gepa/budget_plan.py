@@ -29,10 +29,12 @@ def why_exhausted(
     stalled_iterations: int,
     max_stalled_iterations: int,
     samples: int = 1,
+    spare_step: bool = False,
 ) -> str | None:
     """Why no further iteration can help, if so: the stoppers only see spent budget, and an
-    iteration that spends none (a perfect minibatch, a rejected proposal) never moves it."""
-    if 0 < budget_left < proposal_cost(minibatch_size, n_val, samples):
+    iteration that spends none (a perfect minibatch, a rejected proposal) never moves it.
+    ``spare_step``: the budget left is too small for a proposal but pays for a cheaper step."""
+    if 0 < budget_left < proposal_cost(minibatch_size, n_val, samples) and not spare_step:
         runs = "two minibatches" if samples == 1 else f"{1 + samples} minibatch runs"
         return (
             f"budget: {budget_left} metric calls left, fewer than one more proposal may spend "

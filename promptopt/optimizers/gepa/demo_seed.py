@@ -15,6 +15,13 @@ so its later minibatches on those examples cost nothing; they count in the budge
 and their traces join the demo pool that demo mutations draw from. Instruction evolution then starts
 from both candidates, and a merge can join an evolved instruction with these demos (the seed is their
 common ancestor): the demo baseline becomes a starting point instead of a rival.
+
+A budget too small for one more proposal still pays for validations, so the rest of it goes to spare
+demo sets, drawn as ``BootstrapFewShotWithRandomSearch`` draws them: the training examples in a
+shuffled order, the calls of a random number (1 to ``t``) of successful runs, then labeled examples,
+on the best candidate's instructions. Each is validated in stages against the best candidate (a
+quarter of the validation set, a half, all) and dropped as soon as it falls behind, so a weak set
+costs a few calls and the next one gets the rest; at most ``MAX_SPARE_DEMO_SETS`` are drawn.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from promptopt.core.trace import TraceEntry
 from promptopt.optimizers import phases
 from promptopt.optimizers.bootstrap import call_demos
 from promptopt.optimizers.gepa.demos import within_chars
+from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
+from promptopt.optimizers.result import best_candidate
 
 if TYPE_CHECKING:
     from promptopt.core.example import Example
@@ -32,6 +41,7 @@ if TYPE_CHECKING:
     from promptopt.optimizers.gepa.run import GEPARun
 
 EXAMPLES_PER_TRACE = 4  # training examples run per wanted successful run, at most
+MAX_SPARE_DEMO_SETS = 8  # spare sets drawn per run, at most (a draw may repeat a set already scored)
 
 
 def add_demo_seed(run: GEPARun) -> list[int]:
@@ -39,14 +49,58 @@ def add_demo_seed(run: GEPARun) -> list[int]:
     returns the iterations it ended (none: it is not an iteration)."""
     st, cfg = run.state, run.cfg
     st.demo_seed_done = True
-    k, predictors, seed = cfg.seed_demos, list(run.signatures), st.candidates[0]
-    traces_wanted = min(cfg.seed_traces, k)
+    traces_wanted = min(cfg.seed_traces, cfg.seed_demos)
     order = list(run.train.values())
     # The runs, their validation and one proposal after them must fit in what is left.
     room = run.budget_left() - len(run.val) - run.proposal_cost()
-    cap = min(len(order), EXAMPLES_PER_TRACE * max(traces_wanted, 1), room) if traces_wanted else 0
-    if not predictors or room < 0:
+    if not run.signatures or room < 0:
         return []
+    cap = min(len(order), EXAMPLES_PER_TRACE * traces_wanted, room)
+    seed = st.candidates[0]
+    components = {**seed.components, **_demo_set(run, order, traces_wanted, cap)}
+    if components != seed.components and run.accept(components, [0], "demos:bootstrap") is not None:
+        st.merges_due += 1
+    return []
+
+
+def spare_demo_set_due(run: GEPARun) -> bool:
+    """Whether the budget left, too small for a proposal, goes to another demo set."""
+    st, left = run.state, run.budget_left()
+    return (
+        st.demo_seed_done
+        and st.spare_demo_sets < MAX_SPARE_DEMO_SETS
+        and len(run.val) <= left < run.proposal_cost()
+        and bool(run.signatures)
+    )
+
+
+def add_spare_demo_set(run: GEPARun) -> list[int]:
+    """Draw one spare demo set for the best candidate and validate it in stages against it."""
+    st, cfg = run.state, run.cfg
+    st.spare_demo_sets += 1
+    base = best_candidate([c for c in st.candidates if c.val_scores])
+    order = list(run.train.values())
+    run.rng.shuffle(order)
+    traces_wanted = min(cfg.seed_traces, cfg.seed_demos)
+    size = run.rng.randint(1, traces_wanted) if traces_wanted else 0
+    cap = min(len(order), run.budget_left() - len(run.val))
+    components = {**base.components, **_demo_set(run, order, size, cap)}
+    if any(c.components == components for c in st.candidates):
+        return []
+    staged = run.staged or StagedValidation(run.val, cfg.minibatch_size, cfg.seed)
+    screening = staged.screen(run.evaluator, components, base.val_scores)
+    if not screening.passed:
+        event = rejection_event(st.iteration, base.id, "demos:spare", screening, staged.order)
+        run.events.on_candidate_rejected(event)  # type: ignore[arg-type]
+        return []
+    run.accept(components, [base.id], "demos:spare")  # its validation scores are all recorded by now
+    return []
+
+
+def _demo_set(run: GEPARun, order: list[Example], traces_wanted: int, cap: int) -> dict[str, Any]:
+    """Each predictor's demos: the calls of the first ``traces_wanted`` successful runs of the seed in
+    ``order`` (at most ``cap`` examples run), then the unused training examples in ``order``."""
+    cfg, seed = run.cfg, run.state.candidates[0]
     passed: list[Record] = []
     ran = 0
     while ran < cap and len(passed) < traces_wanted:
@@ -58,17 +112,15 @@ def add_demo_seed(run: GEPARun) -> list[int]:
     passed = passed[:traces_wanted]
     used = {r.example_id for r in passed}
     labeled = [e for e in order if e.id not in used] if cfg.labeled_demos else []
-    components = dict(seed.components)
-    for name in predictors:
+    out: dict[str, Any] = {}
+    for name in run.signatures:
         demos = [d for r in passed for d in _demos(r, name)][:traces_wanted]
-        demos += [e.to_dict() for e in labeled[: max(0, k - len(demos))]]
+        demos += [e.to_dict() for e in labeled[: max(0, cfg.seed_demos - len(demos))]]
         if cfg.max_demo_chars is not None:
             demos = within_chars(demos, cfg.max_demo_chars)
         if demos:
-            components[f"{name}.demos"] = demos
-    if components != seed.components and run.accept(components, [0], "demos:bootstrap") is not None:
-        st.merges_due += 1
-    return []
+            out[f"{name}.demos"] = demos
+    return out
 
 
 def _passed(record: Record, threshold: float) -> bool:

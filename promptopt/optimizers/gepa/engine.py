@@ -12,7 +12,8 @@ components are tried after each success. Each of these decisions is a strategy
 State is saved atomically after every iteration; ``resume=True`` continues a
 killed run with the same decisions and the same final result. A finished run
 resumed with a larger budget goes on from where it stopped (choices sized by the
-budget left, such as the size of a parallel round, are made anew from there);
+budget left, such as the size of a parallel round, are made anew from there, and
+spare demo sets drawn when too little was left for a proposal stay candidates);
 resumed as it was, it returns its result and spends nothing.
 
 Examples the LM or the metric failed on are not scores: a candidate's

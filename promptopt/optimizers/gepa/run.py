@@ -19,7 +19,7 @@ from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.budget_plan import proposal_cost, why_exhausted
 from promptopt.optimizers.gepa.child import ChildProposer, make_proposer
 from promptopt.optimizers.gepa.config import GEPAConfig
-from promptopt.optimizers.gepa.demo_seed import add_demo_seed
+from promptopt.optimizers.gepa.demo_seed import add_demo_seed, add_spare_demo_set, spare_demo_set_due
 from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import try_merge
 from promptopt.optimizers.gepa.parallel import ParallelRound, round_size
@@ -228,6 +228,7 @@ class GEPARun:
             stalled_iterations=self.state.stalled_iterations,
             max_stalled_iterations=self.cfg.max_stalled_iterations,
             samples=self.cfg.reflection_samples,
+            spare_step=self.cfg.seed_demos > 0 and spare_demo_set_due(self),
         )
 
     def _add_seed(self) -> None:
@@ -255,6 +256,8 @@ class GEPARun:
         st, cfg = self.state, self.cfg
         if cfg.seed_demos and not st.demo_seed_done:
             return add_demo_seed(self)  # before the first proposal; ends no iteration
+        if cfg.seed_demos and spare_demo_set_due(self):
+            return add_spare_demo_set(self)  # what a proposal can no longer use; ends no iteration
         merge_due = cfg.use_merge and st.merges_due > 0 and st.merges_done < cfg.max_merge_invocations
         size = round_size(cfg.parallel_proposals, self.budget_left(), self.proposal_cost())
         if size > 1 and not merge_due:

@@ -49,6 +49,7 @@ class GEPAState:
     proposer_state: dict[str, Any] = field(default_factory=dict)
     stalled_iterations: int = 0
     demo_seed_done: bool = False  # the seed_demos candidate was made (or could not be)
+    spare_demo_sets: int = 0  # demo sets drawn with a budget too small for a proposal
     unscored_calls: int = 0  # runs the LM or the metric failed on; not metric calls
     stop_reason: str = ""
     finished: bool = False

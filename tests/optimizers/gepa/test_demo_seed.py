@@ -3,17 +3,21 @@ calls of its own successful training runs, then labeled examples), bootstrapped 
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from promptopt.optimizers import GEPA, BootstrapFewShot, Callback, phases
 from promptopt.testing import (
     Killed,
     ScriptedLM,
+    field_value,
     resumes_to_the_uninterrupted_run,
     toy_examples,
     toy_metric,
     toy_program,
     toy_reply,
+    toy_request,
 )
 from tests.optimizers.gepa.test_budget import reflection_reply, task_reply
 
@@ -128,3 +132,60 @@ def test_a_negative_count_is_refused():
         GEPA(toy_metric, max_metric_calls=10, seed_demos=-1)
     with pytest.raises(ValueError, match="seed_traces must be 0 \\(labeled demos only\\) or more, not -2"):
         GEPA(toy_metric, max_metric_calls=10, seed_traces=-2)
+
+
+def seed_right(word: str) -> bool:
+    return hashlib.sha256(word.encode()).digest()[1] < 100
+
+
+def first_demo_lm(first_word: str) -> ScriptedLM:
+    """Without demos: right on about half of the words. With demos: right on about two thirds of
+    them, and only when the first demo shown is ``first_word`` (BootstrapFewShot's first trace)."""
+
+    def reply(messages):
+        word, _, shown = toy_request(messages)
+        if shown:
+            lucky = hashlib.sha256(word.encode()).digest()[0] < 230
+            right = lucky and field_value(messages[1]["content"], "word") == first_word
+        else:
+            right = seed_right(word)
+        return f"out: {word.upper() if right else word}"
+
+    return ScriptedLM(reply)
+
+
+class Rejections(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_candidate_rejected(self, event):
+        self.events.append(event)
+
+
+def test_a_budget_too_small_for_a_proposal_goes_to_spare_demo_sets_screened_in_stages():
+    train, val = toy_examples(10), toy_examples(8, offset=10)
+    first = next(e.word for e in train if seed_right(e.word))
+    rejections = Rejections()
+    result = gepa(seed_demos=16, max_metric_calls=40, callbacks=[rejections]).compile(
+        toy_program(), train, val, lm=first_demo_lm(first)
+    )
+    assert [c.origin for c in result.candidates] == ["seed", "demos:bootstrap"]
+    assert result.best_id == 1 and result.best_score > result.seed_score
+    spare = [e for e in rejections.events if e["component"] == "demos:spare"]
+    # Each spare set starts with another first demo, falls behind on the first stage (3 of the 8
+    # validation examples) and is dropped there; the next one gets the rest of the budget.
+    assert len(spare) >= 2 and all(len(e["example_ids"]) == 3 for e in spare)
+    assert all(e["parent_id"] == 1 and e["child_score"] < e["parent_score"] for e in spare)
+    left = 40 - result.budget.metric_calls
+    assert 0 <= left < len(val) and result.budget.metric_calls_by_phase[phases.VALIDATION] == 16 + 3 * len(
+        spare
+    )
+
+
+def test_spare_demo_sets_that_hold_up_join_the_candidates():
+    result = gepa(seed_demos=16, max_metric_calls=60).compile(
+        toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=ScriptedLM(task_reply)
+    )
+    spare = [c for c in result.candidates if c.origin == "demos:spare"]
+    assert spare and all(len(c.val_scores) == 6 and len(c.components["self.demos"]) == 10 for c in spare)
+    assert result.budget.metric_calls <= 60

@@ -436,7 +436,7 @@ def test_config_errors_say_what_to_do():
         )
 
 
-def resumable_gepa(max_metric_calls=90, *, metric=metric) -> GEPA:
+def resumable_gepa(max_metric_calls=90, *, metric=metric, **options) -> GEPA:
     """The GEPA the resume tests run: rules proposals varied by step, so runs differ in their choices."""
     return GEPA(
         metric,
@@ -447,6 +447,7 @@ def resumable_gepa(max_metric_calls=90, *, metric=metric) -> GEPA:
         evolve_demos=True,
         use_merge=True,
         seed=7,
+        **options,
     )
 
 
@@ -545,8 +546,10 @@ def test_ties_look_at_more_examples_before_rejecting(extensions, seen):
 
 
 def test_a_finished_run_resumed_with_a_larger_budget_continues_to_the_larger_runs_result(tmp_path):
+    # Without a demo candidate nothing is drawn for a budget too small for a proposal, so the
+    # smaller run is the start of the larger one.
     def run(budget, run_dir, lm=None):
-        return resumable_gepa(budget).compile(
+        return resumable_gepa(budget, seed_demos=0).compile(
             program(), data(10), data(6, offset=10), lm=lm or noisy_lm(), run_dir=run_dir, resume=True
         )
 
@@ -562,6 +565,21 @@ def test_a_finished_run_resumed_with_a_larger_budget_continues_to_the_larger_run
     assert grown.budget.metric_calls == whole.budget.metric_calls
     assert grown.best_program.components() == whole.best_program.components()
     assert [c.components for c in grown.candidates] == [c.components for c in whole.candidates]
+
+
+def test_spare_demo_sets_drawn_at_the_end_of_a_budget_stay_when_it_grows(tmp_path):
+    def run(budget):
+        return resumable_gepa(budget).compile(
+            program(), data(10), data(6, offset=10), lm=noisy_lm(), run_dir=tmp_path, resume=True
+        )
+
+    small = run(40)
+    grown = run(90)
+    assert [c.components for c in grown.candidates[: len(small.candidates)]] == [
+        c.components for c in small.candidates
+    ]
+    assert small.budget.metric_calls <= 40 < grown.budget.metric_calls <= 90
+    assert grown.best_score >= small.best_score and "budget" in grown.stop_reason
 
 
 def test_a_finished_run_resumed_as_it_was_does_not_rescore_what_an_outage_left_unscored(tmp_path):
