@@ -8,9 +8,11 @@ training examples in order, up to ``k`` demos in all: the demo set that
 ``BootstrapFewShot(max_bootstrapped_demos=t, max_labeled_demos=k)`` builds from the same program and
 training set (with the defaults t=4, k=16, BootstrapFewShot's own), so that program is one of GEPA's
 candidates and GEPA's best validation score is never below its score. The set is the same as long as
-the successful runs come within ``4 t`` examples and the demos fit in ``max_demo_chars``.
+the successful runs come within ``4 t`` examples and the budget (the runs and one validation must fit
+in it), the demos fit in ``max_demo_chars`` and ``labeled_demos`` is on (off: traces only).
 
-The set is scored on the validation set as an accepted child would be. The runs are the seed's own,
+The set is scored on the whole validation set, as the seed is (under staged validation too, so it is
+never dropped on a first stage). The runs are the seed's own,
 so its later minibatches on those examples cost nothing; they count in the budget as ``bootstrap``
 and their traces join the demo pool that demo mutations draw from. Instruction evolution then starts
 from both candidates, and a merge can join an evolved instruction with these demos (the seed is their
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from promptopt.core.trace import TraceEntry
 from promptopt.optimizers import phases
 from promptopt.optimizers.bootstrap import call_demos
+from promptopt.optimizers.evaluation import components_key
 from promptopt.optimizers.gepa.demos import within_chars
 from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
 from promptopt.optimizers.result import best_candidate
@@ -51,14 +54,15 @@ def add_demo_seed(run: GEPARun) -> list[int]:
     st.demo_seed_done = True
     traces_wanted = min(cfg.seed_traces, cfg.seed_demos)
     order = list(run.train.values())
-    # The runs, their validation and one proposal after them must fit in what is left.
-    room = run.budget_left() - len(run.val) - run.proposal_cost()
+    room = run.budget_left() - len(run.val)  # the runs and their validation must fit in what is left
     if not run.signatures or room < 0:
         return []
     cap = min(len(order), EXAMPLES_PER_TRACE * traces_wanted, room)
     seed = st.candidates[0]
     components = {**seed.components, **_demo_set(run, order, traces_wanted, cap)}
-    if components != seed.components and run.accept(components, [0], "demos:bootstrap") is not None:
+    # Scored on the whole validation set, as the seed is, so it is never dropped on a first stage.
+    new = components_key(components) != components_key(seed.components)
+    if new and run.accept(components, [0], "demos:bootstrap", screen=False) is not None:
         st.merges_due += 1
     return []
 
@@ -85,15 +89,15 @@ def add_spare_demo_set(run: GEPARun) -> list[int]:
     size = run.rng.randint(1, traces_wanted) if traces_wanted else 0
     cap = min(len(order), run.budget_left() - len(run.val))
     components = {**base.components, **_demo_set(run, order, size, cap)}
-    if any(c.components == components for c in st.candidates):
+    if any(components_key(c.components) == components_key(components) for c in st.candidates):
         return []
     staged = run.staged or StagedValidation(run.val, cfg.minibatch_size, cfg.seed)
     screening = staged.screen(run.evaluator, components, base.val_scores)
     if not screening.passed:
-        event = rejection_event(st.iteration, base.id, "demos:spare", screening, staged.order)
+        event = rejection_event(st.iteration, base.id, "demos:spare", screening)
         run.events.on_candidate_rejected(event)  # type: ignore[arg-type]
         return []
-    run.accept(components, [base.id], "demos:spare")  # its validation scores are all recorded by now
+    run.accept(components, [base.id], "demos:spare", screen=False)  # its scores are all recorded now
     return []
 
 
@@ -118,8 +122,7 @@ def _demo_set(run: GEPARun, order: list[Example], traces_wanted: int, cap: int) 
         demos += [e.to_dict() for e in labeled[: max(0, cfg.seed_demos - len(demos))]]
         if cfg.max_demo_chars is not None:
             demos = within_chars(demos, cfg.max_demo_chars)
-        if demos:
-            out[f"{name}.demos"] = demos
+        out[f"{name}.demos"] = demos  # replaces the seed's own, as BootstrapFewShot does
     return out
 
 

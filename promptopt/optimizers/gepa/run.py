@@ -372,14 +372,17 @@ class GEPARun:
         ids = self.sampler.next_batch(self.state, self.cfg.minibatch_size, self.rng)
         return [self.train[i] for i in ids]
 
-    def accept(self, components: dict[str, Any], parents: list[int], origin: str) -> Candidate | None:
-        """Score a child on validation and add it to the candidates (None: a staged one refused it)."""
+    def accept(
+        self, components: dict[str, Any], parents: list[int], origin: str, *, screen: bool = True
+    ) -> Candidate | None:
+        """Score a child on validation and add it to the candidates (None: a staged one refused it).
+        ``screen=False``: on the whole validation set even under staged validation."""
         st = self.state
-        if self.staged is not None:
+        if self.staged is not None and screen:
             reference = max((st.candidates[p] for p in parents), key=lambda c: c.val_score)
             screening = self.staged.screen(self.evaluator, components, reference.val_scores)
             if not screening.passed:
-                event = rejection_event(st.iteration, reference.id, origin, screening, self.staged.order)
+                event = rejection_event(st.iteration, reference.id, origin, screening)
                 self.events.on_candidate_rejected(event)  # type: ignore[arg-type]
                 return None
         recs = self.evaluator.run(components, self.val, phases.VALIDATION)

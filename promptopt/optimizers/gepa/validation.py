@@ -38,12 +38,14 @@ def stage_sizes(n_val: int, minibatch_size: int) -> list[int]:
 @dataclass(frozen=True)
 class Screening:
     """What the staged validation decided: ``passed`` (scored on every validation example), or
-    rejected after ``examples`` with ``child_mean`` below ``reference_mean`` on those examples."""
+    rejected after ``examples`` scored ones with ``child_mean`` below ``reference_mean`` on the
+    examples both were scored on (``compared``)."""
 
     passed: bool
     examples: int
     child_mean: float = math.nan
     reference_mean: float = math.nan
+    compared: tuple[str, ...] = ()
 
 
 class StagedValidation:
@@ -71,13 +73,11 @@ class StagedValidation:
             child = sum(got[k] for k in common) / len(common)
             parent = sum(reference[k] for k in common) / len(common)
             if child < parent:
-                return Screening(False, len(got), child, parent)
+                return Screening(False, len(got), child, parent, tuple(common))
         return Screening(True, len(got))
 
 
-def rejection_event(
-    iteration: int, parent_id: int, origin: str, screening: Screening, order: Sequence[Example]
-) -> dict[str, Any]:
+def rejection_event(iteration: int, parent_id: int, origin: str, screening: Screening) -> dict[str, Any]:
     """The ``candidate_rejected`` event of a child a staged validation turned away."""
     return {
         "iteration": iteration,
@@ -85,6 +85,6 @@ def rejection_event(
         "component": origin.removeprefix("reflection:"),
         "parent_score": screening.reference_mean,
         "child_score": screening.child_mean,
-        "example_ids": [e.id for e in order[: screening.examples]],
+        "example_ids": list(screening.compared),
         "stage": "validation",
     }

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from promptopt.optimizers import GEPA, BootstrapFewShot, Callback, phases
+from promptopt.optimizers.gepa.validation import StagedValidation
 from promptopt.testing import (
     Killed,
     ScriptedLM,
@@ -189,3 +190,47 @@ def test_spare_demo_sets_that_hold_up_join_the_candidates():
     spare = [c for c in result.candidates if c.origin == "demos:spare"]
     assert spare and all(len(c.val_scores) == 6 and len(c.components["self.demos"]) == 10 for c in spare)
     assert result.budget.metric_calls <= 60
+
+
+def rare_lm() -> ScriptedLM:
+    """Without demos right on about a quarter of the words, with demos on about three quarters."""
+
+    def reply(messages):
+        word, _, shown = toy_request(messages)
+        byte = hashlib.sha256(word.encode()).digest()[2]
+        return f"out: {word.upper() if byte < (190 if shown else 64) else word}"
+
+    return ScriptedLM(reply)
+
+
+@pytest.mark.parametrize("validation", ["full", "adaptive"])
+def test_a_seed_that_rarely_succeeds_still_gets_bootstrap_fewshots_demos_within_a_small_budget(validation):
+    # 10 training runs find the 4 successes; the budget pays for them and the demo set's validation,
+    # though not for a proposal after them. Under staged validation the set is still scored on
+    # every validation example, as BootstrapFewShot's program is.
+    train, val = toy_examples(10), toy_examples(8, offset=10)
+    bfs = BootstrapFewShot(toy_metric, score=True).compile(toy_program(), train, val, lm=rare_lm())
+    result = gepa(seed_demos=16, max_metric_calls=36, validation=validation).compile(
+        toy_program(), train, val, lm=rare_lm()
+    )
+    expected = bfs.candidates[-1]
+    demo = result.candidates[1]
+    assert demo.components["self.demos"] == expected.components["self.demos"]
+    assert len(demo.val_scores) == len(val) and demo.val_score == expected.val_score > result.seed_score
+    assert result.best_score >= expected.val_score and result.budget.metric_calls <= 36
+
+
+def test_under_staged_validation_the_demo_candidate_is_scored_on_every_validation_example():
+    # The seed is right only on the first stage's words; demos make every word right but one of
+    # those: behind on the first stage (2 of 3), ahead on the whole set (7 of 8 against 3).
+    train, val = toy_examples(10), toy_examples(8, offset=10)
+    first = {e.word for e in StagedValidation(val, 3, 0).first_stage()}
+    dropped = sorted(first)[0]
+    lm = ScriptedLM(
+        lambda m: toy_reply(m, lambda word, _, shown: word != dropped if shown else word in first)
+    )
+    result = gepa(seed_demos=16, max_metric_calls=60, validation="adaptive").compile(
+        toy_program(), train, val, lm=lm
+    )
+    assert result.candidates[1].origin == "demos:bootstrap" and result.best_id == 1
+    assert (result.seed_score, result.best_score) == (3 / 8, 7 / 8)
