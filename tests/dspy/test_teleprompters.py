@@ -519,6 +519,7 @@ def test_a_feedback_metric_is_asked_about_the_predictor_gepa_reflects_on():
             reflection_lm=ScriptedLM(reflector),
             proposer="rules",
             progress=False,
+            seed_demos=0,  # the 12 calls go to a reflection, not to a demo candidate
         ).compile(student, trainset=train, valset=val)
     assert asked and {name for name, _ in asked} == {"self"}
     assert all(trace and "word" in trace[0][0] for _, trace in asked)
