@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from promptopt.optimizers.gepa.run import GEPARun
 
 EXAMPLES_PER_TRACE = 4  # training examples run per wanted successful run, at most
+DEMO_CANDIDATE = "demos:bootstrap"  # the origin of BootstrapFewShot's program among the candidates
 MAX_SPARE_DEMO_SETS = 8  # spare sets drawn per run, at most (a draw may repeat a set already scored)
 
 
@@ -62,7 +63,7 @@ def add_demo_seed(run: GEPARun) -> list[int]:
     components = {**seed.components, **_demo_set(run, order, traces_wanted, cap)}
     # Scored on the whole validation set, as the seed is, so it is never dropped on a first stage.
     new = components_key(components) != components_key(seed.components)
-    if new and run.accept(components, [0], "demos:bootstrap", screen=False) is not None:
+    if new and run.accept(components, [0], DEMO_CANDIDATE, screen=False) is not None:
         st.merges_due += 1
     return []
 

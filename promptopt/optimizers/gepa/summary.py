@@ -7,9 +7,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from promptopt.optimizers.gepa import pareto
-from promptopt.optimizers.result import OptimizationResult, best_candidate
+from promptopt.optimizers.gepa.demo_seed import DEMO_CANDIDATE
+from promptopt.optimizers.result import Candidate, OptimizationResult, best_candidate, compare_on_common
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from promptopt.optimizers.gepa.run import GEPARun
 
 
@@ -37,7 +40,7 @@ def print_estimate(run: GEPARun, resumed: bool) -> None:
 
 def result_of(run: GEPARun) -> OptimizationResult:
     st = run.state
-    best = best_candidate(st.candidates)
+    best = final_choice(st.candidates)
     budget = run.session.budget(
         metric_calls=run.evaluator.metric_calls,
         unscored_calls=run.evaluator.unscored_calls,
@@ -56,3 +59,16 @@ def result_of(run: GEPARun) -> OptimizationResult:
         pareto_front=pareto.front(st.candidates),
         learning_curve=[(int(a), float(b)) for a, b in st.learning_curve],
     )
+
+
+def final_choice(candidates: Sequence[Candidate]) -> Candidate:
+    """The best candidate on validation; where the seed ties BootstrapFewShot's program (the demo
+    candidate), that program, as BootstrapFewShot itself would return: the validation set cannot
+    tell them apart, and GEPA should then not end below the demo baseline."""
+    best = best_candidate(candidates)
+    demo = next((c for c in candidates if c.origin == DEMO_CANDIDATE), None)
+    if best.id == 0 and demo is not None and demo.val_scores:
+        diff, n = compare_on_common(demo, best)
+        if n and diff == 0:
+            return demo
+    return best

@@ -234,3 +234,12 @@ def test_under_staged_validation_the_demo_candidate_is_scored_on_every_validatio
     )
     assert result.candidates[1].origin == "demos:bootstrap" and result.best_id == 1
     assert (result.seed_score, result.best_score) == (3 / 8, 7 / 8)
+
+
+def test_where_the_seed_ties_bootstrap_fewshots_program_gepa_returns_the_program():
+    # The task LM ignores demos, so every candidate scores as the seed does on validation.
+    result = gepa(seed_demos=16, max_metric_calls=30).compile(
+        toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=ScriptedLM(task_reply)
+    )
+    assert result.candidates[1].origin == "demos:bootstrap"
+    assert result.candidates[1].val_score == result.seed_score and result.best_id == 1
