@@ -240,6 +240,8 @@ def test_promptopt_gepa_on_a_dspy_react_agent(tmp_path):
             reflection_lm=reflection_lm,
             component_selector="all",
             evolve_demos=False,
+            # The budget is for the reflection on the tool description, not for a demo candidate.
+            seed_demos=0,
             callbacks=[Proposals()],
             num_threads=2,
             progress=False,
