@@ -6,9 +6,10 @@ command, and told apart from a number made by other code, data or model.
 
 The code version has two parts with different jobs. ``commit`` and ``dirty`` say where to look in
 the history. ``source_sha256`` hashes the Python sources of ``promptopt`` and ``langprobe``
-themselves: it is what decides whether a stored result is the same experiment, because it also
-covers uncommitted edits and installs outside a git checkout, and it does not change when only
-documentation or results are committed.
+themselves: it tells results apart where the commit cannot, because it also covers uncommitted edits
+and installs outside a git checkout, and it does not change when only documentation or results are
+committed. A bench cell decides whether it is the same experiment on the part of these sources its
+optimizer runs (:mod:`promptopt.bench.code_scope`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class CodeVersion:
 _PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
-def _source_roots() -> list[Path]:
+def source_roots() -> list[Path]:
+    """The folders of the installed ``promptopt`` and (when present) ``langprobe`` packages."""
     roots = [_PACKAGE_ROOT]
     # Found without importing it: the task package imports promptopt, not the other way round.
     spec = importlib.util.find_spec("langprobe")
@@ -65,7 +67,7 @@ def _source_roots() -> list[Path]:
 def source_sha256(roots: Iterable[Path] | None = None) -> str:
     """sha256 over the relative paths and contents of every ``.py`` file under ``roots``."""
     h = hashlib.sha256()
-    for root in roots if roots is not None else _source_roots():
+    for root in roots if roots is not None else source_roots():
         for path in sorted(root.rglob("*.py")):
             if "__pycache__" in path.parts:
                 continue

@@ -3,8 +3,9 @@
 A cell's identity is everything its numbers depend on: its config (task, program, optimizer, sizes,
 budget, ...), the data its splits came from (the sha256 of the task's files in the mirror and of the
 drawn examples themselves), the identity of every LM it called (the local model file's sha256, or
-the API model string) and the code (the sha256 of promptopt's and langprobe's sources). A stored cell
-is reused only when all four match; otherwise it is run again, and the run says which part changed.
+the API model string) and the code (the sha256 of the promptopt and langprobe sources in the scope
+of the cell's optimizer: see :mod:`promptopt.bench.code_scope`). A stored cell is reused only when
+all four match; otherwise it is run again, and the run says which part changed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from promptopt.provenance import code_version, files_sha256
+from promptopt.bench.code_scope import SourceScopes, current_scopes, scoped_from_full_hash
+from promptopt.provenance import files_sha256
 from promptopt.tasks import get_task, task_dir
 
 PARTS = ("config", "data", "lms", "code")
@@ -26,10 +28,18 @@ PARTS = ("config", "data", "lms", "code")
 
 @dataclass(frozen=True)
 class CellIdentity:
+    """What a cell's numbers depend on. ``code`` may be given as the running code's
+    :class:`SourceScopes`; the identity keeps the scope of its config's optimizer (the seed
+    program's scores, whose config names none, keep the shared scope)."""
+
     config: dict[str, Any]
     data: dict[str, Any]
     lms: dict[str, dict[str, Any]]
-    code: str
+    code: Any  # {"scope": ..., "sources_sha256": ...}
+
+    def __post_init__(self) -> None:
+        if isinstance(self.code, SourceScopes):
+            object.__setattr__(self, "code", self.code.for_optimizer(self.config.get("optimizer")))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,7 +55,10 @@ class CellIdentity:
         if not isinstance(stored, Mapping):
             return list(PARTS)
         mine = json.loads(json.dumps(self.to_dict(), default=str))  # as it reads back from JSON
-        return [part for part in PARTS if stored.get(part) != mine[part]]
+        theirs = dict(stored)
+        if isinstance(theirs.get("code"), str):  # stored with the hash of all sources
+            theirs["code"] = scoped_from_full_hash(theirs["code"], self.config.get("optimizer"))
+        return [part for part in PARTS if theirs.get(part) != mine[part]]
 
 
 def splits_sha256(splits: Any) -> str:
@@ -106,8 +119,9 @@ def data_identity(
     return json.loads(_data_identity_json(task, key, split_seed, tuple(sizes), _stamp(folder), source))
 
 
-def code_identity() -> str:
-    return code_version().source_sha256
+def code_identity() -> SourceScopes:
+    """The running code's source hashes, one per scope (a :class:`CellIdentity` keeps its own)."""
+    return current_scopes()
 
 
 def experiment_provenance(

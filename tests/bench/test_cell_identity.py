@@ -12,6 +12,7 @@ from langprobe.task import mirror_dir
 from promptopt.bench import ExperimentSpec, build_report, run_matrix
 from promptopt.bench import runner as runner_mod
 from promptopt.bench.cli import main as bench_main
+from promptopt.bench.code_scope import SCOPES, SourceScopes, current_scopes
 from promptopt.bench.reproduce import reproduce_cells
 from promptopt.bench.store import Store
 from promptopt.provenance import PACKAGES, code_version, files_sha256, source_sha256
@@ -45,7 +46,8 @@ def test_cells_carry_identity_and_provenance(tmp_path, iris):
         ident, prov = cell.identity, cell.provenance
         assert ident is not None and prov is not None
         assert set(ident) == {"config", "data", "lms", "code"}
-        assert ident["code"] == code_version().source_sha256
+        scope = "gepa" if cell.config.optimizer == "gepa" else "shared"
+        assert ident["code"] == {"scope": scope, "sources_sha256": current_scopes().sha256_by_scope[scope]}
         assert len(ident["data"]["files_sha256"]) == 64 and len(ident["data"]["splits_sha256"]) == 64
         assert ident["lms"]["task"] == {"model": "promptopt.testing.scripted_lm.ScriptedLM"}
         assert set(prov.packages) == set(PACKAGES) and prov.packages["promptopt"]
@@ -76,11 +78,23 @@ def test_a_cell_is_rerun_when_code_data_or_lm_changed(tmp_path, monkeypatch, iri
     assert run_matrix(s, lms=iris.lms(), progress=False).ran == []
 
     # Other code: every cell runs again, and the run says why.
-    monkeypatch.setattr(runner_mod, "code_identity", lambda: "0" * 64)
+    other_code = SourceScopes(dict.fromkeys(SCOPES, "0" * 64))
+    monkeypatch.setattr(runner_mod, "code_identity", lambda: other_code)
     again = run_matrix(s, lms=iris.lms(), progress=False)
     assert len(again.ran) == 2 and set(again.rerun_reasons.values()) == {"changed code"}
     monkeypatch.undo()
     assert set(run_matrix(s, lms=iris.lms(), progress=False).rerun_reasons.values()) == {"changed code"}
+
+    # Other GEPA code only: GEPA's cell runs again, the seed program's scores and cell are kept.
+    gepa_changed = SourceScopes({**current_scopes().sha256_by_scope, "gepa": "1" * 64})
+    monkeypatch.setattr(runner_mod, "code_identity", lambda: gepa_changed)
+    baseline_file = Store(s.out).baselines_dir / "iris__predict__local__s0.json"
+    baseline_before = baseline_file.read_text()
+    again = run_matrix(s, lms=iris.lms(), progress=False)
+    assert again.rerun_reasons == {"iris__predict__gepa__local__s0": "changed code"}
+    assert baseline_file.read_text() == baseline_before
+    monkeypatch.undo()
+    run_matrix(s, lms=iris.lms(), progress=False)
 
     # Other data: a row appended to the task's file in the mirror.
     csv = data / "iris" / "iris.csv"
@@ -118,7 +132,7 @@ def test_a_run_dir_of_another_experiment_is_not_resumed(tmp_path, iris):
     (stale / "state.json").write_text("{}")  # would be resumed if it were kept
     outcome = run_matrix(s, lms=iris.lms(), progress=False)
     assert [r.status for r in outcome.ran] == ["ok", "ok"]
-    assert json.loads((stale / "identity.json").read_text())["code"] == code_version().source_sha256
+    assert json.loads((stale / "identity.json").read_text())["code"] == current_scopes().for_optimizer("gepa")
 
 
 @needs_mirror

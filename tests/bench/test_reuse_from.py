@@ -10,6 +10,7 @@ import pytest
 from langprobe.task import mirror_dir
 from promptopt.bench import SpecError, build_report, run_matrix
 from promptopt.bench import runner as runner_mod
+from promptopt.bench.code_scope import SCOPES, SourceScopes
 from promptopt.bench.matrix import plan
 from promptopt.bench.store import Store
 
@@ -82,7 +83,8 @@ def test_cells_that_are_the_same_experiment_are_copied_and_the_others_run(iris, 
     assert again.todo == [] and again.copies == {} and len(again.reused) == 3
 
     # Other code: nothing elsewhere is the same experiment any more, so nothing is copied.
-    monkeypatch.setattr(runner_mod, "code_identity", lambda: "0" * 64)
+    other_code = SourceScopes(dict.fromkeys(SCOPES, "0" * 64))
+    monkeypatch.setattr(runner_mod, "code_identity", lambda: other_code)
     third = iris.spec(tmp_path / "c", optimizers=OPTIMIZERS, seeds=[0], reuse_from=[str(tmp_path / "a")])
     assert plan(third, Store(third.out), iris.lms()).copies == {}
 
