@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -161,14 +162,18 @@ def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes | None:
 
 
 def _read_blobs(repo: Path, shas: Sequence[str]) -> list[bytes] | None:
-    """The contents of ``shas`` through one ``git cat-file --batch``."""
+    """The contents of ``shas`` through one ``git cat-file --batch``; ``None`` when one is missing
+    (a partial or damaged clone), so a cell that needed it is rerun instead of stopping the run."""
     raw = _git(repo, "cat-file", "--batch", stdin="".join(f"{s}\n" for s in shas).encode())
     if raw is None:
         return None
     blobs, pos = [], 0
     for _ in shas:
-        header_end = raw.index(b"\n", pos)
-        size = int(raw[pos:header_end].split()[2])
+        header_end = raw.find(b"\n", pos)
+        header = raw[pos:header_end].split() if header_end >= 0 else []
+        if len(header) != 3 or header[1] != b"blob" or not header[2].isdigit():
+            return None  # "<sha> missing", or output cut short
+        size = int(header[2])
         blobs.append(raw[header_end + 1 : header_end + 1 + size])
         pos = header_end + 1 + size + 1  # content, then a newline
     return blobs
@@ -185,7 +190,7 @@ def commit_files(repo: Path, commit: str, roots: Sequence[tuple[str, str]]) -> l
         for item in listing.split(b"\0"):
             if not item:
                 continue
-            meta, path = item.decode().split("\t", 1)
+            meta, path = os.fsdecode(item).split("\t", 1)
             kind, sha = meta.split()[1:3]
             rel = path[len(folder) :].lstrip("/")
             if kind == "blob" and rel.endswith(".py") and "__pycache__" not in rel.split("/"):

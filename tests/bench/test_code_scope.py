@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from pathlib import Path
 
@@ -95,15 +96,16 @@ def _module_of(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".")
 
 
-# Where a cell of each scope starts: the bench's cell runner and the optimizer's own modules (the
-# task packages are read by every scope and import no optimizer).
+# Where a cell of each scope starts: every module of the bench and of the task packages, and the
+# optimizer's own modules.
+COMMON = ("promptopt.bench", "langprobe")
 ENTRIES = {
-    SHARED: ("promptopt.bench.runner", "promptopt.optimizers.baselines", "langprobe"),
-    "gepa": ("promptopt.bench.runner", "promptopt.optimizers.gepa"),
-    "mipro": ("promptopt.bench.runner", "promptopt.optimizers.mipro"),
-    "dspy_gepa": ("promptopt.bench.runner", "promptopt.peers.dspy_gepa"),
-    "dspy_mipro": ("promptopt.bench.runner", "promptopt.peers.dspy_mipro"),
-    "gepa_lib": ("promptopt.bench.runner", "promptopt.peers.gepa_library"),
+    SHARED: (*COMMON, "promptopt.optimizers.baselines"),
+    "gepa": (*COMMON, "promptopt.optimizers.gepa"),
+    "mipro": (*COMMON, "promptopt.optimizers.mipro"),
+    "dspy_gepa": (*COMMON, "promptopt.peers.dspy_gepa"),
+    "dspy_mipro": (*COMMON, "promptopt.peers.dspy_mipro"),
+    "gepa_lib": (*COMMON, "promptopt.peers.gepa_library"),
 }
 
 
@@ -125,14 +127,65 @@ def test_what_a_cell_imports_stays_inside_its_scope():
         assert reached & others <= allowed, f"{scope} runs {sorted((reached & others) - allowed)}"
 
 
+# Who may import a module left out of every scope: where results are recorded, compared or
+# reused, and the LM identity (which hashes the model file); nothing that computes a score.
+DESCRIBING_IMPORTERS = {
+    "promptopt.bench.cli",
+    "promptopt.bench.code_scope",
+    "promptopt.bench.identity",
+    "promptopt.bench.records",
+    "promptopt.bench.report_provenance",
+    "promptopt.bench.runner",  # builds each cell's identity and provenance block
+    "promptopt.bench.single_run",
+    "promptopt.lm.identity",
+    "promptopt.verifiers.cli",
+}
+
+
 def test_describing_modules_are_read_only_by_bookkeeping():
-    """The modules left out of every scope are imported only where results are recorded or
-    compared, or to hash a model file for an LM's identity: nothing that computes a score."""
     graph = grimp.build_graph("promptopt", "langprobe", exclude_type_checking_imports=True)
-    bookkeeping = ("promptopt.bench.", "promptopt.verifiers.cli", "promptopt.lm.identity")
     for path in DESCRIBING:
-        for importer in graph.find_modules_that_directly_import(_module_of(path)):
-            assert importer.startswith(bookkeeping), f"{importer} imports {path}"
+        importers = graph.find_modules_that_directly_import(_module_of(path))
+        assert importers <= DESCRIBING_IMPORTERS, f"{sorted(importers - DESCRIBING_IMPORTERS)} import {path}"
+
+
+def _computes_on_import(body: list[ast.stmt]) -> list[int]:
+    """Lines of module- or class-level statements that do more than define: a bare call, a loop, a
+    with block (imports, definitions, assignments, docstrings and TYPE_CHECKING blocks define)."""
+    found = []
+    for node in body:
+        if isinstance(node, ast.ClassDef):
+            found += _computes_on_import(node.body)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        elif not isinstance(
+            node,
+            (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.Assign, ast.AnnAssign),
+        ):
+            found.append(node.lineno)
+    return found
+
+
+def test_importing_an_optimizer_computes_nothing():
+    """Every cell imports every optimizer package (``promptopt.optimizers`` and ``promptopt.peers``
+    re-export them all), which runs their module-level statements although only the cell's own
+    optimizer is hashed: those statements must only define."""
+    for path in [p for paths in OWN_SOURCES.values() for p in paths]:
+        files = sorted((REPO / path).rglob("*.py")) if path.endswith("/") else [REPO / path]
+        for file in files:
+            lines = _computes_on_import(ast.parse(file.read_text()).body)
+            assert not lines, f"{file.relative_to(REPO)} computes on import at lines {lines}"
+
+
+def test_the_peers_read_the_pareto_module_itself():
+    """The peers' scopes read GEPA's pareto.py but not the package's __init__, so the name they
+    import must be that module, not something the __init__ defines."""
+    import promptopt.optimizers.gepa.pareto as pareto_module
+    from promptopt.peers import base
+
+    assert base.pareto is pareto_module
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -168,3 +221,16 @@ def test_lookups_of_the_running_code():
     assert scoped_from_full_hash(full, "gepa") == current_scopes().for_optimizer("gepa")
     assert scoped_from_full_hash("not a hash", "gepa") is None
     assert source_roots()[0].name == "promptopt"
+
+
+def test_an_identity_stored_with_the_whole_source_hash_is_compared_in_scope():
+    from promptopt.bench.identity import CellIdentity
+
+    config = {"task": "iris", "optimizer": "gepa@adaptive"}
+    ident = CellIdentity(config=config, data={}, lms={}, code=current_scopes())
+    assert ident.code == current_scopes().for_optimizer("gepa")
+    stored = {"config": config, "data": {}, "lms": {}, "code": source_sha256()}
+    assert ident.changed_parts(stored) == []
+    assert ident.changed_parts({**stored, "code": "0" * 64}) == ["code"]
+    seed_scores = CellIdentity(config={"task": "iris"}, data={}, lms={}, code=current_scopes())
+    assert seed_scores.code["scope"] == SHARED
