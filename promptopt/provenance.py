@@ -64,16 +64,24 @@ def source_roots() -> list[Path]:
     return roots
 
 
+def source_files(roots: Iterable[Path] | None = None) -> list[tuple[str, bytes]]:
+    """("<package>/<path inside it>", content) of every ``.py`` file under ``roots`` (default: the
+    installed ``promptopt`` and ``langprobe``), roots in order, paths sorted as pathlib sorts them."""
+    files = []
+    for root in roots if roots is not None else source_roots():
+        for path in sorted(root.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                files.append((f"{root.name}/{path.relative_to(root).as_posix()}", path.read_bytes()))
+    return files
+
+
 def source_sha256(roots: Iterable[Path] | None = None) -> str:
     """sha256 over the relative paths and contents of every ``.py`` file under ``roots``."""
     h = hashlib.sha256()
-    for root in roots if roots is not None else source_roots():
-        for path in sorted(root.rglob("*.py")):
-            if "__pycache__" in path.parts:
-                continue
-            h.update(f"{root.name}/{path.relative_to(root).as_posix()}\0".encode())
-            h.update(path.read_bytes())
-            h.update(b"\0")
+    for name, content in source_files(roots):
+        h.update(f"{name}\0".encode())
+        h.update(content)
+        h.update(b"\0")
     return h.hexdigest()
 
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from promptopt.provenance import source_roots
+from promptopt.provenance import source_files, source_roots
 
 # Source paths are "<package>/<path inside it>", as the whole-source hash names them.
 OWN_SOURCES: Mapping[str, tuple[str, ...]] = {
@@ -120,12 +120,7 @@ def _ordered(files: Iterable[tuple[str, str, bytes]]) -> list[tuple[str, bytes]]
 
 def working_tree_files(roots: Sequence[Path] | None = None) -> list[tuple[str, bytes]]:
     """The ``.py`` sources under ``roots`` (default: the installed ``promptopt`` and ``langprobe``)."""
-    out: list[tuple[str, str, bytes]] = []
-    for root in roots if roots is not None else source_roots():
-        for path in sorted(root.rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                out.append((root.name, path.relative_to(root).as_posix(), path.read_bytes()))
-    return _ordered(out)
+    return source_files(roots)
 
 
 @dataclass(frozen=True)
