@@ -19,6 +19,12 @@ def proposal_cost(minibatch_size: int, n_val: int, samples: int = 1) -> int:
     return (1 + samples) * minibatch_size + n_val
 
 
+def spare_step_fits(budget_left: int, n_val: int, proposal_cost: int) -> bool:
+    """Whether the budget left is too small for a proposal but pays for one full validation: what
+    a spare step (a demo set, a reflection judged on validation stages) may spend."""
+    return n_val <= budget_left < proposal_cost
+
+
 def why_exhausted(
     candidates: Sequence[Candidate],
     *,

@@ -126,12 +126,14 @@ class ChildProposer:
         choice: ComponentChoice | None = None,
         iteration: int | None = None,
         sample: int = 0,
+        rollout_tag: str = "",
     ) -> tuple[dict[str, Any] | None, list[str]]:
         """The child of ``parent`` (its changed components), or ``(None, [])`` when nothing was proposed.
 
         ``choice`` and ``iteration`` are given when the components were chosen beforehand and the
         proposal is one of a parallel round (the state's iteration is then not this proposal's);
-        ``sample`` numbers the children one step asks for (each its own reflection rollout)."""
+        ``sample`` numbers the children one step asks for (each its own reflection rollout);
+        ``rollout_tag`` sets apart the rollouts of proposals made outside the iterations."""
         child = dict(parent.components)
         changed: list[str] = []
         if choice is None:
@@ -149,6 +151,7 @@ class ChildProposer:
                     comp,
                     self.texts[comp].subject,
                     sample=sample,
+                    rollout_tag=rollout_tag,
                 )
                 if text is None:
                     if choice.all_of_them:
@@ -176,7 +179,9 @@ class ChildProposer:
                     continue
                 child[comp] = demos
             else:
-                text = self._reflect(state, it, pred, parent.components[comp], recs, sample=sample)
+                text = self._reflect(
+                    state, it, pred, parent.components[comp], recs, sample=sample, rollout_tag=rollout_tag
+                )
                 if text is None:
                     if choice.all_of_them:
                         continue
@@ -212,6 +217,7 @@ class ChildProposer:
         subject: str = "",
         *,
         sample: int = 0,
+        rollout_tag: str = "",
     ) -> str | None:
         """A new text for ``comp`` (default: ``pred``'s instruction) from ``pred``'s traces, or None."""
         cfg = self.cfg
@@ -230,6 +236,7 @@ class ChildProposer:
         request = ProposalRequest(comp, instruction, signature, examples, subject)
         rollout = f"gepa-{cfg.seed}-{iteration}-{comp if subject else pred}"
         rollout += f"-{sample}" if sample else ""  # a step's later samples: fresh replies, not cached
+        rollout += f"-{rollout_tag}" if rollout_tag else ""
         reply = {} if cfg.reflection_max_tokens is None else {"max_tokens": cfg.reflection_max_tokens}
         lm = functools.partial(self.reflection_lm, rollout_id=rollout, **reply)
         with track_usage() as used, self.clock.time(phases.PROPOSAL):

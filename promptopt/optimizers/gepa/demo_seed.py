@@ -34,6 +34,7 @@ from promptopt.core.trace import TraceEntry
 from promptopt.optimizers import phases
 from promptopt.optimizers.bootstrap import call_demos
 from promptopt.optimizers.evaluation import components_key
+from promptopt.optimizers.gepa.budget_plan import spare_step_fits
 from promptopt.optimizers.gepa.demos import within_chars
 from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
 from promptopt.optimizers.result import best_candidate
@@ -70,11 +71,11 @@ def add_demo_seed(run: GEPARun) -> list[int]:
 
 def spare_demo_set_due(run: GEPARun) -> bool:
     """Whether the budget left, too small for a proposal, goes to another demo set."""
-    st, left = run.state, run.budget_left()
+    st = run.state
     return (
         st.demo_seed_done
         and st.spare_demo_sets < MAX_SPARE_DEMO_SETS
-        and len(run.val) <= left < run.proposal_cost()
+        and spare_step_fits(run.budget_left(), len(run.val), run.proposal_cost())
         and bool(run.signatures)
     )
 

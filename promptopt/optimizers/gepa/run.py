@@ -7,6 +7,7 @@ the decisions made by the strategies of :mod:`promptopt.optimizers.gepa.strategi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from promptopt.core.example import Example
@@ -24,6 +25,7 @@ from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import try_merge
 from promptopt.optimizers.gepa.parallel import ParallelRound, round_size
 from promptopt.optimizers.gepa.samples import sampled_step
+from promptopt.optimizers.gepa.spare_reflection import add_spare_reflection, spare_reflection_due
 from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
 from promptopt.optimizers.gepa.summary import print_estimate, result_of
 from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
@@ -228,7 +230,7 @@ class GEPARun:
             stalled_iterations=self.state.stalled_iterations,
             max_stalled_iterations=self.cfg.max_stalled_iterations,
             samples=self.cfg.reflection_samples,
-            spare_step=self.cfg.seed_demos > 0 and spare_demo_set_due(self),
+            spare_step=self._spare_step() is not None,
         )
 
     def _add_seed(self) -> None:
@@ -256,8 +258,9 @@ class GEPARun:
         st, cfg = self.state, self.cfg
         if cfg.seed_demos and not st.demo_seed_done:
             return add_demo_seed(self)  # before the first proposal; ends no iteration
-        if cfg.seed_demos and spare_demo_set_due(self):
-            return add_spare_demo_set(self)  # what a proposal can no longer use; ends no iteration
+        spare = self._spare_step()
+        if spare is not None:
+            return spare(self)  # what a proposal can no longer use; ends no iteration
         merge_due = cfg.use_merge and st.merges_due > 0 and st.merges_done < cfg.max_merge_invocations
         size = round_size(cfg.parallel_proposals, self.budget_left(), self.proposal_cost())
         if size > 1 and not merge_due:
@@ -270,6 +273,17 @@ class GEPARun:
         self._iteration()
         self._count_stall(spent=self.evaluator.metric_calls != spent_before)
         return [st.iteration]
+
+    def _spare_step(self) -> Callable[[GEPARun], list[int]] | None:
+        """What a budget too small for a proposal goes to, once the demo candidate is made: a
+        reflection judged on validation stages and a spare demo set in turn, the reflection first
+        (the demo candidate's bootstrap runs are its material); None when neither can be made."""
+        if not self.cfg.seed_demos:
+            return None
+        reflection, demo_set = spare_reflection_due(self), spare_demo_set_due(self)
+        if reflection and (not demo_set or self.state.spare_reflections <= self.state.spare_demo_sets):
+            return add_spare_reflection
+        return add_spare_demo_set if demo_set else None
 
     def _count_stall(self, spent: bool) -> None:
         self.state.stalled_iterations = 0 if spent else self.state.stalled_iterations + 1
