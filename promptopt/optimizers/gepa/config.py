@@ -62,7 +62,7 @@ class GEPAConfig:
     validation: str = "full"
     seed_demos: int = 16
     seed_traces: int = 4
-    spare_reflections: bool = True
+    screened_reflections: bool = True
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
     # None: sized to the reflection LM's context window (see limits.py) when the run starts;

@@ -124,13 +124,13 @@ class GEPA:
             least as high on validation; 16 demos were the best of the settings compared on
             validation in ``results/gepa-variants`` (a small model gains more from demos than
             from the one or two instructions a small budget pays for).
-        spare_reflections: with a demo candidate, a budget left too small for one more proposal
-            (but enough for a validation) goes to spare steps: reflections and spare demo sets in
-            turn. A spare reflection rewrites the best candidate's instruction from the seed's own
-            training runs (the demo candidate's bootstrap: no metric call) and is judged on
-            validation stages against it instead of on a training minibatch, whose examples the
-            demos hold (:mod:`~promptopt.optimizers.gepa.spare_reflection`). False: spare demo
-            sets only.
+        screened_reflections: a child of a candidate with demos (whose demos hold the training
+            examples, so a minibatch cannot tell it from its parent) is reflected from the seed's
+            own training runs (the demo candidate's bootstrap: no metric call) and judged on
+            validation stages against its parent; and a budget left too small for one more
+            proposal (but enough for a validation) goes to such reflections for the best candidate
+            and spare demo sets in turn (:mod:`~promptopt.optimizers.gepa.screened_reflection`).
+            False: minibatch tests for every child, spare demo sets only.
         perfect_score, skip_perfect_score: skip a parent already perfect on the minibatch.
         max_reflection_examples, max_reflection_chars: caps on the reflective dataset (the
             examples shown per proposal, the characters of each of their fields).
@@ -188,7 +188,7 @@ class GEPA:
         validation: str = "full",
         seed_demos: int = 16,
         seed_traces: int = 4,
-        spare_reflections: bool = True,
+        screened_reflections: bool = True,
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
         max_reflection_examples: int | None = None,
@@ -236,7 +236,7 @@ class GEPA:
             validation=validation,
             seed_demos=seed_demos,
             seed_traces=seed_traces,
-            spare_reflections=spare_reflections,
+            screened_reflections=screened_reflections,
             perfect_score=perfect_score,
             skip_perfect_score=skip_perfect_score,
             max_reflection_examples=max_reflection_examples,

@@ -25,7 +25,12 @@ from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import try_merge
 from promptopt.optimizers.gepa.parallel import ParallelRound, round_size
 from promptopt.optimizers.gepa.samples import sampled_step
-from promptopt.optimizers.gepa.spare_reflection import add_spare_reflection, spare_reflection_due
+from promptopt.optimizers.gepa.screened_reflection import (
+    add_spare_reflection,
+    screened_child,
+    screens,
+    spare_reflection_due,
+)
 from promptopt.optimizers.gepa.state import GEPAState, rng_from_json, rng_to_json
 from promptopt.optimizers.gepa.summary import print_estimate, result_of
 from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
@@ -299,6 +304,10 @@ class GEPARun:
         self.events.on_parent_selected(
             {"iteration": st.iteration, "candidate_id": parent_id, "front": pareto.front(st.candidates)}
         )
+        if screens(self, parent):  # its demos hold the training examples: see screened_reflection
+            if screened_child(self, parent):
+                st.merges_due += 1
+            return
         batch = self._next_minibatch()
         cached = self.evaluator.cached(parent.components, batch)
         if cached is not None and self._perfect(cached) and cfg.skip_perfect_score:

@@ -168,7 +168,7 @@ def test_a_budget_too_small_for_a_proposal_goes_to_spare_demo_sets_screened_in_s
     first = next(e.word for e in train if seed_right(e.word))
     rejections = Rejections()
     result = gepa(
-        seed_demos=16, max_metric_calls=40, spare_reflections=False, callbacks=[rejections]
+        seed_demos=16, max_metric_calls=40, screened_reflections=False, callbacks=[rejections]
     ).compile(toy_program(), train, val, lm=first_demo_lm(first))
     assert [c.origin for c in result.candidates] == ["seed", "demos:bootstrap"]
     assert result.best_id == 1 and result.best_score > result.seed_score
@@ -184,7 +184,7 @@ def test_a_budget_too_small_for_a_proposal_goes_to_spare_demo_sets_screened_in_s
 
 
 def test_spare_demo_sets_that_hold_up_join_the_candidates():
-    result = gepa(seed_demos=16, max_metric_calls=60, spare_reflections=False).compile(
+    result = gepa(seed_demos=16, max_metric_calls=60, screened_reflections=False).compile(
         toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=ScriptedLM(task_reply)
     )
     spare = [c for c in result.candidates if c.origin == "demos:spare"]
@@ -238,7 +238,7 @@ def test_under_staged_validation_the_demo_candidate_is_scored_on_every_validatio
 
 def test_where_the_seed_ties_bootstrap_fewshots_program_gepa_returns_the_program():
     # The task LM ignores demos, so every candidate scores as the seed does on validation.
-    result = gepa(seed_demos=16, max_metric_calls=30, spare_reflections=False).compile(
+    result = gepa(seed_demos=16, max_metric_calls=30, screened_reflections=False).compile(
         toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=ScriptedLM(task_reply)
     )
     assert result.candidates[1].origin == "demos:bootstrap"

@@ -118,7 +118,7 @@ def test_spare_reflections_and_spare_demo_sets_take_turns_reflection_first():
 
 def test_without_spare_reflections_the_reflection_lm_is_never_called():
     reflector = rules_lm("Write the word in capitals.")
-    result = gepa(36, reflector, spare_reflections=False).compile(toy_program(), TRAIN, VAL, lm=task_lm())
+    result = gepa(36, reflector, screened_reflections=False).compile(toy_program(), TRAIN, VAL, lm=task_lm())
     assert reflector.calls == [] and all(not c.origin.startswith("reflection") for c in result.candidates)
 
 
@@ -147,3 +147,39 @@ def test_a_run_killed_as_a_spare_reflection_joins_resumes_to_the_uninterrupted_r
 
     full, _ = resumes_to_the_uninterrupted_run(compile_, DieOnTheReflectionChild(), tmp_path)
     assert full.candidates[-1].origin == "reflection:self.instruction"
+
+
+class Minibatches(Callback):
+    def __init__(self):
+        self.parents = []
+
+    def on_minibatch_evaluated(self, event):
+        self.parents.append(event["candidate_id"])
+
+
+def test_iterations_on_a_parent_with_demos_reflect_on_the_seeds_runs_and_screen_on_validation():
+    minibatches, rejections = Minibatches(), Rejections()
+    reflector = rules_lm("Write the word backwards.")
+    result = gepa(
+        80, reflector, parent_selector="best", callbacks=[minibatches, rejections], use_merge=False
+    ).compile(toy_program(), TRAIN, VAL, lm=task_lm())
+    # The demo candidate is the best, so every iteration starts from it: none runs a training
+    # minibatch (its demos hold those examples), each child falls behind on the first stage.
+    assert result.best_id == 1 and minibatches.parents == []
+    assert phases.MINIBATCH not in result.budget.metric_calls_by_phase
+    assert len(rejections.events) >= 4 and len(reflector.calls) == len(rejections.events)
+    assert all(e["stage"] == "validation" and e["parent_id"] == 1 for e in rejections.events)
+    assert all(len(e["example_ids"]) == 3 for e in rejections.events)
+    assert result.budget.metric_calls <= 80
+
+
+def test_without_screened_reflections_a_parent_with_demos_is_judged_on_training_minibatches():
+    minibatches = Minibatches()
+    gepa(
+        80,
+        rules_lm("Write the word backwards."),
+        parent_selector="best",
+        callbacks=[minibatches],
+        screened_reflections=False,
+    ).compile(toy_program(), TRAIN, VAL, lm=task_lm())
+    assert 1 in minibatches.parents
