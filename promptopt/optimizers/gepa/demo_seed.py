@@ -11,8 +11,13 @@ candidates and GEPA's best validation score is never below its score. The set is
 the successful runs come within ``4 t`` examples and the budget (the runs and one validation must fit
 in it), the demos fit in ``max_demo_chars`` and ``labeled_demos`` is on (off: traces only).
 
-The set is scored on the whole validation set, as the seed is (under staged validation too, so it is
-never dropped on a first stage). The runs are the seed's own,
+The set is scored on the whole validation set (under staged validation too, so it is never dropped
+on a first stage). With ``staged_seed`` (the default) the seed was scored on the first validation
+stage only; after the demo candidate it goes on stage by stage while its mean is at least the demo
+candidate's on the same examples, and stops where it falls behind (where demos help, as they mostly
+do for a small model, a quarter of a validation instead of all of it; the calls go to proposals). A
+seed stopped that way can still be a parent (its children are judged on training minibatches), never
+the final choice. The runs are the seed's own,
 so its later minibatches on those examples cost nothing; they count in the budget as ``bootstrap``
 and their traces join the demo pool that demo mutations draw from. Instruction evolution then starts
 from both candidates, and a merge can join an evolved instruction with these demos (the seed is their
@@ -36,8 +41,8 @@ from promptopt.optimizers.bootstrap import call_demos
 from promptopt.optimizers.evaluation import components_key
 from promptopt.optimizers.gepa.budget_plan import spare_step_fits
 from promptopt.optimizers.gepa.demos import within_chars
-from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
-from promptopt.optimizers.result import best_candidate
+from promptopt.optimizers.gepa.validation import rejection_event
+from promptopt.optimizers.result import Candidate, best_candidate
 
 if TYPE_CHECKING:
     from promptopt.core.example import Example
@@ -58,15 +63,41 @@ def add_demo_seed(run: GEPARun) -> list[int]:
     order = list(run.train.values())
     room = run.budget_left() - len(run.val)  # the runs and their validation must fit in what is left
     if not run.signatures or room < 0:
+        settle_seed(run, None)
         return []
     cap = min(len(order), EXAMPLES_PER_TRACE * traces_wanted, room)
     seed = st.candidates[0]
     components = {**seed.components, **_demo_set(run, order, traces_wanted, cap)}
-    # Scored on the whole validation set, as the seed is, so it is never dropped on a first stage.
-    new = components_key(components) != components_key(seed.components)
-    if new and run.accept(components, [0], DEMO_CANDIDATE, screen=False) is not None:
+    # Scored on the whole validation set, so it is never dropped on a first stage.
+    demo = None
+    if components_key(components) != components_key(seed.components):
+        demo = run.accept(components, [0], DEMO_CANDIDATE, screen=False)
+    if demo is not None:
         st.merges_due += 1
+    settle_seed(run, demo)
     return []
+
+
+def settle_seed(run: GEPARun, demo: Candidate | None) -> None:
+    """Go on with a seed scored on the first validation stage (``staged_seed``): stage by stage while
+    its mean is at least the demo candidate's on the same examples (then it ends scored on all of
+    them), and no further once it falls behind. Without a demo candidate, or with too little budget
+    left for the rest of the seed's validation, it is scored as usual (the run fills in what is
+    missing) or left as it is."""
+    st = run.state
+    if not st.seed_staged:
+        return
+    seed = st.candidates[0]
+    if demo is None or not demo.val_scores:
+        st.seed_staged = False  # nothing to keep up with: the run scores the rest of the seed
+        return
+    if run.budget_left() < len(run.val) - len(seed.val_scores):
+        return
+    screening = run.stages.screen(run.evaluator, seed.components, demo.val_scores)
+    run.add_val_scores(seed, run.evaluator.scored(seed.components, run.val))
+    st.seed_staged = not screening.passed
+    if st.seed_staged:
+        run.events.on_candidate_rejected(rejection_event(st.iteration, demo.id, "seed", screening))  # type: ignore[arg-type]
 
 
 def spare_demo_set_due(run: GEPARun) -> bool:
@@ -93,7 +124,7 @@ def add_spare_demo_set(run: GEPARun) -> list[int]:
     components = {**base.components, **_demo_set(run, order, size, cap)}
     if any(components_key(c.components) == components_key(components) for c in st.candidates):
         return []
-    staged = run.staged or StagedValidation(run.val, cfg.minibatch_size, cfg.seed)
+    staged = run.staged or run.stages
     screening = staged.screen(run.evaluator, components, base.val_scores)
     if not screening.passed:
         event = rejection_event(st.iteration, base.id, "demos:spare", screening)

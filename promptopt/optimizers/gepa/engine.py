@@ -124,6 +124,11 @@ class GEPA:
             least as high on validation; 16 demos were the best of the settings compared on
             validation in ``results/gepa-variants`` (a small model gains more from demos than
             from the one or two instructions a small budget pays for).
+        staged_seed: with a demo candidate, the seed is scored on the first validation stage, the
+            demo candidate on all of it, and the seed goes on stage by stage only while it keeps
+            up with the demo candidate there (a seed that falls behind stays scored on part of the
+            validation set: it can still be a parent, not the final choice), so the calls a
+            second full validation would take go to proposals. False: the seed on all of it.
         screened_reflections: a child of a candidate with demos (whose demos hold the training
             examples, so a minibatch cannot tell it from its parent) is reflected from the seed's
             own training runs (the demo candidate's bootstrap: no metric call) and judged on
@@ -189,6 +194,7 @@ class GEPA:
         seed_demos: int = 16,
         seed_traces: int = 4,
         screened_reflections: bool = True,
+        staged_seed: bool = True,
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
         max_reflection_examples: int | None = None,
@@ -237,6 +243,7 @@ class GEPA:
             seed_demos=seed_demos,
             seed_traces=seed_traces,
             screened_reflections=screened_reflections,
+            staged_seed=staged_seed,
             perfect_score=perfect_score,
             skip_perfect_score=skip_perfect_score,
             max_reflection_examples=max_reflection_examples,

@@ -66,8 +66,10 @@ class GEPARun:
         self.program: Program = session.program
         self.train = {e.id: e for e in trainset}
         self.val = valset
-        adaptive = cfg.validation == "adaptive"
-        self.staged = StagedValidation(valset, cfg.minibatch_size, cfg.seed) if adaptive else None
+        # The stages every staged score follows (spare steps, screened reflections, the seed against
+        # the demo candidate); ``staged`` is set when every accepted child is screened on them too.
+        self.stages = StagedValidation(valset, cfg.minibatch_size, cfg.seed)
+        self.staged = self.stages if cfg.validation == "adaptive" else None
         self.reserved = 0  # budget promised to later proposals of a parallel round (their stages)
         self.config = config
         self.proposer = make_proposer(cfg.proposer, reflection_lm)
@@ -194,6 +196,8 @@ class GEPARun:
         """Score candidates on the validation examples they have no score for (an LM or metric
         failure left them out); a candidate is tried at most ``MAX_FILL_ATTEMPTS`` times per process."""
         for cand in self.state.candidates:
+            if cand.id == 0 and self.state.seed_staged:
+                continue  # scored in stages against the demo candidate (demo_seed.settle_seed)
             missing = [e for e in self.val if e.id not in cand.val_scores]
             if not missing or self._fill_attempts.get(cand.id, 0) >= self.MAX_FILL_ATTEMPTS:
                 continue
@@ -201,14 +205,15 @@ class GEPARun:
             try:
                 got = scores_of(self.evaluator.run(cand.components, missing, phases.VALIDATION))
             except ConsecutiveFailuresError:
-                self._add_val_scores(cand, self.evaluator.scored(cand.components, missing))
+                self.add_val_scores(cand, self.evaluator.scored(cand.components, missing))
                 self._save()
                 raise
-            self._add_val_scores(cand, got)
+            self.add_val_scores(cand, got)
             if got:
                 self._save()
 
-    def _add_val_scores(self, cand: Candidate, got: dict[str, float]) -> None:
+    def add_val_scores(self, cand: Candidate, got: dict[str, float]) -> None:
+        """Record ``cand``'s new validation scores (kept in validation order)."""
         if not got:
             return
         known = {**cand.val_scores, **got}
@@ -226,26 +231,32 @@ class GEPARun:
         return proposal_cost(self.cfg.minibatch_size, len(self.val), self.cfg.reflection_samples)
 
     def _exhausted(self) -> str | None:
+        st, cfg = self.state, self.cfg
         return why_exhausted(
-            self.state.candidates,
+            st.candidates,
             budget_left=self.budget_left(),
-            minibatch_size=self.cfg.minibatch_size,
+            minibatch_size=cfg.minibatch_size,
             n_val=len(self.val),
-            perfect_score=self.cfg.perfect_score,
-            stalled_iterations=self.state.stalled_iterations,
-            max_stalled_iterations=self.cfg.max_stalled_iterations,
-            samples=self.cfg.reflection_samples,
-            spare_step=self._spare_step() is not None,
+            perfect_score=cfg.perfect_score,
+            stalled_iterations=st.stalled_iterations,
+            max_stalled_iterations=cfg.max_stalled_iterations,
+            samples=cfg.reflection_samples,
+            # The demo candidate is made whenever its runs and validation fit (add_demo_seed).
+            spare_step=self._spare_step() is not None or bool(cfg.seed_demos and not st.demo_seed_done),
         )
 
     def _add_seed(self) -> None:
         comps = serialize_components(self.program.components())
         stopped: ConsecutiveFailuresError | None = None
+        # With a demo candidate to come, the seed starts on the first validation stage only.
+        staged = bool(self.cfg.seed_demos and self.cfg.staged_seed and self.signatures)
+        self.state.seed_staged = staged
+        examples = self.stages.first_stage() if staged else self.val
         try:
-            scores = scores_of(self.evaluator.run(comps, self.val, phases.VALIDATION))
+            scores = scores_of(self.evaluator.run(comps, examples, phases.VALIDATION))
         except ConsecutiveFailuresError as exc:
             # Saved with what was scored; a resumed run scores the rest before going on.
-            scores, stopped = self.evaluator.scored(comps, self.val), exc
+            scores, stopped = self.evaluator.scored(comps, examples), exc
         spent = self.evaluator.metric_calls
         seed = Candidate(id=0, components=comps, origin="seed", val_scores=scores, discovered_at=spent)
         self.state.candidates.append(seed)

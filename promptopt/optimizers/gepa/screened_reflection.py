@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from promptopt.optimizers.evaluation import Record
 from promptopt.optimizers.gepa.budget_plan import spare_step_fits
 from promptopt.optimizers.gepa.strategies import ComponentChoice
-from promptopt.optimizers.gepa.validation import StagedValidation, rejection_event
+from promptopt.optimizers.gepa.validation import rejection_event
 from promptopt.optimizers.result import Candidate, best_candidate
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def screened_child(
 ) -> bool:
     """Propose a child of ``parent`` from the seed's training runs (the component selector's choice
     unless ``choice`` is given) and validate it in stages against ``parent``; whether it joined."""
-    st, cfg = run.state, run.cfg
+    st = run.state
     runs = seed_training_runs(run)
     run.rng.shuffle(runs)
     child, changed = run.children.propose(
@@ -76,7 +76,7 @@ def screened_child(
     if child is None:
         return False  # the proposer was told; the refused proposal spent no metric call
     origin = "reflection:" + ",".join(changed)
-    staged = run.staged or StagedValidation(run.val, cfg.minibatch_size, cfg.seed)
+    staged = run.staged or run.stages
     screening = staged.screen(run.evaluator, child, parent.val_scores)
     if not screening.passed:
         run.events.on_candidate_rejected(rejection_event(st.iteration, parent.id, origin, screening))  # type: ignore[arg-type]

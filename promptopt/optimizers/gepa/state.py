@@ -49,6 +49,7 @@ class GEPAState:
     proposer_state: dict[str, Any] = field(default_factory=dict)
     stalled_iterations: int = 0
     demo_seed_done: bool = False  # the seed_demos candidate was made (or could not be)
+    seed_staged: bool = False  # the seed's validation waits for, or stopped behind, the demo candidate
     spare_demo_sets: int = 0  # demo sets drawn with a budget too small for a proposal
     spare_reflections: int = 0  # reflections judged on validation stages, on the same budget
     unscored_calls: int = 0  # runs the LM or the metric failed on; not metric calls

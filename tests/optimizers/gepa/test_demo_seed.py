@@ -168,7 +168,11 @@ def test_a_budget_too_small_for_a_proposal_goes_to_spare_demo_sets_screened_in_s
     first = next(e.word for e in train if seed_right(e.word))
     rejections = Rejections()
     result = gepa(
-        seed_demos=16, max_metric_calls=40, screened_reflections=False, callbacks=[rejections]
+        seed_demos=16,
+        max_metric_calls=40,
+        screened_reflections=False,
+        staged_seed=False,
+        callbacks=[rejections],
     ).compile(toy_program(), train, val, lm=first_demo_lm(first))
     assert [c.origin for c in result.candidates] == ["seed", "demos:bootstrap"]
     assert result.best_id == 1 and result.best_score > result.seed_score
@@ -229,7 +233,7 @@ def test_under_staged_validation_the_demo_candidate_is_scored_on_every_validatio
     lm = ScriptedLM(
         lambda m: toy_reply(m, lambda word, _, shown: word != dropped if shown else word in first)
     )
-    result = gepa(seed_demos=16, max_metric_calls=60, validation="adaptive").compile(
+    result = gepa(seed_demos=16, max_metric_calls=60, validation="adaptive", staged_seed=False).compile(
         toy_program(), train, val, lm=lm
     )
     assert result.candidates[1].origin == "demos:bootstrap" and result.best_id == 1
@@ -243,3 +247,37 @@ def test_where_the_seed_ties_bootstrap_fewshots_program_gepa_returns_the_program
     )
     assert result.candidates[1].origin == "demos:bootstrap"
     assert result.candidates[1].val_score == result.seed_score and result.best_id == 1
+
+
+def test_a_seed_behind_the_demo_candidate_on_the_first_stage_is_scored_no_further():
+    train, val = toy_examples(10), toy_examples(8, offset=10)
+    rejections = Rejections()
+    result = gepa(seed_demos=16, max_metric_calls=60, callbacks=[rejections]).compile(
+        toy_program(), train, val, lm=shown_lm()
+    )
+    seed, demo = result.candidates[0], result.candidates[1]
+    first = [e.id for e in StagedValidation(val, 3, 0).first_stage()]
+    assert list(seed.val_scores) == sorted(first, key=[e.id for e in val].index)
+    assert len(demo.val_scores) == len(val) and result.best_id == 1
+    (event,) = [e for e in rejections.events if e["component"] == "seed"]
+    assert event["parent_id"] == 1 and event["example_ids"] == first
+    # 3 seed runs instead of 8: the demo candidate is perfect, so the run ends there.
+    assert result.budget.metric_calls_by_phase[phases.VALIDATION] == 3 + len(val)
+
+
+def test_a_seed_that_keeps_up_with_the_demo_candidate_is_scored_on_every_example_and_can_win():
+    train, val = toy_examples(10), toy_examples(8, offset=10)
+    demos_hurt = ScriptedLM(lambda messages: toy_reply(messages, lambda word, system, shown: not shown))
+    result = gepa(seed_demos=16, max_metric_calls=60).compile(toy_program(), train, val, lm=demos_hurt)
+    assert len(result.candidates[0].val_scores) == len(val) and result.best_id == 0
+    assert result.seed_score == 1.0 and result.candidates[1].val_score == 0.0
+
+
+def test_without_a_demo_candidate_or_with_staged_seed_off_the_seed_is_scored_on_every_example():
+    train, val = toy_examples(10), toy_examples(8, offset=10)
+    no_room = gepa(seed_demos=16, max_metric_calls=10).compile(toy_program(), train, val, lm=shown_lm())
+    assert [c.origin for c in no_room.candidates] == ["seed"] and len(no_room.candidates[0].val_scores) == 8
+    off = gepa(seed_demos=16, max_metric_calls=60, staged_seed=False).compile(
+        toy_program(), train, val, lm=shown_lm()
+    )
+    assert len(off.candidates[0].val_scores) == len(val) and off.best_id == 1

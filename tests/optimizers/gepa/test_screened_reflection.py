@@ -44,7 +44,13 @@ def task_lm(fixed_by: str = "capitals", broken_by: str = "backwards") -> Scripte
 
 
 def rules_lm(rule: str) -> ScriptedLM:
-    return ScriptedLM(lambda messages: f"Rules:\n- {rule}")
+    """Writes ``rule``, worded after the prompt it was shown (so no two children are the same)."""
+
+    def reply(messages):
+        variant = hashlib.sha256(messages[-1]["content"].encode()).hexdigest()[:6]
+        return f"Rules:\n- {rule} ({variant})"
+
+    return ScriptedLM(reply)
 
 
 def gepa(budget: int, reflection_lm: ScriptedLM, **options) -> GEPA:
@@ -57,6 +63,7 @@ def gepa(budget: int, reflection_lm: ScriptedLM, **options) -> GEPA:
         minibatch_size=3,
         max_stalled_iterations=1000,
         seed=0,
+        staged_seed=False,  # the seed on every validation example: the budgets below count on it
     )
     return GEPA(toy_metric, **{**opts, **options})
 
