@@ -17,7 +17,8 @@ stage only; after the demo candidate it goes on stage by stage while its mean is
 candidate's on the same examples, and stops where it falls behind (where demos help, as they mostly
 do for a small model, a quarter of a validation instead of all of it; the calls go to proposals). A
 seed stopped that way can still be a parent (its children are judged on training minibatches), never
-the final choice. The runs are the seed's own,
+the final choice, unless the end of the budget, too small for anything else, completes its
+validation (then the final choice weighs it on every example, as the others). The runs are the seed's own,
 so its later minibatches on those examples cost nothing; they count in the budget as ``bootstrap``
 and their traces join the demo pool that demo mutations draw from. Instruction evolution then starts
 from both candidates, and a merge can join an evolved instruction with these demos (the seed is their
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from promptopt.core.trace import TraceEntry
 from promptopt.optimizers import phases
 from promptopt.optimizers.bootstrap import call_demos
-from promptopt.optimizers.evaluation import components_key
+from promptopt.optimizers.evaluation import components_key, scores_of
 from promptopt.optimizers.gepa.budget_plan import spare_step_fits
 from promptopt.optimizers.gepa.demos import within_chars
 from promptopt.optimizers.gepa.validation import rejection_event
@@ -98,6 +99,25 @@ def settle_seed(run: GEPARun, demo: Candidate | None) -> None:
     st.seed_staged = not screening.passed
     if st.seed_staged:
         run.events.on_candidate_rejected(rejection_event(st.iteration, demo.id, "seed", screening))  # type: ignore[arg-type]
+
+
+def seed_completion_due(run: GEPARun) -> bool:
+    """Whether the budget left, too small for anything else, pays for the rest of a seed that
+    stopped behind the demo candidate, so the run ends with the seed's score on every example (a
+    seed that catches up there can still be the final choice)."""
+    st, left = run.state, run.budget_left()
+    missing = len(run.val) - len(st.candidates[0].val_scores)
+    return st.seed_staged and st.demo_seed_done and 0 < missing <= left < run.proposal_cost()
+
+
+def complete_seed(run: GEPARun) -> list[int]:
+    """Score the seed on the validation examples it was not scored on; ends no iteration."""
+    st = run.state
+    seed = st.candidates[0]
+    st.seed_staged = False  # from here the run fills in what an outage leaves out, as for any candidate
+    missing = [e for e in run.val if e.id not in seed.val_scores]
+    run.add_val_scores(seed, scores_of(run.evaluator.run(seed.components, missing, phases.VALIDATION)))
+    return []
 
 
 def spare_demo_set_due(run: GEPARun) -> bool:

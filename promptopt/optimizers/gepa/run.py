@@ -20,7 +20,13 @@ from promptopt.optimizers.gepa import pareto
 from promptopt.optimizers.gepa.budget_plan import proposal_cost, why_exhausted
 from promptopt.optimizers.gepa.child import ChildProposer, make_proposer
 from promptopt.optimizers.gepa.config import GEPAConfig
-from promptopt.optimizers.gepa.demo_seed import add_demo_seed, add_spare_demo_set, spare_demo_set_due
+from promptopt.optimizers.gepa.demo_seed import (
+    add_demo_seed,
+    add_spare_demo_set,
+    complete_seed,
+    seed_completion_due,
+    spare_demo_set_due,
+)
 from promptopt.optimizers.gepa.demos import DemoPool
 from promptopt.optimizers.gepa.merge import try_merge
 from promptopt.optimizers.gepa.parallel import ParallelRound, round_size
@@ -293,13 +299,16 @@ class GEPARun:
     def _spare_step(self) -> Callable[[GEPARun], list[int]] | None:
         """What a budget too small for a proposal goes to, once the demo candidate is made: a
         reflection judged on validation stages and a spare demo set in turn, the reflection first
-        (the demo candidate's bootstrap runs are its material); None when neither can be made."""
+        (the demo candidate's bootstrap runs are its material); when neither fits, the rest of a
+        staged seed's validation; None when nothing can be done."""
         if not self.cfg.seed_demos:
             return None
         reflection, demo_set = spare_reflection_due(self), spare_demo_set_due(self)
         if reflection and (not demo_set or self.state.spare_reflections <= self.state.spare_demo_sets):
             return add_spare_reflection
-        return add_spare_demo_set if demo_set else None
+        if demo_set:
+            return add_spare_demo_set
+        return complete_seed if seed_completion_due(self) else None
 
     def _count_stall(self, spent: bool) -> None:
         self.state.stalled_iterations = 0 if spent else self.state.stalled_iterations + 1

@@ -281,3 +281,22 @@ def test_without_a_demo_candidate_or_with_staged_seed_off_the_seed_is_scored_on_
         toy_program(), train, val, lm=shown_lm()
     )
     assert len(off.candidates[0].val_scores) == len(val) and off.best_id == 1
+
+
+def test_a_budget_too_small_for_any_other_step_completes_the_seeds_validation():
+    train, val = toy_examples(10), toy_examples(8, offset=10)
+
+    def run(budget):
+        return gepa(seed_demos=16, max_metric_calls=budget, screened_reflections=False).compile(
+            toy_program(), train, val, lm=rare_lm()
+        )
+
+    stopped = run(60)
+    seed_runs = len(stopped.candidates[0].val_scores)
+    assert seed_runs < len(val) and stopped.best_id == 1  # behind the demo candidate on a stage
+    spent_before = stopped.candidates[1].discovered_at
+    # Left after the demo candidate: less than a validation (no spare demo set), enough for the rest
+    # of the seed's.
+    completed = run(spent_before + len(val) - 1)
+    assert len(completed.candidates[0].val_scores) == len(val)
+    assert completed.budget.metric_calls == spent_before + len(val) - seed_runs
