@@ -21,8 +21,9 @@ scored on 15 validation examples): spare steps then take turns between a reflect
 candidate and a spare demo set (:mod:`~promptopt.optimizers.gepa.demo_seed`), the reflection first,
 its instruction components in turn.
 
-Proposals made in a parallel round, or as several samples per step, are judged on their minibatch
-as before: their point is to score many children at once on the same examples.
+A parallel round judges every child on its minibatch, as before (its point is to score many
+children at once); a serial step on a parent with demos makes one screened child, whatever
+``reflection_samples`` asks (samples are told apart on a minibatch).
 """
 
 from __future__ import annotations
