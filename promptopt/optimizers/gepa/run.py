@@ -260,6 +260,10 @@ class GEPARun:
         examples = self.stages.first_stage() if staged else self.val
         try:
             scores = scores_of(self.evaluator.run(comps, examples, phases.VALIDATION))
+            if not scores and staged:
+                # A first stage with no score has nothing to weigh against the demo candidate.
+                self.state.seed_staged, examples = False, self.val
+                scores = scores_of(self.evaluator.run(comps, examples, phases.VALIDATION))
         except ConsecutiveFailuresError as exc:
             # Saved with what was scored; a resumed run scores the rest before going on.
             scores, stopped = self.evaluator.scored(comps, examples), exc
