@@ -302,13 +302,13 @@ class GEPARun:
 
     def _spare_step(self) -> Callable[[GEPARun], list[int]] | None:
         """What a budget too small for a proposal goes to, once the demo candidate is made: a
-        reflection judged on validation stages and a spare demo set in turn, the reflection first
-        (the demo candidate's bootstrap runs are its material); when neither fits, the rest of a
+        reflection judged on validation stages and a spare demo set in turn (the reflections
+        counted with the iterations' screened children); when neither fits, the rest of a
         staged seed's validation; None when nothing can be done."""
         if not self.cfg.seed_demos:
             return None
         reflection, demo_set = spare_reflection_due(self), spare_demo_set_due(self)
-        if reflection and (not demo_set or self.state.spare_reflections <= self.state.spare_demo_sets):
+        if reflection and (not demo_set or self.state.screened_children <= self.state.spare_demo_sets):
             return add_spare_reflection
         if demo_set:
             return add_spare_demo_set

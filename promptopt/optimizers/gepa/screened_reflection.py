@@ -18,8 +18,9 @@ comparison. The seed's own children keep GEPA's minibatch test: its runs see no 
 The same reflection fits where a proposal does not (a budget left too small for two minibatch runs
 and a validation, such as the 18 calls that 60 leave after the seed and the demo candidate are
 scored on 15 validation examples): spare steps then take turns between a reflection for the best
-candidate and a spare demo set (:mod:`~promptopt.optimizers.gepa.demo_seed`), the reflection first,
-its instruction components in turn.
+candidate and a spare demo set (:mod:`~promptopt.optimizers.gepa.demo_seed`), counting the screened
+children of the iterations as reflections (so a run whose iterations made some draws demo sets
+first), its instruction components in turn.
 
 A parallel round judges every child on its minibatch, as before (its point is to score many
 children at once); a serial step on a parent with demos makes one screened child, whatever
@@ -76,6 +77,7 @@ def screened_child(
     )
     if child is None:
         return False  # the proposer was told; the refused proposal spent no metric call
+    st.screened_children += 1
     origin = "reflection:" + ",".join(changed)
     staged = run.staged or run.stages
     screening = staged.screen(run.evaluator, child, parent.val_scores)

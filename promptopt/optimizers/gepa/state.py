@@ -52,6 +52,7 @@ class GEPAState:
     seed_staged: bool = False  # the seed's validation waits for, or stopped behind, the demo candidate
     spare_demo_sets: int = 0  # demo sets drawn with a budget too small for a proposal
     spare_reflections: int = 0  # reflections judged on validation stages, on the same budget
+    screened_children: int = 0  # children judged on validation stages (iterations and spare steps)
     unscored_calls: int = 0  # runs the LM or the metric failed on; not metric calls
     stop_reason: str = ""
     finished: bool = False

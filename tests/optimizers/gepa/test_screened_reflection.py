@@ -190,3 +190,28 @@ def test_without_screened_reflections_a_parent_with_demos_is_judged_on_training_
         screened_reflections=False,
     ).compile(toy_program(), TRAIN, VAL, lm=task_lm())
     assert 1 in minibatches.parents
+
+
+class Outcomes(Callback):
+    """What each screened child or spare set was, in order: its component, or a joined origin."""
+
+    def __init__(self):
+        self.kinds = []
+
+    def on_candidate_rejected(self, event):
+        self.kinds.append(event["component"])
+
+    def on_candidate_accepted(self, event):
+        if event["candidate"]["origin"] != "demos:bootstrap":
+            self.kinds.append(event["candidate"]["origin"])
+
+
+def test_the_spare_steps_count_the_iterations_screened_children_as_reflections():
+    outcomes = Outcomes()
+    reflector = rules_lm("Write the word backwards.")
+    # 14 left after the demo candidate: one screened iteration (a proposal's worth), then 11 for
+    # spare steps: a demo set first, since the iteration already made a reflection.
+    gepa(40, reflector, callbacks=[outcomes], use_merge=False).compile(
+        toy_program(), TRAIN, VAL, lm=task_lm()
+    )
+    assert outcomes.kinds[0] == "self.instruction" and "demos:spare" in outcomes.kinds[1]
