@@ -10,9 +10,10 @@ candidate's bootstrap already made them, with traces and feedback, at no further
 So with ``screened_reflections`` (the default), a child of a parent with demos is made from the
 seed's training runs (shuffled with the run's seeded generator, so each reflection shows the
 reflection LM other failures) and judged on the validation set in stages (a quarter, a half, all of
-it): it goes on only while its mean is at least its parent's on the same examples. A weak child costs
-a quarter of a validation instead of two minibatch runs and a tie extension; one that holds up joins
-with its full scores, as every candidate does. The proposer hears the outcome as after a minibatch
+it; each child starts a quarter further on in the staged order): it goes on only while its mean is
+at least its parent's on the same examples. A weak child costs a quarter of a validation instead of
+two minibatch runs and a tie extension; one that holds up joins with its full scores, as every
+candidate does. The proposer hears the outcome as after a minibatch
 comparison. The seed's own children keep GEPA's minibatch test: its runs see no answers.
 
 The same reflection fits where a proposal does not (a budget left too small for two minibatch runs
@@ -79,8 +80,10 @@ def screened_child(
         return False  # the proposer was told; the refused proposal spent no metric call
     st.screened_children += 1
     origin = "reflection:" + ",".join(changed)
-    staged = run.staged or run.stages
-    screening = staged.screen(run.evaluator, child, parent.val_scores)
+    # Each child starts on the next quarter: judged against the same parent on the same first
+    # examples every time, children would all pass or all fail by how the parent did on those.
+    turn = st.screened_children - 1
+    screening = run.stages.screen(run.evaluator, child, parent.val_scores, turn=turn)
     if not screening.passed:
         run.events.on_candidate_rejected(rejection_event(st.iteration, parent.id, origin, screening))  # type: ignore[arg-type]
         run.children.observe(False)

@@ -8,7 +8,8 @@ on to the next stage, twice as large, only while its mean on the examples scored
 its parent's on the same examples; a child that falls behind is rejected before the rest of the
 validation set is spent on it, and the calls saved pay for more proposals. The stages follow one
 seeded order of the validation examples, the same for every child, so the first stages of two
-children are the same examples. Every candidate that joins has its full validation scores, so parent
+children are the same examples (a screened reflection, judged against its parent alone, starts the
+order a stage further on for each child: ``turn``). Every candidate that joins has its full validation scores, so parent
 selection, the Pareto front and the final choice compare complete candidates only.
 """
 
@@ -58,14 +59,22 @@ class StagedValidation:
         return self.order[: self.sizes[0]]
 
     def screen(
-        self, evaluator: CandidateEvaluator, components: dict[str, Any], reference: Mapping[str, float]
+        self,
+        evaluator: CandidateEvaluator,
+        components: dict[str, Any],
+        reference: Mapping[str, float],
+        turn: int = 0,
     ) -> Screening:
         """Score ``components`` stage by stage against ``reference`` (the parent's validation
-        scores); pairs already scored come from the evaluator's records."""
+        scores); pairs already scored come from the evaluator's records. ``turn`` > 0 starts the
+        order that many first stages further on (wrapping around), so that successive children are
+        not all judged first on the examples where their parent happened to do well or badly."""
+        start = (turn * self.sizes[0]) % len(self.order)
+        order = self.order[start:] + self.order[:start]
         got: dict[str, float] = {}
         for size in self.sizes:
-            got = scores_of(evaluator.run(components, self.order[:size], phases.VALIDATION))
-            if size == len(self.order):
+            got = scores_of(evaluator.run(components, order[:size], phases.VALIDATION))
+            if size == len(order):
                 break
             common = [k for k in got if k in reference]
             if not common:  # nothing to compare on yet (failures): the next stage decides

@@ -177,6 +177,9 @@ def test_iterations_on_a_parent_with_demos_reflect_on_the_seeds_runs_and_screen_
     assert len(rejections.events) >= 4 and len(reflector.calls) == len(rejections.events)
     assert all(e["stage"] == "validation" and e["parent_id"] == 1 for e in rejections.events)
     assert all(len(e["example_ids"]) == 3 for e in rejections.events)
+    # Each child starts on the next 3 examples of the staged order (wrapping around).
+    first, second, third = (set(e["example_ids"]) for e in rejections.events[:3])
+    assert not first & second and not second & third and len(first | second | third) == len(VAL)
     assert result.budget.metric_calls <= 80
 
 
