@@ -9,8 +9,9 @@ its parent's on the same examples; a child that falls behind is rejected before 
 validation set is spent on it, and the calls saved pay for more proposals. The stages follow one
 seeded order of the validation examples, the same for every child, so the first stages of two
 children are the same examples (a screened reflection, judged against its parent alone, starts the
-order a stage further on for each child: ``turn``). Every candidate that joins has its full validation scores, so parent
-selection, the Pareto front and the final choice compare complete candidates only.
+order a stage further on for each child: ``turn``). Every candidate that joins has its full
+validation scores, so parent selection, the Pareto front and the final choice compare complete
+candidates only (the seed under ``staged_seed`` aside: see demo_seed).
 """
 
 from __future__ import annotations
