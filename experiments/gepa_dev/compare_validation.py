@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reference", required=True, help="bench folder of the optimizer before the change")
     p.add_argument("--candidate", action="append", required=True, help="bench folder after it (repeatable)")
-    p.add_argument("--optimizer", default="gepa", help="the optimizer's name in both folders")
+    p.add_argument("--optimizer", default="gepa", help="the optimizer's name in the reference folder")
+    p.add_argument(
+        "--candidate-optimizer", help="its name in the candidate folders (default: --optimizer), e.g. gepa@nostage"
+    )
     p.add_argument("--out", required=True, help="JSON file to write")
     args = p.parse_args(argv)
     reference = cells_by_run(Path(args.reference), args.optimizer)
@@ -109,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         "what": "validation score of the optimized program, candidate folders against the reference",
         "optimizer": args.optimizer,
         "reference": args.reference,
-        "candidates": {c: compare(reference, cells_by_run(Path(c), args.optimizer)) for c in args.candidate},
+        "candidate_optimizer": args.candidate_optimizer or args.optimizer,
+        "candidates": {
+            c: compare(reference, cells_by_run(Path(c), args.candidate_optimizer or args.optimizer))
+            for c in args.candidate
+        },
         "provenance": collect().to_dict(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
