@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", required=True, help="bench folder of the optimizer before the change")
     p.add_argument("--candidate", action="append", required=True, help="bench folder after it (repeatable)")
     p.add_argument("--optimizer", default="gepa", help="the optimizer's name in the reference folder")
-    p.add_argument(
-        "--candidate-optimizer", help="its name in the candidate folders (default: --optimizer), e.g. gepa@nostage"
-    )
+    p.add_argument("--candidate-optimizer", help="its name in the candidate folders (default: --optimizer)")
     p.add_argument("--out", required=True, help="JSON file to write")
     args = p.parse_args(argv)
     reference = cells_by_run(Path(args.reference), args.optimizer)
