@@ -173,8 +173,7 @@ def test_matrix_cells_report_and_resume_after_an_interrupt(tmp_path, iris):
     assert sum(phases.values()) == gepa.spending.metric_calls and phases["validation"] >= 6
     assert phases["bootstrap"] > 0 and base.spending.metric_calls_by_phase == {}
     assert gepa.spending.lm_calls > gepa.spending.metric_calls and gepa.spending.tokens > 0
-    # The seed first scored on a validation stage (3 of the 6 examples: a minibatch at least).
-    assert gepa.learning_curve[0][0] == 3
+    assert gepa.learning_curve[0] == (6, gepa.baseline_val)
     assert gepa.learning_curve[-1][1] == 1.0
     assert (store.run_dir(gepa_cell.key) / "state.json").exists()
     assert gepa_cell.error is None and gepa.optimizer.stop_reason

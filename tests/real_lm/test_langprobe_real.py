@@ -50,12 +50,8 @@ def test_tiny_iris_matrix_on_the_local_model(tmp_path, local_lm_factory):
     records = json.loads((Store(spec.out).run_dir(gepa_cell.key) / "state.json").read_text())["records"]
     assert gepa.spending.metric_calls == len(records)
     assert gepa.spending.metric_calls_counted == sum(r["error"] is None for r in records.values())
-    # GEPA scored the seed on a first validation stage (3 of 6), the rest with the budget's end;
-    # its score over all 6 is the baseline's validation score, measured apart with the same LM.
-    state = json.loads((Store(spec.out).run_dir(gepa_cell.key) / "state.json").read_text())
-    seed_scores = state["candidates"][0]["val_scores"]
-    assert gepa.learning_curve[0][0] == 3 and len(seed_scores) == 6
-    assert sum(seed_scores.values()) / 6 == pytest.approx(base.baseline_val)
+    # GEPA's seed score is the baseline's validation score, measured apart with the same LM.
+    assert gepa.learning_curve[0] == (6, base.baseline_val)
     # The optimized program, rebuilt from the stored components, reproduces its validation score
     # from the same (cached) requests.
     task = get_task("iris")

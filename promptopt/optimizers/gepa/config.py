@@ -63,7 +63,7 @@ class GEPAConfig:
     seed_demos: int = 16
     seed_traces: int = 4
     screened_reflections: bool = True
-    staged_seed: bool = True
+    staged_seed: bool = False
     perfect_score: float = 1.0
     skip_perfect_score: bool = True
     # None: sized to the reflection LM's context window (see limits.py) when the run starts;

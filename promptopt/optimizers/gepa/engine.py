@@ -128,7 +128,9 @@ class GEPA:
             demo candidate on all of it, and the seed goes on stage by stage only while it keeps
             up with the demo candidate there (a seed that falls behind stays scored on part of the
             validation set: it can still be a parent, not the final choice), so the calls a
-            second full validation would take go to proposals. False: the seed on all of it.
+            second full validation would take go to proposals. Off by default: on the comparison's
+            validation split at 60 metric calls it did not raise GEPA's validation scores
+            (``results/gepa-dev``: 48.4 with it, 51.1 without, 0.5B reflector).
         screened_reflections: a child of a candidate with demos (whose demos hold the training
             examples, so a minibatch cannot tell it from its parent) is reflected from the seed's
             own training runs (the demo candidate's bootstrap: no metric call) and judged on
@@ -194,7 +196,7 @@ class GEPA:
         seed_demos: int = 16,
         seed_traces: int = 4,
         screened_reflections: bool = True,
-        staged_seed: bool = True,
+        staged_seed: bool = False,
         perfect_score: float = 1.0,
         skip_perfect_score: bool = True,
         max_reflection_examples: int | None = None,

@@ -252,7 +252,7 @@ def test_where_the_seed_ties_bootstrap_fewshots_program_gepa_returns_the_program
 def test_a_seed_behind_the_demo_candidate_on_the_first_stage_is_scored_no_further():
     train, val = toy_examples(10), toy_examples(8, offset=10)
     rejections = Rejections()
-    result = gepa(seed_demos=16, max_metric_calls=60, callbacks=[rejections]).compile(
+    result = gepa(seed_demos=16, max_metric_calls=60, staged_seed=True, callbacks=[rejections]).compile(
         toy_program(), train, val, lm=shown_lm()
     )
     seed, demo = result.candidates[0], result.candidates[1]
@@ -268,18 +268,20 @@ def test_a_seed_behind_the_demo_candidate_on_the_first_stage_is_scored_no_furthe
 def test_a_seed_that_keeps_up_with_the_demo_candidate_is_scored_on_every_example_and_can_win():
     train, val = toy_examples(10), toy_examples(8, offset=10)
     demos_hurt = ScriptedLM(lambda messages: toy_reply(messages, lambda word, system, shown: not shown))
-    result = gepa(seed_demos=16, max_metric_calls=60).compile(toy_program(), train, val, lm=demos_hurt)
+    result = gepa(seed_demos=16, max_metric_calls=60, staged_seed=True).compile(
+        toy_program(), train, val, lm=demos_hurt
+    )
     assert len(result.candidates[0].val_scores) == len(val) and result.best_id == 0
     assert result.seed_score == 1.0 and result.candidates[1].val_score == 0.0
 
 
-def test_without_a_demo_candidate_or_with_staged_seed_off_the_seed_is_scored_on_every_example():
+def test_without_a_demo_candidate_or_by_default_the_seed_is_scored_on_every_example():
     train, val = toy_examples(10), toy_examples(8, offset=10)
-    no_room = gepa(seed_demos=16, max_metric_calls=10).compile(toy_program(), train, val, lm=shown_lm())
-    assert [c.origin for c in no_room.candidates] == ["seed"] and len(no_room.candidates[0].val_scores) == 8
-    off = gepa(seed_demos=16, max_metric_calls=60, staged_seed=False).compile(
+    no_room = gepa(seed_demos=16, max_metric_calls=10, staged_seed=True).compile(
         toy_program(), train, val, lm=shown_lm()
     )
+    assert [c.origin for c in no_room.candidates] == ["seed"] and len(no_room.candidates[0].val_scores) == 8
+    off = gepa(seed_demos=16, max_metric_calls=60).compile(toy_program(), train, val, lm=shown_lm())
     assert len(off.candidates[0].val_scores) == len(val) and off.best_id == 1
 
 
@@ -287,9 +289,9 @@ def test_a_budget_too_small_for_any_other_step_completes_the_seeds_validation():
     train, val = toy_examples(10), toy_examples(8, offset=10)
 
     def run(budget):
-        return gepa(seed_demos=16, max_metric_calls=budget, screened_reflections=False).compile(
-            toy_program(), train, val, lm=rare_lm()
-        )
+        return gepa(
+            seed_demos=16, max_metric_calls=budget, screened_reflections=False, staged_seed=True
+        ).compile(toy_program(), train, val, lm=rare_lm())
 
     stopped = run(60)
     seed_runs = len(stopped.candidates[0].val_scores)
