@@ -16,6 +16,7 @@ from promptopt.testing import (
     toy_program,
     toy_request,
 )
+from tests.optimizers.gepa.test_demo_seed import Rejections
 
 TRAIN, VAL = toy_examples(10), toy_examples(8, offset=10)
 # The seed never succeeds, so its bootstrap runs all 10 training examples (4 per wanted trace, 4
@@ -66,14 +67,6 @@ def gepa(budget: int, reflection_lm: ScriptedLM, **options) -> GEPA:
         staged_seed=False,  # the seed on every validation example: the budgets below count on it
     )
     return GEPA(toy_metric, **{**opts, **options})
-
-
-class Rejections(Callback):
-    def __init__(self):
-        self.events = []
-
-    def on_candidate_rejected(self, event):
-        self.events.append(event)
 
 
 def test_a_reflection_that_fits_no_proposal_rewrites_the_demo_candidates_instruction_and_joins():
