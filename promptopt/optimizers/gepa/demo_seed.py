@@ -14,8 +14,9 @@ in it), the demos fit in ``max_demo_chars`` and ``labeled_demos`` is on (off: tr
 The set is scored on the whole validation set (under staged validation too, so it is never dropped
 on a first stage). With ``staged_seed`` (the default) the seed was scored on the first validation
 stage only; after the demo candidate it goes on stage by stage while its mean is at least the demo
-candidate's on the same examples, and stops where it falls behind (where demos help, as they mostly
-do for a small model, a quarter of a validation instead of all of it; the calls go to proposals). A
+candidate's on the same examples and its scores differ from the demo candidate's somewhere, and
+stops where it falls behind or matches it (where demos help, as they mostly do for a small model, a
+quarter of a validation instead of all of it; the calls go to proposals). A
 seed stopped that way can still be a parent (its children are judged on training minibatches), never
 the final choice, unless the end of the budget, too small for anything else, completes its
 validation (then the final choice weighs it on every example, as the others). The runs are the seed's own,
@@ -28,8 +29,9 @@ A budget too small for one more proposal still pays for validations, so the rest
 demo sets, drawn as ``BootstrapFewShotWithRandomSearch`` draws them: the training examples in a
 shuffled order, the calls of a random number (1 to ``t``) of successful runs, then labeled examples,
 on the best candidate's instructions. Each is validated in stages against the best candidate (a
-quarter of the validation set, a half, all) and dropped as soon as it falls behind, so a weak set
-costs a few calls and the next one gets the rest; at most ``MAX_SPARE_DEMO_SETS`` are drawn.
+quarter of the validation set, a half, all) and dropped as soon as it falls behind or has scored
+what the best candidate scores on every example so far, so a weak or idle set costs a few calls
+and the next one gets the rest; at most ``MAX_SPARE_DEMO_SETS`` are drawn.
 """
 
 from __future__ import annotations
@@ -81,10 +83,10 @@ def add_demo_seed(run: GEPARun) -> list[int]:
 
 def settle_seed(run: GEPARun, demo: Candidate | None) -> None:
     """Go on with a seed scored on the first validation stage (``staged_seed``): stage by stage while
-    its mean is at least the demo candidate's on the same examples (then it ends scored on all of
-    them), and no further once it falls behind. Without a demo candidate, or with too little budget
-    left for the rest of the seed's validation, it is scored as usual (the run fills in what is
-    missing) or left as it is."""
+    its mean is at least the demo candidate's on the same examples and it differs from it somewhere
+    (then it ends scored on all of them), and no further once it falls behind or matches it.
+    Without a demo candidate, or with too little budget left for the rest of the seed's validation,
+    it is scored as usual (the run fills in what is missing) or left as it is."""
     st = run.state
     if not st.seed_staged:
         return

@@ -74,7 +74,7 @@ class GEPARun:
         self.val = valset
         # The stages every staged score follows (spare steps, screened reflections, the seed against
         # the demo candidate); ``staged`` is set when every accepted child is screened on them too.
-        self.stages = StagedValidation(valset, cfg.minibatch_size, cfg.seed)
+        self.stages = StagedValidation(valset, cfg.minibatch_size, cfg.seed, cfg.perfect_score)
         self.staged = self.stages if cfg.validation == "adaptive" else None
         self.reserved = 0  # budget promised to later proposals of a parallel round (their stages)
         self.config = config

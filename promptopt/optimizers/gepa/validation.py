@@ -6,7 +6,13 @@ the candidates.
 ``validation="adaptive"``: the child is scored on a first stage of the validation examples and goes
 on to the next stage, twice as large, only while its mean on the examples scored so far is at least
 its parent's on the same examples; a child that falls behind is rejected before the rest of the
-validation set is spent on it, and the calls saved pay for more proposals. The stages follow one
+validation set is spent on it, and the calls saved pay for more proposals. A child that scores what
+its parent scores on every example of a stage, its parent's failures there included, stops there
+too: a rewording the task LM answers the same way (common for a small model that mostly follows its
+demos) would otherwise be scored on the whole validation set to join as a copy of its parent, a full
+validation that tells nothing. A child that differs goes on at a tie, since it may win where its
+parent loses, and so does one whose parent was perfect on the stage (there was nothing to win). The
+stages follow one
 seeded order of the validation examples, the same for every child, so the first stages of two
 children are the same examples (a screened reflection, judged against its parent alone, starts the
 order a stage further on for each child: ``turn``). Every candidate that joins has its full
@@ -27,6 +33,7 @@ from promptopt.optimizers import phases
 from promptopt.optimizers.evaluation import CandidateEvaluator, scores_of
 
 VALIDATION_MODES = ("full", "adaptive")
+SAME_SCORE = 1e-12  # two scores this close are the same score (sums of floats need not be equal)
 
 
 def stage_sizes(n_val: int, minibatch_size: int) -> list[int]:
@@ -40,21 +47,26 @@ def stage_sizes(n_val: int, minibatch_size: int) -> list[int]:
 @dataclass(frozen=True)
 class Screening:
     """What the staged validation decided: ``passed`` (scored on every validation example), or
-    rejected after ``examples`` scored ones with ``child_mean`` below ``reference_mean`` on the
-    examples both were scored on (``compared``)."""
+    rejected after ``examples`` scored ones, with ``child_mean`` and ``reference_mean`` on the
+    examples both were scored on (``compared``) and the ``reason``: ``"behind"`` (a lower mean) or
+    ``"same"`` (the reference's score on every one of them)."""
 
     passed: bool
     examples: int
     child_mean: float = math.nan
     reference_mean: float = math.nan
     compared: tuple[str, ...] = ()
+    reason: str = ""
 
 
 class StagedValidation:
-    def __init__(self, val: Sequence[Example], minibatch_size: int, seed: int) -> None:
+    def __init__(
+        self, val: Sequence[Example], minibatch_size: int, seed: int, perfect_score: float = 1.0
+    ) -> None:
         self.order = sorted(val, key=lambda e: e.id)
         random.Random(f"gepa-validation-order-{seed}").shuffle(self.order)
         self.sizes = stage_sizes(len(self.order), minibatch_size)
+        self.perfect_score = perfect_score
 
     def first_stage(self) -> list[Example]:
         return self.order[: self.sizes[0]]
@@ -67,7 +79,9 @@ class StagedValidation:
         turn: int = 0,
     ) -> Screening:
         """Score ``components`` stage by stage against ``reference`` (the parent's validation
-        scores); pairs already scored come from the evaluator's records. ``turn`` > 0 starts the
+        scores) while their mean is at least the reference's and they differ from it on some
+        example (once the reference failed one); pairs already scored come from the evaluator's
+        records. ``turn`` > 0 starts the
         order that many first stages further on (wrapping around), so that successive children are
         not all judged first on the examples where their parent happened to do well or badly."""
         start = (turn * self.sizes[0]) % len(self.order)
@@ -83,7 +97,10 @@ class StagedValidation:
             child = sum(got[k] for k in common) / len(common)
             parent = sum(reference[k] for k in common) / len(common)
             if child < parent:
-                return Screening(False, len(got), child, parent, tuple(common))
+                return Screening(False, len(got), child, parent, tuple(common), "behind")
+            failed = any(reference[k] < self.perfect_score for k in common)
+            if failed and all(abs(got[k] - reference[k]) <= SAME_SCORE for k in common):
+                return Screening(False, len(got), child, parent, tuple(common), "same")
         return Screening(True, len(got))
 
 
@@ -97,4 +114,5 @@ def rejection_event(iteration: int, parent_id: int, origin: str, screening: Scre
         "child_score": screening.child_mean,
         "example_ids": list(screening.compared),
         "stage": "validation",
+        "reason": screening.reason,
     }

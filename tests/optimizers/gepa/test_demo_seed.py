@@ -187,12 +187,28 @@ def test_a_budget_too_small_for_a_proposal_goes_to_spare_demo_sets_screened_in_s
     )
 
 
+def first_demo_decides_lm() -> ScriptedLM:
+    """Without demos right on about a quarter of the words; with demos on about three quarters of
+    them, a different three quarters for each first demo shown, so demo sets score differently."""
+
+    def reply(messages):
+        word, _, shown = toy_request(messages)
+        first = field_value(messages[1]["content"], "word") if shown else ""
+        right = hashlib.sha256(f"{first}|{word}".encode()).digest()[0] < (200 if shown else 64)
+        return f"out: {word.upper() if right else word}"
+
+    return ScriptedLM(reply)
+
+
 def test_spare_demo_sets_that_hold_up_join_the_candidates():
-    result = gepa(seed_demos=16, max_metric_calls=60, screened_reflections=False).compile(
-        toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=ScriptedLM(task_reply)
+    # seed=2: a run whose spare set holds up (the others' spare sets fall behind or score the same).
+    result = gepa(seed_demos=16, max_metric_calls=60, screened_reflections=False, seed=2).compile(
+        toy_program(), toy_examples(10), toy_examples(6, offset=10), lm=first_demo_decides_lm()
     )
     spare = [c for c in result.candidates if c.origin == "demos:spare"]
     assert spare and all(len(c.val_scores) == 6 and len(c.components["self.demos"]) == 10 for c in spare)
+    demo = result.candidates[1]
+    assert all(c.val_scores != demo.val_scores and c.val_score >= demo.val_score for c in spare)
     assert result.budget.metric_calls <= 60
 
 
@@ -293,12 +309,17 @@ def test_a_budget_too_small_for_any_other_step_completes_the_seeds_validation():
             seed_demos=16, max_metric_calls=budget, screened_reflections=False, staged_seed=True
         ).compile(toy_program(), train, val, lm=rare_lm())
 
-    stopped = run(60)
+    # Demos help wherever a demo is shown, so every spare demo set scores what the demo candidate
+    # scores: each is dropped on its first stage and the rest of a large budget completes the seed.
+    large = run(60)
+    assert len(large.candidates[0].val_scores) == len(val) and large.best_id == 1
+    spent_before = large.candidates[1].discovered_at
+    first_stage = 3  # of the 8 validation examples
+    # Left after the demo candidate: one call short of the rest of the seed's validation.
+    stopped = run(spent_before + len(val) - first_stage - 1)
     seed_runs = len(stopped.candidates[0].val_scores)
-    assert seed_runs < len(val) and stopped.best_id == 1  # behind the demo candidate on a stage
-    spent_before = stopped.candidates[1].discovered_at
-    # Left after the demo candidate: less than a validation (no spare demo set), enough for the rest
-    # of the seed's.
+    assert seed_runs == first_stage and stopped.best_id == 1  # behind the demo candidate on a stage
+    # Less than a validation (no spare demo set), enough for the rest of the seed's.
     completed = run(spent_before + len(val) - 1)
     assert len(completed.candidates[0].val_scores) == len(val)
     assert completed.budget.metric_calls == spent_before + len(val) - seed_runs

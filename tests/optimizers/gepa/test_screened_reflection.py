@@ -167,11 +167,18 @@ def test_iterations_on_a_parent_with_demos_reflect_on_the_seeds_runs_and_screen_
     # minibatch (its demos hold those examples), each child falls behind on the first stage.
     assert result.best_id == 1 and minibatches.parents == []
     assert phases.MINIBATCH not in result.budget.metric_calls_by_phase
-    assert len(rejections.events) >= 4 and len(reflector.calls) == len(rejections.events)
+    children = [e for e in rejections.events if e["component"] == "self.instruction"]
+    assert len(children) >= 4 and len(reflector.calls) == len(children)
     assert all(e["stage"] == "validation" and e["parent_id"] == 1 for e in rejections.events)
     assert all(len(e["example_ids"]) == 3 for e in rejections.events)
+    assert all(e["reason"] == "behind" for e in children)
+    # Demos help here whatever they hold, so a spare demo set scores what the demo candidate
+    # scores: it is dropped on its first stage instead of joining as a copy.
+    spare = [e for e in rejections.events if e["component"] == "demos:spare"]
+    assert spare and all(e["reason"] == "same" for e in spare)
+    assert [c.origin for c in result.candidates] == ["seed", "demos:bootstrap"]
     # Each child starts on the next 3 examples of the staged order (wrapping around).
-    first, second, third = (set(e["example_ids"]) for e in rejections.events[:3])
+    first, second, third = (set(e["example_ids"]) for e in children[:3])
     assert not first & second and not second & third and len(first | second | third) == len(VAL)
     assert result.budget.metric_calls <= 80
 

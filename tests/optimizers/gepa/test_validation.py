@@ -1,12 +1,15 @@
 """Staged validation (``validation="adaptive"``): a child that won its minibatch is scored on
-doubling stages of the validation set and rejected as soon as it falls behind its parent there."""
+doubling stages of the validation set and rejected as soon as it falls behind its parent there, or
+has scored what its parent scores on every example so far."""
 
 from __future__ import annotations
 
 import pytest
 
+from promptopt.core.example import Example
 from promptopt.optimizers import GEPA, Callback
-from promptopt.optimizers.gepa.validation import stage_sizes
+from promptopt.optimizers.evaluation import Record
+from promptopt.optimizers.gepa.validation import StagedValidation, stage_sizes
 from promptopt.testing import Killed, ScriptedLM, toy_examples, toy_metric, toy_program
 from tests.optimizers.gepa.test_budget import reflection_reply, task_reply
 
@@ -62,10 +65,74 @@ def test_a_child_behind_its_parent_is_rejected_on_part_of_the_validation_set():
     assert screened, "no child was turned away by the staged validation"
     for event in screened:
         assert len(event["example_ids"]) in (3, 6)  # stopped before the last stage (3, 6, 12)
-        assert event["child_score"] < event["parent_score"]
+        if event["reason"] == "behind":
+            assert event["child_score"] < event["parent_score"]
+        else:
+            assert event["reason"] == "same" and event["child_score"] == event["parent_score"]
+    assert any(e["reason"] == "behind" for e in screened)
     # Every candidate that joined was scored on every validation example.
     assert all(len(c.val_scores) == N_VAL for c in result.candidates)
     assert result.budget.metric_calls <= 150
+
+
+class ScriptedScores:
+    """An evaluator whose candidate scores each example as its table says (one metric call each)."""
+
+    def __init__(self, table):
+        self.table = table
+        self.asked: list[str] = []
+
+    def run(self, components, examples, phase):
+        self.asked.extend(e.id for e in examples if e.id not in self.asked)
+        return [Record(e.id, self.table[e.id]) for e in examples]
+
+
+VAL = [Example(x=i).with_id(f"v{i:02d}").with_inputs("x") for i in range(16)]
+
+
+def screen(child: dict[str, float], parent: dict[str, float]):
+    stages = StagedValidation(VAL, minibatch_size=3, seed=0)
+    evaluator = ScriptedScores(child)
+    return stages.screen(evaluator, {"instruction": "child"}, parent), evaluator, stages
+
+
+def test_a_child_that_scores_what_its_parent_scores_stops_after_the_first_stage():
+    parent = {e.id: float(i % 2) for i, e in enumerate(VAL)}
+    screening, evaluator, stages = screen(dict(parent), parent)
+    assert not screening.passed and screening.reason == "same"
+    assert len(evaluator.asked) == screening.examples == 4  # a quarter of 16, not all of it
+    assert screening.child_mean == screening.reference_mean
+    assert list(screening.compared) == [e.id for e in stages.first_stage()]
+
+
+def test_a_child_that_matches_a_parent_perfect_on_the_stage_goes_on():
+    # Nothing was there to win: matching a parent that is right on every example is holding up.
+    stages = StagedValidation(VAL, minibatch_size=3, seed=0)
+    first = {e.id for e in stages.first_stage()}
+    parent = {e.id: (1.0 if e.id in first else 0.0) for e in VAL}
+    screening, evaluator, _ = screen(dict(parent), parent)
+    assert not screening.passed and screening.reason == "same" and screening.examples == 8
+    assert len(evaluator.asked) == 8  # stopped on the second stage, where the parent failed
+
+
+def test_a_child_that_ties_its_parent_on_other_examples_goes_on_to_the_whole_set():
+    parent = {e.id: 0.0 for e in VAL}
+    stages = StagedValidation(VAL, minibatch_size=3, seed=0)
+    first = [e.id for e in stages.first_stage()]
+    parent[first[0]] = 1.0  # the parent wins one example of the first stage, the child another
+    child = {**parent, first[0]: 0.0, first[1]: 1.0}
+    screening, evaluator, _ = screen(child, parent)
+    assert screening.passed and screening.examples == len(evaluator.asked) == 16
+
+
+def test_a_child_behind_on_a_stage_stops_there_whatever_it_wins_later():
+    parent = {e.id: 1.0 for e in VAL}
+    stages = StagedValidation(VAL, minibatch_size=3, seed=0)
+    first = {e.id for e in stages.first_stage()}
+    child = {k: (0.0 if k in first else 1.0) for k in parent}
+    screening, _, _ = screen(child, parent)
+    assert not screening.passed and screening.reason == "behind" and screening.examples == 4
+    assert screening.child_mean == 0.0 and screening.reference_mean == 1.0
 
 
 def test_adaptive_validation_makes_more_proposals_for_the_same_budget():
