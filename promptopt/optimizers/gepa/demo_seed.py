@@ -14,9 +14,8 @@ in it), the demos fit in ``max_demo_chars`` and ``labeled_demos`` is on (off: tr
 The set is scored on the whole validation set (under staged validation too, so it is never dropped
 on a first stage). With ``staged_seed`` (the default) the seed was scored on the first validation
 stage only; after the demo candidate it goes on stage by stage while its mean is at least the demo
-candidate's on the same examples and its scores differ from the demo candidate's somewhere, and
-stops where it falls behind or matches it (where demos help, as they mostly do for a small model, a
-quarter of a validation instead of all of it; the calls go to proposals). A
+candidate's on the same examples, and stops where it falls behind (where demos help, as they mostly
+do for a small model, a quarter of a validation instead of all of it; the calls go to proposals). A
 seed stopped that way can still be a parent (its children are judged on training minibatches), never
 the final choice, unless the end of the budget, too small for anything else, completes its
 validation (then the final choice weighs it on every example, as the others). The runs are the seed's own,
@@ -29,9 +28,9 @@ A budget too small for one more proposal still pays for validations, so the rest
 demo sets, drawn as ``BootstrapFewShotWithRandomSearch`` draws them: the training examples in a
 shuffled order, the calls of a random number (1 to ``t``) of successful runs, then labeled examples,
 on the best candidate's instructions. Each is validated in stages against the best candidate (a
-quarter of the validation set, a half, all) and dropped as soon as it falls behind or has scored
-what the best candidate scores on every example so far, so a weak or idle set costs a few calls
-and the next one gets the rest; at most ``MAX_SPARE_DEMO_SETS`` are drawn.
+quarter of the validation set, a half, all) and dropped as soon as it falls behind or has answered
+as the best candidate answers on every example so far, so a weak or idle set costs a few calls and
+the next one gets the rest; at most ``MAX_SPARE_DEMO_SETS`` are drawn.
 """
 
 from __future__ import annotations
@@ -83,10 +82,10 @@ def add_demo_seed(run: GEPARun) -> list[int]:
 
 def settle_seed(run: GEPARun, demo: Candidate | None) -> None:
     """Go on with a seed scored on the first validation stage (``staged_seed``): stage by stage while
-    its mean is at least the demo candidate's on the same examples and it differs from it somewhere
-    (then it ends scored on all of them), and no further once it falls behind or matches it.
-    Without a demo candidate, or with too little budget left for the rest of the seed's validation,
-    it is scored as usual (the run fills in what is missing) or left as it is."""
+    its mean is at least the demo candidate's on the same examples (then it ends scored on all of
+    them), and no further once it falls behind. Without a demo candidate, or with too little budget
+    left for the rest of the seed's validation, it is scored as usual (the run fills in what is
+    missing) or left as it is."""
     st = run.state
     if not st.seed_staged:
         return
@@ -96,7 +95,8 @@ def settle_seed(run: GEPARun, demo: Candidate | None) -> None:
         return
     if run.budget_left() < len(run.val) - len(seed.val_scores):
         return
-    screening = run.stages.screen(run.evaluator, seed.components, demo.val_scores)
+    # The seed is no rewording of the demo candidate: it stops only once it falls behind.
+    screening = run.stages.screen(run.evaluator, seed.components, demo, stop_on_same=False)
     run.add_val_scores(seed, run.evaluator.scored(seed.components, run.val))
     st.seed_staged = not screening.passed
     if st.seed_staged:
@@ -147,7 +147,7 @@ def add_spare_demo_set(run: GEPARun) -> list[int]:
     if any(components_key(c.components) == components_key(components) for c in st.candidates):
         return []
     staged = run.staged or run.stages
-    screening = staged.screen(run.evaluator, components, base.val_scores)
+    screening = staged.screen(run.evaluator, components, base)
     if not screening.passed:
         event = rejection_event(st.iteration, base.id, "demos:spare", screening)
         run.events.on_candidate_rejected(event)  # type: ignore[arg-type]

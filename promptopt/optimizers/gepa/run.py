@@ -427,7 +427,7 @@ class GEPARun:
         st = self.state
         if self.staged is not None and screen:
             reference = max((st.candidates[p] for p in parents), key=lambda c: c.val_score)
-            screening = self.staged.screen(self.evaluator, components, reference.val_scores)
+            screening = self.staged.screen(self.evaluator, components, reference)
             if not screening.passed:
                 event = rejection_event(st.iteration, reference.id, origin, screening)
                 self.events.on_candidate_rejected(event)  # type: ignore[arg-type]

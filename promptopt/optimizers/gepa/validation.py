@@ -6,13 +6,13 @@ the candidates.
 ``validation="adaptive"``: the child is scored on a first stage of the validation examples and goes
 on to the next stage, twice as large, only while its mean on the examples scored so far is at least
 its parent's on the same examples; a child that falls behind is rejected before the rest of the
-validation set is spent on it, and the calls saved pay for more proposals. A child that scores what
-its parent scores on every example of a stage, its parent's failures there included, stops there
-too: a rewording the task LM answers the same way (common for a small model that mostly follows its
-demos) would otherwise be scored on the whole validation set to join as a copy of its parent, a full
-validation that tells nothing. A child that differs goes on at a tie, since it may win where its
-parent loses, and so does one whose parent was perfect on the stage (there was nothing to win). The
-stages follow one
+validation set is spent on it, and the calls saved pay for more proposals. A child whose answers on
+every example of a stage are its parent's, its parent's failures there included, stops there too: a
+rewording the task LM answers the same way (common for a small model that mostly follows its demos)
+would otherwise be scored on the whole validation set to join as a copy of its parent, a full
+validation that tells nothing. A child that answers differently goes on at a tie, since it may win
+where its parent loses, and so does a copy of a parent that was perfect on the stage (there was
+nothing to win there). The stages follow one
 seeded order of the validation examples, the same for every child, so the first stages of two
 children are the same examples (a screened reflection, judged against its parent alone, starts the
 order a stage further on for each child: ``turn``). Every candidate that joins has its full
@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from promptopt.core.example import Example
 from promptopt.optimizers import phases
-from promptopt.optimizers.evaluation import CandidateEvaluator, scores_of
+from promptopt.optimizers.evaluation import CandidateEvaluator, Record, scores_of
+from promptopt.optimizers.result import Candidate
 
 VALIDATION_MODES = ("full", "adaptive")
-SAME_SCORE = 1e-12  # two scores this close are the same score (sums of floats need not be equal)
 
 
 def stage_sizes(n_val: int, minibatch_size: int) -> list[int]:
@@ -49,7 +49,7 @@ class Screening:
     """What the staged validation decided: ``passed`` (scored on every validation example), or
     rejected after ``examples`` scored ones, with ``child_mean`` and ``reference_mean`` on the
     examples both were scored on (``compared``) and the ``reason``: ``"behind"`` (a lower mean) or
-    ``"same"`` (the reference's score on every one of them)."""
+    ``"same"`` (the reference's answer on every one of them, a failure of the reference included)."""
 
     passed: bool
     examples: int
@@ -75,33 +75,51 @@ class StagedValidation:
         self,
         evaluator: CandidateEvaluator,
         components: dict[str, Any],
-        reference: Mapping[str, float],
+        reference: Candidate,
         turn: int = 0,
+        *,
+        stop_on_same: bool = True,
     ) -> Screening:
-        """Score ``components`` stage by stage against ``reference`` (the parent's validation
-        scores) while their mean is at least the reference's and they differ from it on some
-        example (once the reference failed one); pairs already scored come from the evaluator's
-        records. ``turn`` > 0 starts the
+        """Score ``components`` stage by stage against ``reference`` (the parent, scored on every
+        validation example) while their mean is at least the reference's and, with
+        ``stop_on_same``, they answer some example differently once the reference failed one;
+        pairs already scored come from the evaluator's records. ``turn`` > 0 starts the
         order that many first stages further on (wrapping around), so that successive children are
         not all judged first on the examples where their parent happened to do well or badly."""
         start = (turn * self.sizes[0]) % len(self.order)
         order = self.order[start:] + self.order[:start]
+        ref_scores = reference.val_scores
         got: dict[str, float] = {}
         for size in self.sizes:
-            got = scores_of(evaluator.run(components, order[:size], phases.VALIDATION))
+            records = evaluator.run(components, order[:size], phases.VALIDATION)
+            got = scores_of(records)
             if size == len(order):
                 break
-            common = [k for k in got if k in reference]
+            common = [k for k in got if k in ref_scores]
             if not common:  # nothing to compare on yet (failures): the next stage decides
                 continue
             child = sum(got[k] for k in common) / len(common)
-            parent = sum(reference[k] for k in common) / len(common)
+            parent = sum(ref_scores[k] for k in common) / len(common)
             if child < parent:
                 return Screening(False, len(got), child, parent, tuple(common), "behind")
-            failed = any(reference[k] < self.perfect_score for k in common)
-            if failed and all(abs(got[k] - reference[k]) <= SAME_SCORE for k in common):
+            failed = any(ref_scores[k] < self.perfect_score for k in common)
+            if stop_on_same and failed and self._answers_as(evaluator, records, reference, common):
                 return Screening(False, len(got), child, parent, tuple(common), "same")
         return Screening(True, len(got))
+
+    def _answers_as(
+        self,
+        evaluator: CandidateEvaluator,
+        records: Sequence[Record],
+        reference: Candidate,
+        example_ids: Sequence[str],
+    ) -> bool:
+        """Whether ``records`` hold the reference's recorded prediction on every one of
+        ``example_ids`` (one without a prediction on either side counts as different)."""
+        examples = [e for e in self.order if e.id in set(example_ids)]
+        theirs = evaluator.predictions(reference.components, examples)
+        ours = {r.example_id: r.prediction for r in records if r.scored}
+        return all(ours.get(e.id) is not None and ours.get(e.id) == theirs.get(e.id) for e in examples)
 
 
 def rejection_event(iteration: int, parent_id: int, origin: str, screening: Screening) -> dict[str, Any]:

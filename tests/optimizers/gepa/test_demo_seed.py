@@ -304,22 +304,38 @@ def test_without_a_demo_candidate_or_by_default_the_seed_is_scored_on_every_exam
 def test_a_budget_too_small_for_any_other_step_completes_the_seeds_validation():
     train, val = toy_examples(10), toy_examples(8, offset=10)
 
-    def run(budget):
+    def run(budget, rejections=None):
         return gepa(
-            seed_demos=16, max_metric_calls=budget, screened_reflections=False, staged_seed=True
+            seed_demos=16,
+            max_metric_calls=budget,
+            screened_reflections=False,
+            staged_seed=True,
+            callbacks=[rejections] if rejections else [],
         ).compile(toy_program(), train, val, lm=rare_lm())
 
-    # Demos help wherever a demo is shown, so every spare demo set scores what the demo candidate
-    # scores: each is dropped on its first stage and the rest of a large budget completes the seed.
-    large = run(60)
+    def seed_stops(rejections):
+        return [e["reason"] for e in rejections.events if e["component"] == "seed"]
+
+    # Demos help wherever a demo is shown: the seed falls behind the demo candidate on its first
+    # stage, every spare demo set answers as the demo candidate and is dropped on its first stage,
+    # and the rest of the budget completes the seed.
+    seen = Rejections()
+    large = run(60, seen)
+    assert seed_stops(seen) == ["behind"]
+    spare = [e["reason"] for e in seen.events if e["component"] == "demos:spare"]
+    assert spare and set(spare) == {"same"}
     assert len(large.candidates[0].val_scores) == len(val) and large.best_id == 1
     spent_before = large.candidates[1].discovered_at
     first_stage = 3  # of the 8 validation examples
-    # Left after the demo candidate: one call short of the rest of the seed's validation.
+    # Left after the demo candidate: one call short of the rest of the seed's validation, so the
+    # seed stays on its first stage, where the demo candidate is ahead.
     stopped = run(spent_before + len(val) - first_stage - 1)
     seed_runs = len(stopped.candidates[0].val_scores)
-    assert seed_runs == first_stage and stopped.best_id == 1  # behind the demo candidate on a stage
-    # Less than a validation (no spare demo set), enough for the rest of the seed's.
-    completed = run(spent_before + len(val) - 1)
+    assert seed_runs == first_stage and stopped.best_id == 1
+    # Less than a validation (no spare demo set), enough for the rest of the seed's: it falls
+    # behind on its stages, then the end of the budget completes it.
+    seen = Rejections()
+    completed = run(spent_before + len(val) - 1, seen)
+    assert seed_stops(seen) == ["behind"]
     assert len(completed.candidates[0].val_scores) == len(val)
     assert completed.budget.metric_calls == spent_before + len(val) - seed_runs
