@@ -85,9 +85,6 @@ class _RejectedDetails(TypedDict, total=False):
     # "validation": rejected by a staged validation (scores are means over example_ids); absent:
     # on the minibatch (scores are sums).
     stage: str
-    # Why a staged validation stopped: "behind" (a lower mean than the reference's) or "same" (the
-    # reference's score on every example so far).
-    reason: str
 
 
 class CandidateRejectedEvent(_RejectedDetails):

@@ -200,15 +200,6 @@ class CandidateEvaluator(ScoredRuns):
             if f"{key}|{ex.id}" in self.records
         }
 
-    def predictions(
-        self, components: dict[str, Any], examples: Sequence[Example]
-    ) -> dict[str, dict[str, Any] | None]:
-        """Example id -> the recorded prediction of the examples already scored for this candidate
-        (nothing is run)."""
-        key = components_key(components)
-        found = {ex.id: self.records.get(f"{key}|{ex.id}") for ex in examples}
-        return {i: r.get("prediction") for i, r in found.items() if r is not None and "failure" not in r}
-
     def run(
         self, components: dict[str, Any], examples: Sequence[Example], phase: str | None = None
     ) -> list[Record]:

@@ -116,14 +116,18 @@ class StagedValidation:
     ) -> bool:
         """Whether ``records`` hold the reference's recorded prediction on every one of
         ``example_ids`` (one without a prediction on either side counts as different)."""
-        examples = [e for e in self.order if e.id in set(example_ids)]
-        theirs = evaluator.predictions(reference.components, examples)
         ours = {r.example_id: r.prediction for r in records if r.scored}
-        return all(ours.get(e.id) is not None and ours.get(e.id) == theirs.get(e.id) for e in examples)
+        for example in (e for e in self.order if e.id in set(example_ids)):
+            theirs = evaluator.cached(reference.components, [example])  # recorded, nothing is run
+            if theirs is None or ours.get(example.id) is None or ours[example.id] != theirs[0].prediction:
+                return False
+        return True
 
 
 def rejection_event(iteration: int, parent_id: int, origin: str, screening: Screening) -> dict[str, Any]:
-    """The ``candidate_rejected`` event of a child a staged validation turned away."""
+    """The ``candidate_rejected`` event of a child a staged validation turned away; beside the
+    fields of :class:`~promptopt.optimizers.callbacks.CandidateRejectedEvent` it holds the
+    screening's ``reason`` (``"behind"`` or ``"same"``)."""
     return {
         "iteration": iteration,
         "parent_id": parent_id,
