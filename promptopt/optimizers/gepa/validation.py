@@ -125,9 +125,8 @@ class StagedValidation:
 
 
 def rejection_event(iteration: int, parent_id: int, origin: str, screening: Screening) -> dict[str, Any]:
-    """The ``candidate_rejected`` event of a child a staged validation turned away; beside the
-    fields of :class:`~promptopt.optimizers.callbacks.CandidateRejectedEvent` it holds the
-    screening's ``reason`` (``"behind"`` or ``"same"``)."""
+    """The ``candidate_rejected`` event of a child a staged validation turned away: a child behind
+    its parent has the lower ``child_score``, one that answered as its parent the same score."""
     return {
         "iteration": iteration,
         "parent_id": parent_id,
@@ -136,5 +135,4 @@ def rejection_event(iteration: int, parent_id: int, origin: str, screening: Scre
         "child_score": screening.child_mean,
         "example_ids": list(screening.compared),
         "stage": "validation",
-        "reason": screening.reason,
     }

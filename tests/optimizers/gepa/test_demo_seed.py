@@ -21,6 +21,7 @@ from promptopt.testing import (
     toy_request,
 )
 from tests.optimizers.gepa.test_budget import reflection_reply, task_reply
+from tests.optimizers.gepa.test_validation import why
 
 
 def shown_lm():
@@ -314,7 +315,7 @@ def test_a_budget_too_small_for_any_other_step_completes_the_seeds_validation():
         ).compile(toy_program(), train, val, lm=rare_lm())
 
     def seed_stops(rejections):
-        return [e["reason"] for e in rejections.events if e["component"] == "seed"]
+        return [why(e) for e in rejections.events if e["component"] == "seed"]
 
     # Demos help wherever a demo is shown: the seed falls behind the demo candidate on its first
     # stage, every spare demo set answers as the demo candidate and is dropped on its first stage,
@@ -322,7 +323,7 @@ def test_a_budget_too_small_for_any_other_step_completes_the_seeds_validation():
     seen = Rejections()
     large = run(60, seen)
     assert seed_stops(seen) == ["behind"]
-    spare = [e["reason"] for e in seen.events if e["component"] == "demos:spare"]
+    spare = [why(e) for e in seen.events if e["component"] == "demos:spare"]
     assert spare and set(spare) == {"same"}
     assert len(large.candidates[0].val_scores) == len(val) and large.best_id == 1
     spent_before = large.candidates[1].discovered_at

@@ -17,6 +17,7 @@ from promptopt.testing import (
     toy_request,
 )
 from tests.optimizers.gepa.test_demo_seed import Rejections
+from tests.optimizers.gepa.test_validation import why
 
 TRAIN, VAL = toy_examples(10), toy_examples(8, offset=10)
 # The seed never succeeds, so its bootstrap runs all 10 training examples (4 per wanted trace, 4
@@ -171,11 +172,11 @@ def test_iterations_on_a_parent_with_demos_reflect_on_the_seeds_runs_and_screen_
     assert len(children) >= 4 and len(reflector.calls) == len(children)
     assert all(e["stage"] == "validation" and e["parent_id"] == 1 for e in rejections.events)
     assert all(len(e["example_ids"]) == 3 for e in rejections.events)
-    assert all(e["reason"] == "behind" for e in children)
+    assert all(why(e) == "behind" for e in children)
     # Demos help here whatever they hold, so a spare demo set scores what the demo candidate
     # scores: it is dropped on its first stage instead of joining as a copy.
     spare = [e for e in rejections.events if e["component"] == "demos:spare"]
-    assert spare and all(e["reason"] == "same" for e in spare)
+    assert spare and all(why(e) == "same" for e in spare)
     assert [c.origin for c in result.candidates] == ["seed", "demos:bootstrap"]
     # Each child starts on the next 3 examples of the staged order (wrapping around).
     first, second, third = (set(e["example_ids"]) for e in children[:3])

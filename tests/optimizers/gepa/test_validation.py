@@ -17,6 +17,12 @@ from tests.optimizers.gepa.test_budget import reflection_reply, task_reply
 N_VAL = 12
 
 
+def why(event) -> str:
+    """Why a staged validation turned a child away, as its event's scores tell: "same" (it answered
+    as its parent, so at its parent's score) or "behind"."""
+    return "same" if event["child_score"] == event["parent_score"] else "behind"
+
+
 class Rejections(Callback):
     def __init__(self):
         self.events = []
@@ -66,11 +72,8 @@ def test_a_child_behind_its_parent_is_rejected_on_part_of_the_validation_set():
     assert screened, "no child was turned away by the staged validation"
     for event in screened:
         assert len(event["example_ids"]) in (3, 6)  # stopped before the last stage (3, 6, 12)
-        if event["reason"] == "behind":
-            assert event["child_score"] < event["parent_score"]
-        else:
-            assert event["reason"] == "same" and event["child_score"] == event["parent_score"]
-    assert any(e["reason"] == "behind" for e in screened)
+        assert event["child_score"] <= event["parent_score"]  # behind it, or answering as it
+    assert any(why(e) == "behind" for e in screened)
     # Every candidate that joined was scored on every validation example.
     assert all(len(c.val_scores) == N_VAL for c in result.candidates)
     assert result.budget.metric_calls <= 150
