@@ -117,11 +117,11 @@ class StagedValidation:
         """Whether ``records`` hold the reference's recorded prediction on every one of
         ``example_ids`` (one without a prediction on either side counts as different)."""
         ours = {r.example_id: r.prediction for r in records if r.scored}
-        for example in (e for e in self.order if e.id in set(example_ids)):
-            theirs = evaluator.cached(reference.components, [example])  # recorded, nothing is run
-            if theirs is None or ours.get(example.id) is None or ours[example.id] != theirs[0].prediction:
-                return False
-        return True
+        wanted = set(example_ids)
+        theirs = evaluator.cached(reference.components, [e for e in self.order if e.id in wanted])
+        if theirs is None:  # a reference answer not recorded: nothing to call the same
+            return False
+        return all(ours.get(r.example_id) is not None and ours[r.example_id] == r.prediction for r in theirs)
 
 
 def rejection_event(iteration: int, parent_id: int, origin: str, screening: Screening) -> dict[str, Any]:
