@@ -1,4 +1,4 @@
-"""MIPROv2 end to end on the local model: a tiny iris run (about 25 LM calls)."""
+"""MIPROv2 end to end on the local model: a tiny iris run (a few dozen LM calls)."""
 
 import json
 
@@ -17,7 +17,10 @@ def test_tiny_mipro_run_on_iris(tmp_path, local_lm_factory):
     lm = local_lm_factory(tmp_path / "c.sqlite")
     opt = MIPROv2(
         task.metric,
-        num_candidates=2,
+        # Three candidates ask for two new instructions, so six proposal attempts: the 0.5B model,
+        # sampled without a fixed seed, copies the seed instruction in about one reply of five, and
+        # three attempts alone all came back as copies now and then.
+        num_candidates=3,
         num_trials=3,
         minibatch_size=3,
         max_bootstrapped_demos=1,
@@ -43,8 +46,10 @@ def test_tiny_mipro_run_on_iris(tmp_path, local_lm_factory):
     assert setup["dataset_summary"].strip()
     # the 0.5B model can follow the proposer prompt: at least one usable new instruction
     (name,) = setup["instructions"]
-    assert len(setup["instructions"][name]) == 2, setup["proposals"]
-    assert setup["instructions"][name][1] != setup["instructions"][name][0]
+    instructions = setup["instructions"][name]
+    reasons = [(p["reason"], p["raw"][:200]) for p in setup["proposals"]]
+    assert 2 <= len(instructions) <= 3, reasons
+    assert len({i.strip().lower() for i in instructions}) == len(instructions), instructions
     assert res.budget.proposer_lm_calls >= 2 and res.budget.lm_calls > res.budget.proposer_lm_calls
     with po.context(lm=lm):
         pred = res.best_program(**val[0].inputs())
