@@ -28,9 +28,8 @@ A budget too small for one more proposal still pays for validations, so the rest
 demo sets, drawn as ``BootstrapFewShotWithRandomSearch`` draws them: the training examples in a
 shuffled order, the calls of a random number (1 to ``t``) of successful runs, then labeled examples,
 on the best candidate's instructions. Each is validated in stages against the best candidate (a
-quarter of the validation set, a half, all) and dropped as soon as it falls behind or has answered
-as the best candidate answers on every example so far, so a weak or idle set costs a few calls and
-the next one gets the rest; at most ``MAX_SPARE_DEMO_SETS`` are drawn.
+quarter of the validation set, a half, all) and dropped as soon as it falls behind, so a weak set
+costs a few calls and the next one gets the rest; at most ``MAX_SPARE_DEMO_SETS`` are drawn.
 """
 
 from __future__ import annotations
@@ -95,8 +94,7 @@ def settle_seed(run: GEPARun, demo: Candidate | None) -> None:
         return
     if run.budget_left() < len(run.val) - len(seed.val_scores):
         return
-    # The seed is no rewording of the demo candidate: it stops only once it falls behind.
-    screening = run.stages.screen(run.evaluator, seed.components, demo, stop_on_same=False)
+    screening = run.stages.screen(run.evaluator, seed.components, demo.val_scores)
     run.add_val_scores(seed, run.evaluator.scored(seed.components, run.val))
     st.seed_staged = not screening.passed
     if st.seed_staged:
@@ -147,7 +145,7 @@ def add_spare_demo_set(run: GEPARun) -> list[int]:
     if any(components_key(c.components) == components_key(components) for c in st.candidates):
         return []
     staged = run.staged or run.stages
-    screening = staged.screen(run.evaluator, components, base)
+    screening = staged.screen(run.evaluator, components, base.val_scores)
     if not screening.passed:
         event = rejection_event(st.iteration, base.id, "demos:spare", screening)
         run.events.on_candidate_rejected(event)  # type: ignore[arg-type]

@@ -113,8 +113,7 @@ class GEPA:
             further minibatches before rejecting (small minibatches tie often on noisy tasks).
         validation: how a child that won its minibatch is scored on the validation set:
             ``"full"`` (all of it) or ``"adaptive"`` (in doubling stages it must pass against its
-            parent, so a child that falls behind, or answers as its parent on every example of
-            a stage its parent failed some of, costs part of a validation;
+            parent, so a child that falls behind costs part of a validation;
             :mod:`~promptopt.optimizers.gepa.validation`).
         seed_demos, seed_traces: with ``seed_demos=k`` > 0, a second starting candidate: the seed
             with BootstrapFewShot's demo set, the calls of its first ``seed_traces`` successful

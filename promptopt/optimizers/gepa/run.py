@@ -74,7 +74,7 @@ class GEPARun:
         self.val = valset
         # The stages every staged score follows (spare steps, screened reflections, the seed against
         # the demo candidate); ``staged`` is set when every accepted child is screened on them too.
-        self.stages = StagedValidation(valset, cfg.minibatch_size, cfg.seed, cfg.perfect_score)
+        self.stages = StagedValidation(valset, cfg.minibatch_size, cfg.seed)
         self.staged = self.stages if cfg.validation == "adaptive" else None
         self.reserved = 0  # budget promised to later proposals of a parallel round (their stages)
         self.config = config
@@ -427,7 +427,7 @@ class GEPARun:
         st = self.state
         if self.staged is not None and screen:
             reference = max((st.candidates[p] for p in parents), key=lambda c: c.val_score)
-            screening = self.staged.screen(self.evaluator, components, reference)
+            screening = self.staged.screen(self.evaluator, components, reference.val_scores)
             if not screening.passed:
                 event = rejection_event(st.iteration, reference.id, origin, screening)
                 self.events.on_candidate_rejected(event)  # type: ignore[arg-type]

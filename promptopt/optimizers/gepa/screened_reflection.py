@@ -11,10 +11,9 @@ So with ``screened_reflections`` (the default), a child of a parent with demos i
 seed's training runs (shuffled with the run's seeded generator, so each reflection shows the
 reflection LM other failures) and judged on the validation set in stages (a quarter, a half, all of
 it; each child starts a quarter further on in the staged order): it goes on only while its mean is
-at least its parent's on the same examples and, once its parent failed one, it answered some
-example differently. A weak child, or one the task LM answers as it answers the parent, costs a
-quarter of a validation instead of two minibatch runs and a tie extension; one that holds up joins
-with its full scores, as every candidate does. The proposer hears the outcome as after a minibatch
+at least its parent's on the same examples. A weak child costs a quarter of a validation instead of
+two minibatch runs and a tie extension; one that holds up joins with its full scores, as every
+candidate does. The proposer hears the outcome as after a minibatch
 comparison. The seed's own children keep GEPA's minibatch test: its runs see no answers.
 
 The same reflection fits where a proposal does not (a budget left too small for two minibatch runs
@@ -84,7 +83,7 @@ def screened_child(
     # Each child starts on the next quarter: judged against the same parent on the same first
     # examples every time, children would all pass or all fail by how the parent did on those.
     turn = st.screened_children - 1
-    screening = run.stages.screen(run.evaluator, child, parent, turn=turn)
+    screening = run.stages.screen(run.evaluator, child, parent.val_scores, turn=turn)
     if not screening.passed:
         run.events.on_candidate_rejected(rejection_event(st.iteration, parent.id, origin, screening))  # type: ignore[arg-type]
         run.children.observe(False)

@@ -135,10 +135,7 @@ def test_adaptive_run_resumes_exactly(tmp_path):
         return ScriptedLM(reply)
 
     full = compile_with(ScriptedLM(reflect), seed=5, budget=90, run_dir=tmp_path / "full", lm=noisy_lm())
-    # The reflector writes a few texts only: once each was judged, a repeat costs no metric call and
-    # the run stops for want of progress, well after the kill below.
-    assert full.stop_reason.startswith("no progress"), full.stop_reason
-    assert len(full.candidates) > 1 and full.budget.metric_calls > 40, full.config
+    assert "budget" in full.stop_reason and len(full.candidates) > 1, (full.stop_reason, full.config)
 
     with pytest.raises(Killed):
         compile_with(

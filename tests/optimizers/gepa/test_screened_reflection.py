@@ -17,7 +17,6 @@ from promptopt.testing import (
     toy_request,
 )
 from tests.optimizers.gepa.test_demo_seed import Rejections
-from tests.optimizers.gepa.test_validation import why
 
 TRAIN, VAL = toy_examples(10), toy_examples(8, offset=10)
 # The seed never succeeds, so its bootstrap runs all 10 training examples (4 per wanted trace, 4
@@ -168,18 +167,11 @@ def test_iterations_on_a_parent_with_demos_reflect_on_the_seeds_runs_and_screen_
     # minibatch (its demos hold those examples), each child falls behind on the first stage.
     assert result.best_id == 1 and minibatches.parents == []
     assert phases.MINIBATCH not in result.budget.metric_calls_by_phase
-    children = [e for e in rejections.events if e["component"] == "self.instruction"]
-    assert len(children) >= 4 and len(reflector.calls) == len(children)
+    assert len(rejections.events) >= 4 and len(reflector.calls) == len(rejections.events)
     assert all(e["stage"] == "validation" and e["parent_id"] == 1 for e in rejections.events)
     assert all(len(e["example_ids"]) == 3 for e in rejections.events)
-    assert all(why(e) == "behind" for e in children)
-    # Demos help here whatever they hold, so a spare demo set scores what the demo candidate
-    # scores: it is dropped on its first stage instead of joining as a copy.
-    spare = [e for e in rejections.events if e["component"] == "demos:spare"]
-    assert spare and all(why(e) == "same" for e in spare)
-    assert [c.origin for c in result.candidates] == ["seed", "demos:bootstrap"]
     # Each child starts on the next 3 examples of the staged order (wrapping around).
-    first, second, third = (set(e["example_ids"]) for e in children[:3])
+    first, second, third = (set(e["example_ids"]) for e in rejections.events[:3])
     assert not first & second and not second & third and len(first | second | third) == len(VAL)
     assert result.budget.metric_calls <= 80
 
