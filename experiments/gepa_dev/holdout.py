@@ -20,7 +20,9 @@ from what was cached. An example the LM could not answer (an outage) stops the r
 scored. Each cell's holdout score is stored with the per-example scores; every pair of (folder,
 optimizer) groups gets the mean paired difference over the cells they share (same task, program,
 LM, seed), the later group minus the earlier (folders in the order given, optimizers by name within
-a folder), a bootstrap interval over those cells and a sign test (scipy.stats).
+a folder), a bootstrap interval over those cells and a sign test (scipy.stats); the same
+differences between two optimizers are also pooled over the folders (one per cell they share in a
+folder).
 """
 
 from __future__ import annotations
@@ -194,6 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         for a, b in combinations(order, 2)
         if (result := paired(groups[a], groups[b])) is not None
     }
+    # The same pairs of optimizers within each folder, pooled over the folders (several
+    # configurations of one comparison): one difference per cell the two share in its folder.
+    by_optimizer: dict[str, dict[tuple, float]] = defaultdict(dict)
+    for name, by_cell in groups.items():
+        folder, optimizer = name.rsplit(":", 1)
+        by_optimizer[optimizer].update({(folder, *key): score for key, score in by_cell.items()})
+    pooled = {
+        f"{a} - {b}": result
+        for a, b in combinations(sorted(by_optimizer, reverse=True), 2)
+        if (result := paired(by_optimizer[a], by_optimizer[b])) is not None
+    }
     data = {
         task: {
             "files_sha256": files_sha256(task_dir(task))["sha256"] if task_dir(task) else None,
@@ -209,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "split_seed": args.split_seed,
         "means": means,
         "differences": differences,
+        "pooled_differences": pooled,
         "cells": rows,
         "provenance": collect(lms={"task": lm_identity(lm)}, data=data).to_dict(),
     }
@@ -217,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in means.items():
         tasks = ", ".join(f"{t} {100 * s:.1f}" for t, s in m["per_task"].items())
         print(f"{name}: holdout {100 * m['mean']:.1f} over {m['cells']} cells ({tasks})")
-    for name, d in differences.items():
+    for name, d in [*differences.items(), *(("pooled: " + k, v) for k, v in pooled.items())]:
         lo, hi = d["difference_ci95"]
         print(
             f"{name}: {100 * d['mean_difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] over {d['cells']} "
