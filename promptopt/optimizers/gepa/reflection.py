@@ -153,6 +153,22 @@ def join_rules(base: str, rules: Sequence[str]) -> str:
     return base if not rules else base + RULES_HEADER + "\n".join(f"- {r}" for r in rules)
 
 
+def fenced_blocks(text: str) -> list[str]:
+    """The contents of the ``` blocks in ``text``, stripped.
+
+    A block's first line is its info string, not content, when it is empty or one word
+    (```` ```python ````, or ```` ``` fences ````, the small models' echo of "inside ``` fences");
+    a first line of several words is content, and so is a block on one line.
+    """
+    blocks = []
+    for block in re.findall(r"```(.*?)```", text, re.DOTALL):
+        first, newline, rest = block.partition("\n")
+        if newline and re.fullmatch(r"[\w.+-]*", first.strip()):
+            block = rest
+        blocks.append(block.strip())
+    return blocks
+
+
 class RewriteProposer:
     """The reflection LM rewrites the whole instruction (fenced)."""
 
@@ -175,7 +191,7 @@ class RewriteProposer:
         raw = completion.text or ""
         if completion.truncated:
             return Proposal(None, "truncated: the reply hit the token limit", raw)
-        blocks = re.findall(r"```[a-zA-Z]*\n?(.*?)```", raw, re.DOTALL)
+        blocks = fenced_blocks(raw)
         if not blocks:
             return Proposal(None, "unfenced: no ``` block in the reply", raw)
         text = max(blocks, key=len).strip()

@@ -46,7 +46,6 @@ Reply with one line:
 proposed_instruction: <the instruction>"""
 
 _FIELD = re.compile(r"^\W*proposed[ _]instruction[*_ \t]*:[*_ \t]*", re.IGNORECASE | re.MULTILINE)
-_FENCE = re.compile(r"```[a-zA-Z]*\n?(.*?)```", re.DOTALL)
 _PREFIX = re.compile(r"^\W*(?:new |improved |better )?instruction[*_ \t]*:[*_ \t]*", re.IGNORECASE)
 
 
@@ -66,6 +65,24 @@ class ProposalLog:
         return asdict(self)
 
 
+def fenced_blocks(text: str) -> list[str]:
+    """The contents of the ``` blocks in ``text``, stripped.
+
+    A block's first line is its info string, not content, when it is empty or one word
+    (```` ```python ````, or ```` ``` fences ````, the small models' echo of "inside ``` fences");
+    a first line of several words is content, and so is a block on one line. (GEPA's reflection
+    module has the same reader: each optimizer's package holds its own sources, so a change to one
+    reruns only that optimizer's recorded cells.)
+    """
+    blocks = []
+    for block in re.findall(r"```(.*?)```", text, re.DOTALL):
+        first, newline, rest = block.partition("\n")
+        if newline and re.fullmatch(r"[\w.+-]*", first.strip()):
+            block = rest
+        blocks.append(block.strip())
+    return blocks
+
+
 def parse_proposal(
     raw: str | None, finish_reason: str | None = None, *, max_chars: int = 1500
 ) -> tuple[str | None, str]:
@@ -79,7 +96,7 @@ def parse_proposal(
     text = (raw or "").strip()
     if not text:
         return None, "empty reply"
-    fenced = [b.strip() for b in _FENCE.findall(text) if b.strip()]
+    fenced = [b for b in fenced_blocks(text) if b]
     field = _FIELD.search(text)
     if fenced:
         text, how = max(fenced, key=len), "fenced"

@@ -183,8 +183,18 @@ def test_bad_rewrites_are_rejected_not_adopted(reply, finish, reason):
     assert reasons and all(reason in r for r in reasons), reasons
 
 
-def test_good_rewrite_is_adopted():
-    reflector = ScriptedLM(["Sure:\n```\nRepeat the word in uppercase letters.\n```"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Sure:\n```\nRepeat the word in uppercase letters.\n```",
+        "```text\nRepeat the word in uppercase letters.\n```",
+        # the 0.5B model echoes the prompt's "inside ``` fences": an info string, not the instruction
+        "``` fences\nRepeat the word in uppercase letters.\n```",
+        "```Repeat the word in uppercase letters.```",
+    ],
+)
+def test_good_rewrite_is_adopted(reply):
+    reflector = ScriptedLM([reply])
     res = run(proposer="rewrite", reflection_lm=reflector)
     assert res.best_score == 1.0
     assert res.best_program.get_instructions()["self"] == "Repeat the word in uppercase letters."

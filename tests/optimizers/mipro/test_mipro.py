@@ -75,6 +75,11 @@ def mipro(**kw):
     "raw, finish, text, reason",
     [
         ("Sure!\n```\nAnswer in capitals.\n```\nHope it helps.", "stop", "Answer in capitals.", "fenced"),
+        ("``` fences\nAnswer in capitals.\n```", "stop", "Answer in capitals.", "fenced"),
+        ("```markdown\nAnswer in capitals.\n```", "stop", "Answer in capitals.", "fenced"),
+        ("```Answer in capitals.```", "stop", "Answer in capitals.", "fenced"),
+        ("```Read the question\nand answer in capitals.\n```", "stop",
+         "Read the question\nand answer in capitals.", "fenced"),
         ("proposed_instruction: Answer in capitals.", "stop", "Answer in capitals.", "field"),
         ("**Proposed Instruction:** Answer in capitals.\n\nThis is better because", "stop",
          "Answer in capitals.", "field"),
