@@ -158,7 +158,9 @@ def fenced_blocks(text: str) -> list[str]:
 
     A block's first line is its info string, not content, when it is empty or one word
     (```` ```python ````, or ```` ``` fences ````, the small models' echo of "inside ``` fences");
-    a first line of several words is content, and so is a block on one line.
+    a first line of several words is content, and so is a block on one line. (MIPROv2's proposer
+    module has the same reader: each optimizer's package holds its own sources, so a change to one
+    reruns only that optimizer's recorded cells.)
     """
     blocks = []
     for block in re.findall(r"```(.*?)```", text, re.DOTALL):
@@ -194,7 +196,7 @@ class RewriteProposer:
         blocks = fenced_blocks(raw)
         if not blocks:
             return Proposal(None, "unfenced: no ``` block in the reply", raw)
-        text = max(blocks, key=len).strip()
+        text = max(blocks, key=len)
         if not text:
             return Proposal(None, "empty: the fenced block is empty", raw)
         return Proposal(text, "rewrite", raw)
