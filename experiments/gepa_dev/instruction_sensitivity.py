@@ -63,6 +63,10 @@ class InstructionLastAdapter(ChatAdapter):
 
 
 PLACEMENTS = {"system": ChatAdapter(), "user_end": InstructionLastAdapter()}
+PLACEMENT_WHERE = {
+    "system": "top of the system message (promptopt's and DSPy's ChatAdapter)",
+    "user_end": "also after the inputs of the final user message",
+}
 
 
 def run_variant(task: Any, instruction: str, examples: list, lm: Any, adapter: ChatAdapter) -> dict[str, Any]:
@@ -84,13 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--size", type=int, default=40, help="holdout examples per task, at most")
-    p.add_argument("--lm", default="local")
+    p.add_argument("--placements", default=",".join(PLACEMENTS), help="comma-separated: system, user_end")
+    p.add_argument("--lm", default="local", help="the task LM (local: the 0.5B model, local/large: the 1.5B)")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument(
         "--cache", default=str(Path.home() / ".cache" / "promptopt" / "holdout" / "lm-cache.sqlite")
     )
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    placements = [x.strip() for x in args.placements.split(",") if x.strip()]
+    unknown = sorted(set(placements) - set(PLACEMENTS))
+    if unknown:
+        raise SystemExit(f"--placements: unknown {unknown}; known: {', '.join(PLACEMENTS)}.")
     Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
     lm = po.LM(args.lm, max_tokens=args.max_tokens, cache=args.cache)
 
@@ -107,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         gold = Counter(str(e.get(signature.outputs[-1].name)) for e in examples)
         by_placement = {}
-        for placement, adapter in PLACEMENTS.items():
+        for placement in placements:
+            adapter = PLACEMENTS[placement]
             seed = run_variant(task, signature.instruction, examples, lm, adapter)
             blunt = {c: run_variant(task, f"Always answer {c}.", examples, lm, adapter) for c in choices}
             obeyed = sum(v["answers"].get(c, 0) for c, v in blunt.items()) / (len(examples) * len(choices))
@@ -124,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     out = {
         "what": "how far the task model follows its instruction, by where the instruction stands",
-        "placements": {
-            "system": "top of the system message (promptopt's and DSPy's ChatAdapter)",
-            "user_end": "also after the inputs of the final user message",
-        },
+        "placements": {p: PLACEMENT_WHERE[p] for p in placements},
         "tasks": tasks,
         "provenance": collect(lms={"task": lm_identity(lm)}, data=data).to_dict(),
     }
