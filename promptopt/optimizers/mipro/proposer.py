@@ -70,12 +70,18 @@ def fenced_blocks(text: str) -> list[str]:
 
     A block's first line is its info string, not content, when it is empty or one word
     (```` ```python ````, or ```` ``` fences ````, the small models' echo of "inside ``` fences");
-    a first line of several words is content, and so is a block on one line. (GEPA's reflection
-    module has the same reader: each optimizer's package holds its own sources, so a change to one
-    reruns only that optimizer's recorded cells.)
+    a first line of several words is content, and so is a block on one line. A fence opened and
+    never closed holds the rest of the reply. (GEPA's reflection module has the same reader: each
+    optimizer's package holds its own sources, so a change to one reruns only that optimizer's
+    recorded cells.)
     """
+    parts = text.split("```")
+    # parts[1], parts[3], ... are the blocks; an even count of parts means the last fence was
+    # opened and never closed, and a reply that stopped on its own (a cut-off one is rejected
+    # before it is read) meant the block to run to its end.
+    inside = parts[1::2] if len(parts) % 2 else [*parts[1:-1:2], parts[-1]]
     blocks = []
-    for block in re.findall(r"```(.*?)```", text, re.DOTALL):
+    for block in inside:
         first, newline, rest = block.partition("\n")
         if newline and re.fullmatch(r"[\w.+-]*", first.strip()):
             block = rest

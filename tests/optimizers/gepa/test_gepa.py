@@ -191,6 +191,8 @@ def test_bad_rewrites_are_rejected_not_adopted(reply, finish, reason):
         # the 0.5B model echoes the prompt's "inside ``` fences": an info string, not the instruction
         "``` fences\nRepeat the word in uppercase letters.\n```",
         "```Repeat the word in uppercase letters.```",
+        # a fence never closed in a reply that stopped on its own: the block runs to the end
+        "```en\nRepeat the word in uppercase letters.",
     ],
 )
 def test_good_rewrite_is_adopted(reply):
