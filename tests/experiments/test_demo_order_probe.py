@@ -1,0 +1,53 @@
+"""The demo order probe of experiments/gepa_dev/demo_order_probe.py: the orders it compares hold
+the same demos, and its paired difference is the mean of the per-example differences."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "gepa_dev" / "demo_order_probe.py"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    sys.path.insert(0, str(SCRIPT.parent))  # the probe imports the holdout judge beside it
+    try:
+        spec = importlib.util.spec_from_file_location("demo_order_probe", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
+
+
+def _demos(labels: str) -> list[dict[str, str]]:
+    return [{"id": f"d{i}", "label": lab} for i, lab in enumerate(labels)]
+
+
+def test_interleaved_takes_turns_over_the_labels_rarest_first(probe):
+    demos = _demos("aaaabbc")  # the favourite label first, as bootstrapped demos stand
+    arranged = probe.interleaved(demos, lambda d: d["label"])
+    assert [d["label"] for d in arranged] == list("cbabaaa")
+    assert [d["id"] for d in arranged if d["label"] == "a"] == ["d0", "d1", "d2", "d3"]  # own order kept
+
+
+def test_every_order_holds_the_same_demos(probe):
+    demos = _demos("abcabbcaa")
+    for order, arrange in probe.ORDERS.items():
+        arranged = arrange(demos, lambda d: d["label"])
+        assert sorted(d["id"] for d in arranged) == sorted(d["id"] for d in demos), order
+    assert probe.ORDERS["as_is"](demos, None) == demos
+    assert probe.ORDERS["reversed"](demos, None) == demos[::-1]
+
+
+def test_paired_difference_is_the_mean_per_example_difference(probe):
+    result = probe.paired_difference([1, 1, 0, 1], [1, 0, 0, 0])
+    assert result["mean_difference"] == pytest.approx(0.5)
+    low, high = result["difference_ci95"]
+    assert low <= 0.5 <= high
+    same = probe.paired_difference([1, 0], [1, 0])
+    assert same == {"mean_difference": 0.0, "difference_ci95": [0.0, 0.0]}
