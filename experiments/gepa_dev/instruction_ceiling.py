@@ -14,13 +14,17 @@ with one written from what is known about the task before seeing any of its exam
   which is what the benchmark tests.
 
 HoVer's and MMLU's seed instructions already say all there is to say without the answers, so they
-are left out. The instruction stands where promptopt's ``ChatAdapter`` puts it (the top of the system
-message). Per task and program it stores both scores, the per-example scores and the answer counts,
-and the written instruction's mean difference with a paired bootstrap interval over the examples
-(scipy.stats). The answers come through the holdout's LM cache, so a killed run resumes.
+are left out. With ``--proposer LM`` the proposer is asked for the same (``KNOWLEDGE_PROMPT``: the
+task's instruction, fields and answers, and a request for concrete rules from what is known about
+the domain), at temperature 0, and BootstrapFewShot's program is also scored with its reply: whether
+a local proposer, asked directly, writes what the written instruction says. The instruction stands
+where promptopt's ``ChatAdapter`` puts it (the top of the system message). Per task and program it
+stores the scores, the per-example scores and the answer counts, and each other instruction's mean
+difference from the program's own with a paired bootstrap interval over the examples (scipy.stats).
+The answers come through the holdout's LM cache, so a killed run resumes.
 
     python experiments/gepa_dev/instruction_ceiling.py results/comparison/r0.5b-b60 \
-        --out results/gepa-dev/instruction-ceiling.json
+        --proposer local/large --out results/gepa-dev/instruction-ceiling.json
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from langprobe import get_task  # noqa: E402
 from langprobe.task import task_dir  # noqa: E402
 from promptopt.lm.identity import lm_identity  # noqa: E402
 from promptopt.optimizers.components import deserialize_components  # noqa: E402
+from promptopt.optimizers.gepa.reflection import fenced_blocks  # noqa: E402
 from promptopt.provenance import collect, files_sha256  # noqa: E402
 
 WRITTEN = {
@@ -70,6 +75,16 @@ WRITTEN = {
         "hypothesis must be true; otherwise answer neutral."
     ),
 }
+KNOWLEDGE_PROMPT = """A small language model does this task:
+{instruction}
+
+It reads these inputs:
+{inputs}
+and answers {output}, one of: {choices}.
+
+Write a better instruction for it. Use what is known about this domain: say which input values \
+point to each answer ({choices}), as short concrete rules. Reply with the new instruction only, \
+inside ``` fences."""
 PROGRAMS = ("baseline", "bootstrap_fewshot")  # the seed program, and BootstrapFewShot's with its demos
 
 
@@ -81,6 +96,21 @@ def score(program: Any, examples: list, task: Any, lm: Any, field: str) -> dict[
     return {"score": result.score, "scores": result.scores, "answers": dict(answers.most_common())}
 
 
+def proposed(signature: Any, proposer: Any) -> dict[str, Any]:
+    """The proposer's instruction for ``signature`` from what it knows of the domain (its reply's first
+    fenced block, else the whole reply)."""
+    out = signature.outputs[-1]
+    prompt = KNOWLEDGE_PROMPT.format(
+        instruction=signature.instruction.strip(),
+        inputs="\n".join(f"- {f.name}" + (f": {f.desc}" if f.desc else "") for f in signature.inputs),
+        output=out.name,
+        choices=", ".join(out.choices or ()),
+    )
+    reply = proposer([{"role": "user", "content": prompt}]).text
+    blocks = fenced_blocks(reply)
+    return {"prompt": prompt, "reply": reply, "instruction": blocks[0] if blocks else reply.strip()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder", help="bench folder holding the BootstrapFewShot cells")
@@ -89,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=100, help="holdout examples per task, at most")
     p.add_argument("--lm", default="local")
     p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--proposer", default="", help="also ask this LM (e.g. local/large) for the instruction")
     p.add_argument(
         "--cache", default=str(Path.home() / ".cache" / "promptopt" / "holdout" / "lm-cache.sqlite")
     )
@@ -99,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"--tasks: no written instruction for {unknown}; known: {', '.join(WRITTEN)}.")
     lm = po.LM(args.lm, max_tokens=args.max_tokens, cache=args.cache)
+    proposer = po.LM(args.proposer, max_tokens=512, cache=args.cache) if args.proposer else None
     cells = {
         c.config.task: c
         for c in cells_of(Path(args.folder), {"bootstrap_fewshot"})
@@ -145,6 +177,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"written {100 * written['score']:.1f} {written['answers']}",
                 flush=True,
             )
+        if proposer is not None:
+            program = programs["bootstrap_fewshot"]
+            (pred_name, predictor), *_ = program.named_predictors()
+            field = predictor.signature.outputs[-1].name
+            asked = proposed(predictor.signature, proposer)
+            scored = score(
+                program.with_components({f"{pred_name}.instruction": asked["instruction"]}),
+                examples,
+                task,
+                lm,
+                field,
+            )
+            by_program["bootstrap_fewshot"]["proposed"] = {**asked, **scored}
+            by_program["bootstrap_fewshot"]["proposed_minus_own"] = paired_difference(
+                scored["scores"], by_program["bootstrap_fewshot"]["own"]["scores"]
+            )
+            print(
+                f"{name} bootstrap_fewshot: proposed {100 * scored['score']:.1f} {scored['answers']}",
+                flush=True,
+            )
         tasks[name] = {
             "cell": cell.key,
             "examples": len(examples),
@@ -162,17 +214,22 @@ def main(argv: list[str] | None = None) -> int:
         }
         for label in PROGRAMS
     }
+    if proposer is not None:
+        means["bootstrap_fewshot"]["proposed"] = float(
+            np.mean([t["bootstrap_fewshot"]["proposed"]["score"] for t in tasks.values()])
+        )
+    lms = {"task": lm_identity(lm), **({"proposer": lm_identity(proposer)} if proposer else {})}
     out = {
         "what": "holdout score of the seed and BootstrapFewShot programs, own and written instruction",
         "folder": args.folder,
         "means": means,
         "tasks": tasks,
-        "provenance": collect(lms={"task": lm_identity(lm)}, data=data).to_dict(),
+        "provenance": collect(lms=lms, data=data).to_dict(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     for label, m in means.items():
-        print(f"{label}: own {100 * m['own']:.1f}, written {100 * m['written']:.1f}")
+        print(f"{label}: " + ", ".join(f"{which} {100 * v:.1f}" for which, v in m.items()))
     return 0
 
 

@@ -1,5 +1,5 @@
-"""The demo order probe of experiments/gepa_dev/demo_order_probe.py: the orders it compares hold
-the same demos, and its paired difference is the mean of the per-example differences."""
+"""The demo order probe of experiments/gepa_dev/demo_order_probe.py (the orders it compares hold
+the same demos; its paired difference) and the proposer question of instruction_ceiling.py."""
 
 from __future__ import annotations
 
@@ -51,3 +51,38 @@ def test_paired_difference_is_the_mean_per_example_difference(probe):
     assert low <= 0.5 <= high
     same = probe.paired_difference([1, 0], [1, 0])
     assert same == {"mean_difference": 0.0, "difference_ci95": [0.0, 0.0]}
+
+
+CEILING = SCRIPT.parent / "instruction_ceiling.py"
+
+
+@pytest.fixture(scope="module")
+def ceiling():
+    sys.path.insert(0, str(CEILING.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("instruction_ceiling", CEILING)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(CEILING.parent))
+    return module
+
+
+def test_the_proposer_is_asked_for_rules_and_its_fenced_instruction_is_taken(ceiling):
+    from langprobe.registry import get_task
+    from promptopt.testing.scripted_lm import ScriptedLM, last_user_message
+
+    asked = []
+
+    def reply(messages):
+        asked.append(last_user_message(messages))
+        return "Here it is:\n```text\nAnswer virginica for long petals.\n```\nGood luck."
+
+    signature = get_task("iris").program("predict").named_predictors()[0][1].signature
+    got = ceiling.proposed(signature, ScriptedLM(reply))
+    assert got["instruction"] == "Answer virginica for long petals."
+    assert got["prompt"] == asked[0]
+    assert "setosa, versicolor, virginica" in asked[0] and "- petal_length" in asked[0]
+    assert signature.instruction.strip() in asked[0]
+    unfenced = ceiling.proposed(signature, ScriptedLM(lambda m: "  Look at the petals.  "))
+    assert unfenced["instruction"] == "Look at the petals."
