@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from holdout import cells_of, examples_sha256, holdout_examples  # noqa: E402
+from holdout import add_lm_options, examples_sha256, holdout_examples, one_cell_per_task  # noqa: E402
 
 import promptopt as po  # noqa: E402
 from langprobe import get_task  # noqa: E402
@@ -89,25 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="which seed's cell to take per task")
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--size", type=int, default=100, help="holdout examples per task, at most")
-    p.add_argument("--lm", default="local")
-    p.add_argument("--max-tokens", type=int, default=256)
-    p.add_argument(
-        "--cache", default=str(Path.home() / ".cache" / "promptopt" / "holdout" / "lm-cache.sqlite")
-    )
+    add_lm_options(p)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     lm = po.LM(args.lm, max_tokens=args.max_tokens, cache=args.cache)
     wanted = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    cells = {
-        c.config.task: c
-        for c in cells_of(Path(args.folder), {args.optimizer})
-        if c.config.seed == args.seed and c.config.task in wanted
-    }
-    missing = [t for t in wanted if t not in cells]
-    if missing:
-        raise SystemExit(
-            f"{args.folder}: no finished {args.optimizer} cell at seed {args.seed} for {missing}."
-        )
+    cells = one_cell_per_task(Path(args.folder), args.optimizer, args.seed, wanted)
 
     tasks: dict[str, Any] = {}
     data: dict[str, Any] = {}

@@ -54,6 +54,27 @@ from promptopt.lm.identity import lm_identity  # noqa: E402
 from promptopt.optimizers.components import deserialize_components  # noqa: E402
 from promptopt.provenance import collect, files_sha256  # noqa: E402
 
+HOLDOUT_CACHE = Path.home() / ".cache" / "promptopt" / "holdout" / "lm-cache.sqlite"
+
+
+def add_lm_options(parser: argparse.ArgumentParser) -> None:
+    """The task LM options of every script judging on the holdout: the model, its reply limit, and
+    the LM cache they share, so a program scored by two scripts gets the same answers in both."""
+    parser.add_argument(
+        "--lm", default="local", help="the task LM (local: the 0.5B model, local/large: the 1.5B)"
+    )
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--cache", default=str(HOLDOUT_CACHE))
+
+
+def one_cell_per_task(folder: Path, optimizer: str, seed: int, tasks: list[str]) -> dict[str, CellRecord]:
+    """The finished cell of ``optimizer`` at ``seed`` for each of ``tasks`` in ``folder``."""
+    cells = {c.config.task: c for c in cells_of(folder, {optimizer}) if c.config.seed == seed}
+    missing = [t for t in tasks if t not in cells]
+    if missing:
+        raise SystemExit(f"{folder}: no finished {optimizer} cell at seed {seed} for {missing}.")
+    return {t: cells[t] for t in tasks}
+
 
 def holdout_examples(
     task: Task, exclude_sizes: tuple[int, int, int], split_seed: int, size: int
@@ -140,12 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exclude-sizes", default="15,15,100", help="train,val,test sizes the holdout avoids")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--size", type=int, default=100, help="holdout examples per task, at most")
-    p.add_argument("--lm", default="local")
-    p.add_argument("--max-tokens", type=int, default=256)
+    add_lm_options(p)
     p.add_argument("--num-threads", type=int, default=2)
-    p.add_argument(
-        "--cache", default=str(Path.home() / ".cache" / "promptopt" / "holdout" / "lm-cache.sqlite")
-    )
     p.add_argument("--out", required=True, help="JSON file to write")
     args = p.parse_args(argv)
     exclude = tuple(int(x) for x in args.exclude_sizes.split(","))

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo_order_probe import paired_difference  # noqa: E402
-from holdout import cells_of, examples_sha256, holdout_examples  # noqa: E402
+from holdout import add_lm_options, examples_sha256, holdout_examples, one_cell_per_task  # noqa: E402
 
 import promptopt as po  # noqa: E402
 from langprobe import get_task  # noqa: E402
@@ -117,12 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="which seed's cell to take per task")
     p.add_argument("--tasks", default=",".join(WRITTEN))
     p.add_argument("--size", type=int, default=100, help="holdout examples per task, at most")
-    p.add_argument("--lm", default="local")
-    p.add_argument("--max-tokens", type=int, default=256)
+    add_lm_options(p)
     p.add_argument("--proposer", default="", help="also ask this LM (e.g. local/large) for the instruction")
-    p.add_argument(
-        "--cache", default=str(Path.home() / ".cache" / "promptopt" / "holdout" / "lm-cache.sqlite")
-    )
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     wanted = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -131,16 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--tasks: no written instruction for {unknown}; known: {', '.join(WRITTEN)}.")
     lm = po.LM(args.lm, max_tokens=args.max_tokens, cache=args.cache)
     proposer = po.LM(args.proposer, max_tokens=512, cache=args.cache) if args.proposer else None
-    cells = {
-        c.config.task: c
-        for c in cells_of(Path(args.folder), {"bootstrap_fewshot"})
-        if c.config.seed == args.seed and c.config.task in wanted
-    }
-    missing = [t for t in wanted if t not in cells]
-    if missing:
-        raise SystemExit(
-            f"{args.folder}: no finished bootstrap_fewshot cell at seed {args.seed} for {missing}."
-        )
+    cells = one_cell_per_task(Path(args.folder), "bootstrap_fewshot", args.seed, wanted)
 
     tasks: dict[str, Any] = {}
     data: dict[str, Any] = {}

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from holdout import examples_sha256, holdout_examples, paired  # noqa: E402
+from holdout import HOLDOUT_CACHE, examples_sha256, holdout_examples, paired  # noqa: E402
 from instruction_sensitivity import TASKS, InstructionLastAdapter  # noqa: E402
 
 import promptopt as po  # noqa: E402
@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=60)
     p.add_argument("--size", type=int, default=100, help="holdout examples per task, at most")
     p.add_argument("--work", default=str(Path.home() / ".cache" / "promptopt" / "instruction-last"))
-    p.add_argument(
-        "--cache", default=str(Path.home() / ".cache" / "promptopt" / "holdout" / "lm-cache.sqlite")
-    )
+    p.add_argument("--cache", default=str(HOLDOUT_CACHE))
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]

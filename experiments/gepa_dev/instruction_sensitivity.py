@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from holdout import examples_sha256, holdout_examples  # noqa: E402
+from holdout import add_lm_options, examples_sha256, holdout_examples  # noqa: E402
 
 import promptopt as po  # noqa: E402
 from langprobe import get_task  # noqa: E402
@@ -89,11 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--size", type=int, default=40, help="holdout examples per task, at most")
     p.add_argument("--placements", default=",".join(PLACEMENTS), help="comma-separated: system, user_end")
-    p.add_argument("--lm", default="local", help="the task LM (local: the 0.5B model, local/large: the 1.5B)")
-    p.add_argument("--max-tokens", type=int, default=256)
-    p.add_argument(
-        "--cache", default=str(Path.home() / ".cache" / "promptopt" / "holdout" / "lm-cache.sqlite")
-    )
+    add_lm_options(p)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     placements = [x.strip() for x in args.placements.split(",") if x.strip()]

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from langprobe.registry import get_task
 from langprobe.task import mirror_dir
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "gepa_dev" / "holdout.py"
 pytestmark = pytest.mark.skipif(mirror_dir() is None, reason="no local data mirror (shared/data)")
 
 
 @pytest.fixture(scope="module")
-def holdout():
-    spec = importlib.util.spec_from_file_location("holdout_judge", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def holdout(dev_script):
+    return dev_script("holdout.py")
 
 
 @pytest.mark.parametrize("name, expected", [("iris", 20), ("heartdisease", 100), ("scone", 100)])

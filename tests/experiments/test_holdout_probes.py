@@ -3,25 +3,12 @@ the same demos; its paired difference) and the proposer question of instruction_
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "gepa_dev" / "demo_order_probe.py"
 
 
 @pytest.fixture(scope="module")
-def probe():
-    sys.path.insert(0, str(SCRIPT.parent))  # the probe imports the holdout judge beside it
-    try:
-        spec = importlib.util.spec_from_file_location("demo_order_probe", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+def probe(dev_script):
+    return dev_script("demo_order_probe.py")
 
 
 def _demos(labels: str) -> list[dict[str, str]]:
@@ -53,19 +40,9 @@ def test_paired_difference_is_the_mean_per_example_difference(probe):
     assert same == {"mean_difference": 0.0, "difference_ci95": [0.0, 0.0]}
 
 
-CEILING = SCRIPT.parent / "instruction_ceiling.py"
-
-
 @pytest.fixture(scope="module")
-def ceiling():
-    sys.path.insert(0, str(CEILING.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("instruction_ceiling", CEILING)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(CEILING.parent))
-    return module
+def ceiling(dev_script):
+    return dev_script("instruction_ceiling.py")
 
 
 def test_the_proposer_is_asked_for_rules_and_its_fenced_instruction_is_taken(ceiling):

@@ -3,10 +3,6 @@ placement puts the instruction, and that each variant's answers come from the ad
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from langprobe.registry import get_task
@@ -14,19 +10,10 @@ from langprobe.task import mirror_dir
 from promptopt.core.adapter import ChatAdapter
 from promptopt.testing.scripted_lm import ScriptedLM, last_user_message
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "gepa_dev" / "instruction_sensitivity.py"
-
 
 @pytest.fixture(scope="module")
-def probe():
-    sys.path.insert(0, str(SCRIPT.parent))  # the probe imports the holdout judge beside it
-    try:
-        spec = importlib.util.spec_from_file_location("instruction_probe", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+def probe(dev_script):
+    return dev_script("instruction_sensitivity.py")
 
 
 def _signature():
